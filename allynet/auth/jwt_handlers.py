@@ -1,0 +1,45 @@
+"""flask-jwt-extended loaders: every token problem is a 401 in the contract's shape."""
+from allynet.auth import service
+from allynet.db import get_db
+from allynet.errors import error_response
+from allynet.extensions import jwt
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(jwt_header, jwt_payload):
+    return service.is_revoked(db=get_db(), jti=jwt_payload.get("jti"))
+
+
+@jwt.revoked_token_loader
+def _revoked(jwt_header, jwt_payload):
+    return error_response(401, "token_revoked", "Token has been revoked")
+
+
+@jwt.expired_token_loader
+def _expired(jwt_header, jwt_payload):
+    return error_response(401, "token_expired", "Token has expired")
+
+
+@jwt.invalid_token_loader
+def _invalid(reason):
+    return error_response(401, "unauthorized", f"Invalid token: {reason}")
+
+
+@jwt.unauthorized_loader
+def _missing(reason):
+    return error_response(401, "unauthorized", "Missing or malformed Authorization header")
+
+
+@jwt.needs_fresh_token_loader
+def _needs_fresh(jwt_header, jwt_payload):
+    return error_response(401, "unauthorized", "Fresh token required")
+
+
+@jwt.user_lookup_error_loader
+def _user_lookup(jwt_header, jwt_payload):
+    return error_response(401, "unauthorized", "Unknown user")
+
+
+@jwt.token_verification_failed_loader
+def _verification_failed(jwt_header, jwt_payload):
+    return error_response(401, "unauthorized", "Token verification failed")

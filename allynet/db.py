@@ -1,0 +1,162 @@
+"""The data layer: one place that builds the Mongo client and declares every index.
+
+`MONGO_URI` set: pymongo against a real server (short server-selection
+timeout so an outage is a quick 503, not a hang). Unset: the embedded
+mongomock store. Every collection's indexes are declared in INDEXES and
+created at start-up by `ensure_indexes`.
+"""
+import logging
+
+import pymongo
+from flask import current_app
+from pymongo import ASCENDING, DESCENDING, GEOSPHERE, TEXT
+from pymongo.errors import OperationFailure
+
+from allynet import embedded
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "allynet_db"
+
+# (collection, keys, options). Options may hold callables of the config
+# (for TTLs taken from settings) and "real_mongo_only" for what mongomock
+# cannot express faithfully.
+INDEXES = [
+    # users
+    ("users", [("email", ASCENDING)], {"unique": True, "name": "email_unique"}),
+    ("users", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("users", [("is_helper", ASCENDING), ("verified", ASCENDING)], {"name": "helper_flags"}),
+    # auth
+    ("revoked_tokens", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    ("idempotency_keys", [("user_id", ASCENDING), ("key", ASCENDING), ("scope", ASCENDING)],
+     {"unique": True, "name": "user_key_unique"}),
+    ("idempotency_keys", [("created_at", ASCENDING)],
+     {"expireAfterSeconds": 24 * 3600, "name": "created_ttl"}),
+    # emergencies
+    ("emergencies", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("emergencies", [("user_id", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"is_open": True}, "name": "one_open_per_user"}),
+    ("emergencies", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "user_created"}),
+    ("emergencies", [("status", ASCENDING), ("next_wave_at", ASCENDING)], {"name": "escalation_due"}),
+    ("emergencies", [("notified_helper_ids", ASCENDING)], {"name": "notified_helpers"}),
+    ("emergency_messages", [("emergency_id", ASCENDING), ("created_at", ASCENDING)], {"name": "emergency_ts"}),
+    # help requests and skills
+    ("help_requests", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("help_requests", [("status", ASCENDING), ("category", ASCENDING)], {"name": "status_category"}),
+    ("help_requests", [("user_id", ASCENDING)], {"name": "owner"}),
+    ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
+    ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text"}),
+    # parties
+    ("parties", [("invite_code", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"is_active": True}, "name": "invite_code_active"}),
+    ("parties", [("members.user_id", ASCENDING), ("is_active", ASCENDING)], {"name": "member_active"}),
+    ("party_members", [("party_id", ASCENDING), ("user_id", ASCENDING)], {"unique": True, "name": "party_user"}),
+    ("party_members", [("user_id", ASCENDING)], {"name": "user"}),
+    ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
+    ("trail_points", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
+    ("trail_points", [("ts", ASCENDING)],
+     {"expireAfterSeconds": lambda cfg: int(cfg["TRAIL_RETENTION_DAYS"] * 86400), "name": "ts_ttl"}),
+    ("trail_points", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("party_messages", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
+    ("party_events", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
+    ("routes", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "owner_created"}),
+    ("routes", [("waypoints", GEOSPHERE)], {"name": "waypoints_2dsphere"}),
+    # reports and alerts
+    ("reports", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("reports", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    ("reports", [("status", ASCENDING), ("created_at", DESCENDING)], {"name": "status_created"}),
+    ("report_votes", [("report_id", ASCENDING), ("user_id", ASCENDING)], {"unique": True, "name": "one_vote"}),
+    ("alerts", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("alerts", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    ("audit_log", [("at", DESCENDING)], {"name": "at"}),
+    ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
+]
+
+
+def make_client(config):
+    """The Mongo client for this config: shared, real, or embedded."""
+    if config.get("MONGO_CLIENT") is not None:
+        return config["MONGO_CLIENT"]
+    if config.get("MONGO_URI"):
+        timeout = config["MONGO_SERVER_SELECTION_TIMEOUT_MS"]
+        return pymongo.MongoClient(
+            config["MONGO_URI"], serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10000), tz_aware=False, appname="allynet",
+        )
+    return embedded.make_client()
+
+
+def is_embedded(client):
+    """True for the in-process mongomock store."""
+    return not isinstance(client, pymongo.MongoClient)
+
+
+def init_app(app):
+    """Bind a database to the app and create its indexes."""
+    client = make_client(app.config)
+    db = client[app.config["MONGO_DB"]]
+    app.extensions[EXTENSION_KEY] = db
+    try:
+        ensure_indexes(db, app.config)
+    except pymongo.errors.ServerSelectionTimeoutError:
+        # Start anyway: /readyz reports the outage and requests answer 503.
+        log.error("MongoDB unreachable at start-up; indexes will be created on the next start")
+    return db
+
+
+def get_db():
+    """The current app's database."""
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def _resolved(options, config):
+    return {key: (value(config) if callable(value) else value)
+            for key, value in options.items() if key != "real_mongo_only"}
+
+
+def ensure_indexes(db, config, dry_run=False):
+    """Create every declared index; report what was created, present or conflicting."""
+    report = {"created": [], "present": [], "conflicts": []}
+    embedded_store = is_embedded(db.client)
+    existing = {}
+    for collection, keys, options in INDEXES:
+        if options.get("real_mongo_only") and embedded_store:
+            continue
+        opts = _resolved(options, config)
+        name = opts["name"]
+        label = f"{collection}.{name}"
+        if collection not in existing:
+            existing[collection] = db[collection].index_information()
+        current = existing[collection].get(name)
+        if current is not None:
+            if _same_index(current, keys, opts):
+                report["present"].append(label)
+                continue
+            report["conflicts"].append(label)
+            if not dry_run:
+                log.warning("index %s differs from its declaration; leaving it as it is", label)
+            continue
+        if dry_run:
+            report["created"].append(label)
+            continue
+        try:
+            db[collection].create_index(keys, **opts)
+            report["created"].append(label)
+        except OperationFailure as exc:
+            report["conflicts"].append(label)
+            log.warning("index %s not created: %s", label, exc)
+    return report
+
+
+def _same_index(current, keys, opts):
+    current_keys = [(field, kind if isinstance(kind, str) else int(kind)) for field, kind in current["key"]]
+    if current_keys and current_keys[0] == ("_fts", "text"):  # how a server reports text indexes
+        return set(current.get("weights", {})) == {field for field, _ in keys}
+    wanted = [(field, kind if isinstance(kind, str) else int(kind)) for field, kind in keys]
+    if current_keys != wanted:
+        return False
+    for option in ("unique", "expireAfterSeconds", "partialFilterExpression"):
+        if option in opts and current.get(option) != opts[option]:
+            return False
+    return True

@@ -1,0 +1,127 @@
+"""marshmallow fields shared by every feature's schemas.
+
+The one place that turns wire formats into stored ones and back:
+``{"lat", "lng"}`` <-> GeoJSON ``Point [lng, lat]``, 24-hex strings <->
+ObjectId, naive UTC datetimes -> ISO 8601 with ``Z``.
+"""
+import math
+from datetime import datetime, timezone
+
+from bson import ObjectId
+from marshmallow import Schema, ValidationError, fields, validate
+
+
+class ObjectIdField(fields.Field):
+    """A 24-hex id on the wire, an ObjectId in Mongo."""
+
+    default_error_messages = {"invalid": "Not a valid id."}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
+            return ObjectId(value)
+        raise self.make_error("invalid")
+
+
+class DateTimeZ(fields.Field):
+    """An ISO 8601 UTC time with a trailing Z."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 datetime."}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else iso(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        return parsed
+
+
+def iso(value):
+    """Naive-UTC (or aware) datetime -> '2026-11-22T10:00:00Z' (milliseconds kept when set)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    return text + "Z"
+
+
+class Finite(fields.Float):
+    """A float that refuses NaN and infinities (and booleans)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if not math.isfinite(number):
+            raise ValidationError("Must be a finite number.")
+        return number
+
+
+class LatLngSchema(Schema):
+    """A coordinate as clients send it."""
+
+    lat = Finite(required=True, validate=validate.Range(-90, 90))
+    lng = Finite(required=True, validate=validate.Range(-180, 180))
+
+
+class Location(fields.Field):
+    """`{"lat", "lng"}` on the wire, a GeoJSON Point `[lng, lat]` in Mongo."""
+
+    default_error_messages = {"invalid": "Must be an object with lat and lng."}
+    _inner = LatLngSchema()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return point_to_latlng(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        loaded = self._inner.load(value)
+        return {"type": "Point", "coordinates": [loaded["lng"], loaded["lat"]]}
+
+
+def point_to_latlng(point):
+    """GeoJSON Point -> {"lat", "lng"} (None stays None)."""
+    if not point:
+        return None
+    lng, lat = point["coordinates"][:2]
+    return {"lat": lat, "lng": lng}
+
+
+class Id(ObjectIdField):
+    """The document's `_id`, published as `id`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("attribute", "_id")
+        kwargs.setdefault("dump_only", True)
+        super().__init__(**kwargs)
+
+
+class Text(fields.String):
+    """A string stripped of surrounding white space, with a length range."""
+
+    def __init__(self, *, min_len=None, max_len=None, **kwargs):
+        validators = list(kwargs.pop("validate", []) or [])
+        if min_len is not None or max_len is not None:
+            validators.append(validate.Length(min=min_len, max=max_len))
+        super().__init__(validate=validators, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+def object_id(value):
+    """A client-supplied id as an ObjectId, or None when it is not a 24-hex string."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+        return ObjectId(value)
+    return None

@@ -1,0 +1,126 @@
+"""Request parsing and response helpers shared by every view.
+
+Views parse with ``use_body``/``use_query`` (marshmallow schemas, unknown
+fields rejected), call one service, and answer through ``ok``/``ok_list``.
+The decorators also record what the OpenAPI generator needs.
+"""
+import functools
+import json
+
+from flask import jsonify, request
+from werkzeug.routing import BaseConverter, ValidationError as RoutingValidationError
+from bson import ObjectId
+
+from allynet.errors import BadRequest
+
+
+def ok(data=None, status=200, message=None, meta=None):
+    """The contract's success envelope."""
+    body = {"success": True, "data": data}
+    if message:
+        body["message"] = message
+    if meta is not None:
+        body["meta"] = meta
+    return jsonify(body), status
+
+
+def ok_list(items, next_cursor=None, status=200):
+    """A list envelope with `meta.next_cursor` and `meta.count`."""
+    return ok(items, status=status, meta={"next_cursor": next_cursor, "count": len(items)})
+
+
+def _depth(value, limit):
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return True
+
+
+def json_body(optional=False):
+    """The request body as a dict; 400 bad_request for non-JSON, non-objects or too deep."""
+    from flask import current_app
+
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise BadRequest("Request body must be a JSON object")
+    mimetype = request.mimetype or ""
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise BadRequest("Content-Type must be application/json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest("Request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object")
+    if not _depth(body, current_app.config["MAX_JSON_DEPTH"]):
+        raise BadRequest("Request body is nested too deeply")
+    return body
+
+
+def _record(fn, **spec):
+    meta = dict(getattr(fn, "__apispec__", {}))
+    meta.update(spec)
+    fn.__apispec__ = meta
+    return fn
+
+
+def use_body(schema, optional=False):
+    """Load the JSON body with `schema`; the view gets it as `data`."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            kwargs["data"] = schema.load(json_body(optional=optional))
+            return view(*args, **kwargs)
+
+        return _record(wrapper, body=schema)
+
+    return decorator
+
+
+def use_query(schema):
+    """Load the query string with `schema`; the view gets it as `query`."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            args_dict = {key: values[-1] if len(values) == 1 else values
+                         for key, values in request.args.lists()}
+            kwargs["query"] = schema.load(args_dict)
+            return view(*args, **kwargs)
+
+        return _record(wrapper, query=schema)
+
+    return decorator
+
+
+def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True, **extra):
+    """Describe a view for the OpenAPI document (no behaviour)."""
+
+    def decorator(view):
+        return _record(view, summary=summary, response=response, status=status,
+                       many=many, tags=tags, auth=auth, **extra)
+
+    return decorator
+
+
+class ObjectIdConverter(BaseConverter):
+    """`<oid:name>`: a 24-hex path segment as an ObjectId; anything else is a 404."""
+
+    regex = "[^/]+"
+
+    def to_python(self, value):
+        if len(value) == 24 and ObjectId.is_valid(value):
+            return ObjectId(value)
+        raise RoutingValidationError()
+
+    def to_url(self, value):
+        return str(value)

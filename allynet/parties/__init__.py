@@ -1,0 +1,6 @@
+"""parties feature package."""
+from flask import Blueprint
+
+bp = Blueprint("parties", __name__, url_prefix="/api/v1")
+
+from allynet.parties import views  # noqa: E402,F401

@@ -1,0 +1,89 @@
+"""The one place that knows rooms: services publish through these helpers.
+
+Services never import Flask-SocketIO. They call `emit_to_user`,
+`emit_to_room`, `close_room` and friends; the Socket.IO server bound to the
+current app (and, when `REDIS_URL` is set, its Redis message queue) carries
+the event to every process.
+"""
+import logging
+
+from flask import current_app, has_app_context
+
+log = logging.getLogger(__name__)
+
+
+def user_room(user_id):
+    """Room that every socket of a user joins on connect."""
+    return f"user:{user_id}"
+
+
+def emergency_room(emergency_id):
+    """Room of one SOS: owner and those allowed to follow it."""
+    return f"emergency:{emergency_id}"
+
+
+def party_room(party_id):
+    """Room of one party's members."""
+    return f"party:{party_id}"
+
+
+def _server():
+    if not has_app_context():
+        return None
+    return current_app.extensions.get("socketio")
+
+
+def emit_to_room(room, event, data, skip_sid=None):
+    """Send `event` to every socket in `room`, on every process."""
+    sio = _server()
+    if sio is None or sio.server is None:
+        log.debug("no Socket.IO server bound; %s to %s dropped", event, room)
+        return False
+    try:
+        sio.emit(event, data, to=room, skip_sid=skip_sid)
+    except Exception:  # a broken queue must not fail the request that emits
+        log.exception("emit %s to %s failed", event, room)
+        return False
+    return True
+
+
+def emit_to_user(user_id, event, data):
+    """Send `event` to every socket of a user."""
+    return emit_to_room(user_room(user_id), event, data)
+
+
+def emit_to_rooms(rooms, event, data):
+    """Send one event to several rooms (each socket gets it once)."""
+    sio = _server()
+    if sio is None or sio.server is None or not rooms:
+        return False
+    try:
+        sio.emit(event, data, to=list(rooms))
+    except Exception:
+        log.exception("emit %s to %d rooms failed", event, len(rooms))
+        return False
+    return True
+
+
+def enter_room(sid, room):
+    """Put one (local) socket into a room."""
+    sio = _server()
+    if sio is not None and sio.server is not None:
+        sio.server.enter_room(sid, room, namespace="/")
+
+
+def leave_room(sid, room):
+    """Take one (local) socket out of a room."""
+    sio = _server()
+    if sio is not None and sio.server is not None:
+        sio.server.leave_room(sid, room, namespace="/")
+
+
+def close_room(room):
+    """Empty a room on every process."""
+    sio = _server()
+    if sio is not None and sio.server is not None:
+        try:
+            sio.close_room(room)
+        except Exception:
+            log.exception("close_room %s failed", room)

@@ -1,0 +1,148 @@
+"""Socket.IO plumbing: authenticated connections and acknowledged events.
+
+Feature `events.py` modules register handlers with `socket_event`; each
+handler gets the connected user's id and the payload loaded by its schema
+and returns a dict for the ack. Every failure becomes
+``{"ok": false, "error": {code, message}}`` and never breaks the connection.
+"""
+import functools
+import logging
+
+from flask import request
+from marshmallow import ValidationError
+
+from allynet import jsonutil
+from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
+
+log = logging.getLogger(__name__)
+
+# (event name, handler) pairs applied to every Socket.IO server an app binds.
+HANDLERS = []
+CONNECT_HOOKS = []
+DISCONNECT_HOOKS = []
+
+# sid -> user id (ObjectId) for sockets on this process.
+_connections = {}
+
+
+def on_connect(fn):
+    """Register `fn(user_id, sid)` to run after a socket is authenticated."""
+    CONNECT_HOOKS.append(fn)
+    return fn
+
+
+def on_disconnect(fn):
+    """Register `fn(user_id, sid)` to run when a socket goes away."""
+    DISCONNECT_HOOKS.append(fn)
+    return fn
+
+
+def connection_user(sid):
+    """The user id behind a local socket, or None."""
+    return _connections.get(sid)
+
+
+def _ack_error(code, message, details=None):
+    error = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"ok": False, "error": error}
+
+
+def socket_event(name, schema=None):
+    """Register a handler `fn(user_id=..., sid=..., data=...)` for a client event with an ack."""
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def handler(payload=None, *extra):
+            sid = request.sid
+            user_id = _connections.get(sid)
+            if user_id is None:
+                return _ack_error("unauthorized", "Not authenticated")
+            try:
+                if schema is not None:
+                    if not isinstance(payload, dict):
+                        return _ack_error("bad_request", "Payload must be an object")
+                    data = schema.load(payload)
+                else:
+                    data = payload
+                result = fn(user_id=user_id, sid=sid, data=data)
+            except ValidationError as exc:
+                details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+                return _ack_error("validation_error", "Validation failed", details)
+            except AllyNetError as exc:
+                return {"ok": False, "error": exc.to_dict()}
+            except MONGO_DOWN_ERRORS:
+                log.warning("MongoDB unreachable during %s", name)
+                return _ack_error("service_unavailable", "Database unavailable, retry shortly")
+            except Exception:
+                log.exception("socket event %s failed", name)
+                return _ack_error("internal_error", "Internal error")
+            ack = {"ok": True}
+            if result:
+                ack.update(result)
+            return ack
+
+        HANDLERS.append((name, handler))
+        return fn
+
+    return decorator
+
+
+def _connect(auth=None):
+    from allynet.auth import service as auth_service
+    from allynet.db import get_db
+
+    token = auth.get("token") if isinstance(auth, dict) else None
+    token = token or request.args.get("token")
+    try:
+        user_id = auth_service.user_id_from_access_token(db=get_db(), token=token)
+    except AllyNetError as exc:
+        log.info("socket refused: %s", exc.code)
+        return False
+    except MONGO_DOWN_ERRORS:
+        log.warning("socket refused: MongoDB unreachable")
+        return False
+    sid = request.sid
+    _connections[sid] = user_id
+    from allynet import realtime
+
+    realtime.enter_room(sid, realtime.user_room(user_id))
+    for hook in CONNECT_HOOKS:
+        try:
+            hook(user_id, sid)
+        except Exception:
+            log.exception("connect hook %s failed", getattr(hook, "__name__", hook))
+    return True
+
+
+def _disconnect(*args):
+    sid = request.sid
+    user_id = _connections.pop(sid, None)
+    if user_id is None:
+        return
+    for hook in DISCONNECT_HOOKS:
+        try:
+            hook(user_id, sid)
+        except Exception:
+            log.exception("disconnect hook %s failed", getattr(hook, "__name__", hook))
+
+
+def init_socketio(app, sio):
+    """Bind `sio` to the app with the configured queue and register every handler."""
+    origins = app.config["CORS_ORIGINS"]
+    sio.init_app(
+        app,
+        message_queue=app.config.get("REDIS_URL") or None,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        cors_allowed_origins="*" if origins == "*" else [o.strip() for o in origins.split(",")],
+        json=jsonutil,
+        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.on_event("connect", _connect)
+    sio.on_event("disconnect", _disconnect)
+    for name, handler in HANDLERS:
+        sio.on_event(name, handler)
+

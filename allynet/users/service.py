@@ -1,0 +1,117 @@
+"""User rules: accounts, profiles, locations, admin changes."""
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from allynet import audit, clock
+from allynet.auth.passwords import hash_password
+from allynet.errors import Conflict, NotFound
+from allynet.trust import BASE_SCORE
+
+DEFAULT_EMERGENCY_RADIUS_M = 5000
+
+
+def normalise_email(email):
+    """Emails are unique case-insensitively: stored trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def new_user_document(*, email, password=None, password_hash=None, display_name, vehicle_type=None,
+                      role="user", is_helper=False, verified=False, trust_score=BASE_SCORE,
+                      location=None, created_at=None):
+    """A user document with every contract field set (used by register, seeds and bootstrap)."""
+    now = created_at or clock.now()
+    return {
+        "email": normalise_email(email),
+        "password_hash": password_hash or hash_password(password),
+        "display_name": display_name,
+        "vehicle_type": vehicle_type,
+        "preferences": {},
+        "role": role,
+        "is_helper": is_helper,
+        "verified": verified,
+        "trust_score": trust_score,
+        "emergency_radius_m": DEFAULT_EMERGENCY_RADIUS_M,
+        "location": location,
+        "location_updated_at": now if location else None,
+        "active_emergency_id": None,
+        "created_at": now,
+    }
+
+
+def create_user(*, db, **fields):
+    """Insert a new user; 409 conflict when the email is taken."""
+    user = new_user_document(**fields)
+    try:
+        db.users.insert_one(user)
+    except DuplicateKeyError as exc:
+        raise Conflict("An account with this email already exists",
+                       details={"email": ["Already registered."]}) from exc
+    return user
+
+
+def find_by_email(*, db, email):
+    """The user with this email (case-insensitive), or None."""
+    return db.users.find_one({"email": normalise_email(email)})
+
+
+def get_or_raise(*, db, user_id):
+    """The user document, or 404."""
+    user = db.users.find_one({"_id": user_id}) if user_id is not None else None
+    if user is None:
+        raise NotFound("User not found")
+    return user
+
+
+def update_profile(*, db, user_id, data):
+    """Apply whitelisted profile changes."""
+    changes = {key: value for key, value in data.items() if key != "preferences"}
+    for key, value in data.get("preferences", {}).items():
+        changes[f"preferences.{key}"] = value
+    user = db.users.find_one_and_update({"_id": user_id}, {"$set": changes},
+                                        return_document=ReturnDocument.AFTER)
+    if user is None:
+        raise NotFound("User not found")
+    return user
+
+
+def set_location(*, db, user_id, lat, lng, accuracy_m=None):
+    """Record where the user is now (used for helper discovery)."""
+    changes = {
+        "location": {"type": "Point", "coordinates": [lng, lat]},
+        "location_accuracy_m": accuracy_m,
+        "location_updated_at": clock.now(),
+    }
+    user = db.users.find_one_and_update({"_id": user_id}, {"$set": changes},
+                                        return_document=ReturnDocument.AFTER)
+    if user is None:
+        raise NotFound("User not found")
+    return user
+
+
+def admin_update(*, db, actor_id, user_id, data):
+    """Change a user's role or verification; written to the audit log."""
+    before = db.users.find_one_and_update({"_id": user_id}, {"$set": data},
+                                          return_document=ReturnDocument.BEFORE)
+    if before is None:
+        raise NotFound("User not found")
+    after = {**before, **data}
+    audit.record(db=db, actor_id=actor_id, action="user.update", target_type="user", target_id=user_id,
+                 before={key: before.get(key) for key in data}, after=data)
+    return after
+
+
+def bootstrap_admin(*, db, email, password):
+    """Create the admin account, or promote and re-password it if it exists."""
+    password_hash = hash_password(password)
+    existing = find_by_email(db=db, email=email)
+    if existing is None:
+        try:
+            return create_user(db=db, email=email, password_hash=password_hash,
+                               display_name=email.split("@")[0] or "admin", role="admin", verified=True)
+        except Conflict:
+            existing = find_by_email(db=db, email=email)
+    return db.users.find_one_and_update(
+        {"_id": existing["_id"]},
+        {"$set": {"role": "admin", "verified": True, "password_hash": password_hash}},
+        return_document=ReturnDocument.AFTER,
+    )

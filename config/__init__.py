@@ -1,0 +1,159 @@
+"""Configuration: defaults per environment, overridden by environment variables.
+
+No variables set gives the embedded default: an in-process mongomock store,
+no Redis, in-memory rate limits and a generated JWT secret (with a warning).
+"""
+import os
+from datetime import timedelta
+
+
+def _bool(value):
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _seconds(value):
+    return timedelta(seconds=float(value))
+
+
+# Environment variables read at app creation, with how to parse each one.
+ENV_VARS = {
+    "MONGO_URI": str,
+    "MONGO_DB": str,
+    "MONGO_SERVER_SELECTION_TIMEOUT_MS": int,
+    "REDIS_URL": str,
+    "JWT_SECRET_KEY": str,
+    "JWT_ACCESS_TOKEN_EXPIRES": _seconds,
+    "JWT_REFRESH_TOKEN_EXPIRES": _seconds,
+    "CORS_ORIGINS": str,
+    "MAX_CONTENT_LENGTH": int,
+    "RATELIMIT_ENABLED": _bool,
+    "SOCKETIO_ASYNC_MODE": str,
+    "ALLYNET_BOOTSTRAP_ADMIN": str,
+    "ALLYNET_DEMO": _bool,
+    "BCRYPT_ROUNDS": int,
+    "ESCALATION_SECONDS": float,
+    "LEFT_BEHIND_M": float,
+    "TRAIL_SAMPLE_SECONDS": float,
+    "TRAIL_RETENTION_DAYS": float,
+    "MAX_UPDATE_HZ": float,
+    "ALERT_PUSH_RADIUS_M": float,
+    "TRUSTED_REPORTER_SCORE": float,
+    "PARTY_IDLE_HOURS": float,
+    "SOS_MAX_HOURS": float,
+    "LOG_LEVEL": str,
+}
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    ENV_NAME = "development"
+    MONGO_URI = None  # None: embedded in-process mongomock store
+    MONGO_DB = "allynet"
+    MONGO_SERVER_SELECTION_TIMEOUT_MS = 3000
+    MONGO_CLIENT = None  # an already-built client to share (tests, multi-app)
+    REDIS_URL = None
+    JWT_SECRET_KEY = None
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ERROR_MESSAGE_KEY = "message"
+    CORS_ORIGINS = "*"
+    MAX_CONTENT_LENGTH = 64 * 1024
+    MAX_JSON_DEPTH = 20
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_HEADER_RETRY_AFTER_VALUE = "delta-seconds"
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    REGISTER_RATE_LIMIT = "20/hour"
+    LOGIN_RATE_LIMIT_IP = "30/minute"
+    LOGIN_RATE_LIMIT_EMAIL = "10/minute"
+    SOCKETIO_ASYNC_MODE = "threading"  # wsgi.py selects eventlet/gevent explicitly
+    ALLYNET_BOOTSTRAP_ADMIN = None
+    ALLYNET_DEMO = False
+    BCRYPT_ROUNDS = 12
+    ESCALATION_SECONDS = 60.0
+    LEFT_BEHIND_M = 2000.0
+    TRAIL_SAMPLE_SECONDS = 5.0
+    TRAIL_RETENTION_DAYS = 30.0
+    MAX_UPDATE_HZ = 5.0
+    ALERT_PUSH_RADIUS_M = 5000.0
+    TRUSTED_REPORTER_SCORE = 80.0
+    PARTY_IDLE_HOURS = 12.0
+    SOS_MAX_HOURS = 24.0
+    BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
+    LOG_LEVEL = "INFO"
+    TESTING = False
+
+
+class DevelopmentConfig(Config):
+    """The embedded default a newcomer runs."""
+
+
+class TestingConfig(Config):
+    """Fast hashes, fresh in-process store per app, no background loops."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    BCRYPT_ROUNDS = 4
+    JWT_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+    REGISTER_RATE_LIMIT = "1000/minute"
+    LOGIN_RATE_LIMIT_IP = "1000/minute"
+    LOGIN_RATE_LIMIT_EMAIL = "1000/minute"
+    BACKGROUND_TASKS = False
+    MONGO_SERVER_SELECTION_TIMEOUT_MS = 1000
+
+
+class ProductionConfig(Config):
+    """Real MongoDB, Redis-backed limits, an explicit secret: checked at start."""
+
+    ENV_NAME = "production"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run in the chosen environment."""
+
+
+def load(name=None, overrides=None, environ=None):
+    """Build the config dict for `name` (default: $ALLYNET_ENV or development)."""
+    environ = os.environ if environ is None else environ
+    name = name or environ.get("ALLYNET_ENV") or "development"
+    if name not in CONFIGS:
+        raise ConfigError(f"unknown ALLYNET_ENV {name!r}; use one of {sorted(CONFIGS)}")
+    cls = CONFIGS[name]
+    values = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    if name != "testing":
+        for key, parse in ENV_VARS.items():
+            raw = environ.get(key)
+            if raw not in (None, ""):
+                try:
+                    values[key] = parse(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{key}={raw!r} is not valid: {exc}") from exc
+    values.update(overrides or {})
+    if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
+        values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
+    if name == "production":
+        check_production(values)
+    return values
+
+
+def check_production(values):
+    """Refuse, with a one-line reason, what must never run in production."""
+    if not values.get("MONGO_URI") and values.get("MONGO_CLIENT") is None:
+        raise ConfigError("production refuses the embedded mongomock store: set MONGO_URI")
+    if str(values.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://"):
+        raise ConfigError("production refuses in-memory rate limits: set REDIS_URL")
+    if not values.get("JWT_SECRET_KEY"):
+        raise ConfigError("production refuses a generated JWT secret: set JWT_SECRET_KEY")
+    if not values.get("RATELIMIT_ENABLED", True):
+        raise ConfigError("production keeps rate limiting on: unset RATELIMIT_ENABLED=0")

@@ -125,3 +125,21 @@ def object_id(value):
     if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
         return ObjectId(value)
     return None
+
+
+class Email(fields.Email):
+    """An email address, trimmed and lower-cased (emails are unique case-insensitively)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.strip().lower()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBool(fields.Boolean):
+    """JSON true or false only (not "yes", 1 or "on")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value

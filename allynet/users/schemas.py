@@ -1,7 +1,7 @@
 """User schemas: what a user may write, what they and others may read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, StrictBool, Text
 
 VEHICLE_TYPES = ("car", "motorcycle", "bicycle", "scooter", "truck", "walking", "other")
 ROLES = ("user", "moderator", "admin")
@@ -10,10 +10,10 @@ EMERGENCY_RADIUS = (100, 20000)
 
 
 class PreferencesSchema(Schema):
-    notifications = fields.Boolean()
+    notifications = StrictBool()
     units = fields.String(validate=validate.OneOf(("metric", "imperial")))
     language = fields.String(validate=validate.Length(min=2, max=10))
-    share_location = fields.Boolean()
+    share_location = StrictBool()
     alert_types = fields.List(fields.String(validate=validate.OneOf(REPORT_TYPES)),
                               validate=validate.Length(max=len(REPORT_TYPES)))
 
@@ -55,7 +55,7 @@ class ProfileUpdateSchema(Schema):
     display_name = Text(min_len=1, max_len=50)
     vehicle_type = fields.String(validate=validate.OneOf(VEHICLE_TYPES), allow_none=True)
     preferences = fields.Nested(PreferencesSchema)
-    is_helper = fields.Boolean()
+    is_helper = StrictBool()
     emergency_radius_m = Finite(validate=validate.Range(*EMERGENCY_RADIUS))
 
     @validates_schema
@@ -72,7 +72,7 @@ class LocationUpdateSchema(Schema):
 
 class AdminUserUpdateSchema(Schema):
     role = fields.String(validate=validate.OneOf(ROLES))
-    verified = fields.Boolean()
+    verified = StrictBool()
 
     @validates_schema
     def not_empty(self, data, **kwargs):

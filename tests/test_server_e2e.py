@@ -1,0 +1,106 @@
+"""The real server: `python wsgi.py` in a subprocess, driven over HTTP and a real Socket.IO client."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
+           "ALLYNET_BOOTSTRAP_ADMIN": "root@example.com:rootpassword"}
+    for key in ("MONGO_URI", "REDIS_URL", "ALLYNET_ENV", "SOCKETIO_ASYNC_MODE"):
+        env.pop(key, None)
+    if os.environ.get("MONGO_TEST_URI"):
+        env["MONGO_URI"] = os.environ["MONGO_TEST_URI"]
+        env["MONGO_DB"] = f"allynet_e2e_{port}"
+    proc = subprocess.Popen([sys.executable, "wsgi.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            break
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + proc.stdout.read().decode(errors="replace"))
+    if proc.poll() is not None:
+        pytest.fail("server exited: " + proc.stdout.read().decode(errors="replace"))
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_newcomer_flow_over_http_and_socketio(server):
+    api = f"{server}/api/v1"
+    registered = requests.post(f"{api}/auth/register", json={
+        "email": "newcomer@example.com", "password": "a good password", "display_name": "Newcomer"}, timeout=10)
+    assert registered.status_code == 201, registered.text
+    login = requests.post(f"{api}/auth/login", json={
+        "email": "newcomer@example.com", "password": "a good password"}, timeout=10)
+    assert login.status_code == 200
+    tokens = login.json()["data"]
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    profile = requests.get(f"{api}/profile", headers=headers, timeout=10)
+    assert profile.json()["data"]["email"] == "newcomer@example.com"
+    updated = requests.patch(f"{api}/profile", headers=headers, json={"display_name": "Rider"}, timeout=10)
+    assert updated.json()["data"]["display_name"] == "Rider"
+    located = requests.put(f"{api}/profile/location", headers=headers, json={"lat": 48.85, "lng": 2.35},
+                           timeout=10)
+    assert located.json()["data"]["location"] == {"lat": 48.85, "lng": 2.35}
+
+    connected = threading.Event()
+    client = socketio.Client(reconnection=False)
+    client.on("connect", lambda: connected.set())
+    client.connect(server, auth={"token": tokens["access_token"]}, transports=["websocket"], wait_timeout=10)
+    assert connected.wait(10)
+    client.disconnect()
+
+    refused = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(server, auth={"token": "bad"}, transports=["websocket"], wait_timeout=5)
+
+    rotated = requests.post(f"{api}/auth/refresh",
+                            headers={"Authorization": f"Bearer {tokens['refresh_token']}"}, timeout=10)
+    assert rotated.status_code == 200
+    new = rotated.json()["data"]
+    reused = requests.post(f"{api}/auth/refresh",
+                           headers={"Authorization": f"Bearer {tokens['refresh_token']}"}, timeout=10)
+    assert reused.json()["error"]["code"] == "token_revoked"
+
+    new_headers = {"Authorization": f"Bearer {new['access_token']}"}
+    out = requests.post(f"{api}/auth/logout", headers=new_headers, json={"refresh_token": new["refresh_token"]},
+                        timeout=10)
+    assert out.status_code == 200
+    assert requests.get(f"{api}/profile", headers=new_headers, timeout=10).json()["error"]["code"] == "token_revoked"
+
+    admin = requests.post(f"{api}/auth/login", json={"email": "root@example.com", "password": "rootpassword"},
+                          timeout=10)
+    assert admin.json()["data"]["user"]["role"] == "admin"
+    assert requests.get(f"{server}/readyz", timeout=10).status_code == 200
+    assert requests.get(f"{api}/openapi.json", timeout=10).json()["openapi"].startswith("3.")

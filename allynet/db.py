@@ -46,7 +46,9 @@ INDEXES = [
     ("help_requests", [("user_id", ASCENDING)], {"name": "owner"}),
     ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
-    ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text"}),
+    # language "none": plain tokens, no stemming or stop words, so the server and the embedded
+    # store's $text (allynet/text_mongomock.py) match the same documents.
+    ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text", "default_language": "none"}),
     # parties
     ("parties", [("invite_code", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"is_active": True}, "name": "invite_code_active"}),

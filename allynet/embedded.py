@@ -12,6 +12,8 @@ import threading
 import mongomock
 from mongomock.collection import Collection
 
+from allynet import text_mongomock
+
 
 _WRITE_METHODS = (
     "insert_one", "insert_many", "update_one", "update_many", "replace_one",
@@ -51,6 +53,7 @@ def install():
         geo_mongomock = None
     if geo_mongomock is not None:
         geo_mongomock.install()
+    text_mongomock.install()
     with _install_lock:
         if _installed:
             return

@@ -1,0 +1,300 @@
+"""`$text` queries for the embedded mongomock store, with MongoDB's semantics and restrictions.
+
+mongomock does not implement `$text`. This module rewrites a query's `$text`
+clause into `{"_id": {"$in": [matching ids]}}` computed from the collection's
+text index, so `find`, `count_documents`, updates, deletes and a first-stage
+`$match` in `aggregate` all see the documents a MongoDB server would return.
+
+Semantics (MongoDB's, text index version 3, language "none"):
+- the search string is parsed like the server's FTS query parser: words are
+  runs of word characters (`\\w`); punctuation and white space delimit them;
+  a `-` preceded by white space (or the start) negates the following word or
+  quoted phrase; `"..."` is a phrase; an unclosed quote is no phrase;
+- a document matches when any positive term is one of the tokens of a
+  text-indexed field, every positive phrase is a substring of one indexed
+  string, and no negated term or negated phrase occurs; a search with no
+  positive term (only negations, only punctuation, empty) matches nothing;
+- case- and diacritic-insensitive unless `$caseSensitive` /
+  `$diacriticSensitive` say otherwise;
+- the search string is never a regular expression.
+
+Restrictions enforced as a server does: a text index is required
+("text index required for $text query"); one `$text` per query, only at the
+top level or under `$and` (not under `$nor`, `$not` or inside a field);
+never together with `$near`/`$nearSphere`; in `aggregate` only in a
+`$match` that is the first stage and never in `$geoNear.query`.
+
+Known gaps (documented, not emulated): stemming and stop words of
+languages other than "none" (AllyNet declares its text index with
+`default_language: "none"`, so the server behaves as this fake does),
+field weights, and `{"$meta": "textScore"}` (refused with NotImplementedError
+rather than answered wrongly). `$text` under `$or` is refused the same way.
+"""
+import functools
+import re
+import threading
+import unicodedata
+
+from mongomock.collection import Collection
+from pymongo.errors import OperationFailure
+
+_installed = False
+_lock = threading.Lock()
+
+_TEXT_OPTIONS = {"$search", "$language", "$caseSensitive", "$diacriticSensitive"}
+_NEAR_OPERATORS = {"$near", "$nearSphere"}
+# Query tokens: white space, a quote, a dash, a word, or any other (delimiting) character.
+_QUERY_TOKEN = re.compile(r'(?P<space>\s+)|(?P<quote>")|(?P<dash>-)|(?P<word>\w+)|(?P<other>.)', re.S)
+_WORD = re.compile(r"\w+")
+
+
+class TextSearch:
+    """A parsed `$text` clause: positive/negated terms and phrases, with its matching options."""
+
+    def __init__(self, spec):
+        if not isinstance(spec, dict):
+            raise OperationFailure("$text expects an object", code=2)
+        extra = set(spec) - _TEXT_OPTIONS
+        if extra:
+            raise OperationFailure(f"extra fields in $text: {sorted(extra)[0]}", code=2)
+        search = spec.get("$search")
+        if not isinstance(search, str):
+            raise OperationFailure("$search needs a String", code=2)
+        for option in ("$caseSensitive", "$diacriticSensitive"):
+            if option in spec and not isinstance(spec[option], bool):
+                raise OperationFailure(f"{option} requires a boolean value", code=2)
+        if "$language" in spec and not isinstance(spec["$language"], str):
+            raise OperationFailure("$language requires a string value", code=2)
+        self.case_sensitive = spec.get("$caseSensitive", False)
+        self.diacritic_sensitive = spec.get("$diacriticSensitive", False)
+        self.terms, self.negated_terms = set(), set()
+        self.phrases, self.negated_phrases = [], []
+        self._parse(search)
+
+    def fold(self, text):
+        """Normalise text the way the index compares it (case and diacritics folded unless sensitive)."""
+        if not self.diacritic_sensitive:
+            decomposed = unicodedata.normalize("NFKD", text)
+            text = unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+        if not self.case_sensitive:
+            text = text.casefold()
+        return text
+
+    def _parse(self, search):
+        # Mirrors the server's FTSQueryImpl::parse: negation lasts to the next white space,
+        # terms inside a negated phrase are not terms, an unclosed quote makes no phrase.
+        in_negation = in_phrase = False
+        previous_white_space = True
+        quote_end = 0
+        for match in _QUERY_TOKEN.finditer(search):
+            kind = match.lastgroup
+            if kind == "space":
+                if not in_phrase:
+                    in_negation = False
+                previous_white_space = True
+                continue
+            if kind == "word":
+                if not (in_phrase and in_negation):
+                    (self.negated_terms if in_negation else self.terms).add(self.fold(match.group()))
+            elif kind == "dash":
+                if not in_phrase and previous_white_space:
+                    in_negation = True
+            elif kind == "quote":
+                if in_phrase:
+                    phrase = self.fold(search[quote_end:match.start()])
+                    (self.negated_phrases if in_negation else self.phrases).append(phrase)
+                    in_phrase = in_negation = False
+                else:
+                    in_phrase = True
+                    if in_negation and previous_white_space:
+                        in_negation = False
+                    quote_end = match.end()
+            previous_white_space = False
+
+    def matches(self, strings):
+        """True when the indexed strings of one document satisfy this search."""
+        if not self.terms:
+            return False
+        folded = [self.fold(value) for value in strings]
+        tokens = {token for value in folded for token in _WORD.findall(value)}
+        if tokens & self.negated_terms or not tokens & self.terms:
+            return False
+        if any(phrase in value for phrase in self.negated_phrases for value in folded):
+            return False
+        return all(any(phrase in value for value in folded) for phrase in self.phrases)
+
+
+def _text_fields(collection):
+    """The fields of the collection's text index (["$**"] for a wildcard one), or None without one."""
+    for index in collection.index_information().values():
+        keys = index.get("key", [])
+        fields = [field for field, kind in keys if kind == "text"]
+        if fields:
+            return fields
+    return None
+
+
+def _strings_at(value, path):
+    """Every string found at a dotted path, descending through arrays as MongoDB does."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _strings_at(item, path)
+        return
+    if not path:
+        if isinstance(value, str):
+            yield value
+        return
+    if isinstance(value, dict):
+        head, _, rest = path.partition(".")
+        if head in value:
+            yield from _strings_at(value[head], rest)
+
+
+def _all_strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _all_strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _all_strings(item)
+
+
+def _indexed_strings(document, fields):
+    if "$**" in fields:
+        return [s for key, value in document.items() if key != "_id" for s in _all_strings(value)]
+    return [s for field in fields for s in _strings_at(document, field)]
+
+
+def _contains_key(value, keys):
+    if isinstance(value, dict):
+        return any(key in keys or _contains_key(item, keys) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_key(item, keys) for item in value)
+    return False
+
+
+def _find_text(query):
+    """(path of $and indices, spec) of the one `$text` clause of a filter, or None; raises where illegal."""
+    found = []
+
+    def walk(node, trail, allowed):
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "$text":
+                if not allowed:
+                    raise OperationFailure("$text is not allowed in this context", code=2)
+                found.append((trail, value))
+            elif key == "$and" and isinstance(value, list):
+                for position, clause in enumerate(value):
+                    walk(clause, trail + (position,), allowed)
+            elif key == "$or" and isinstance(value, list):
+                if any(_contains_key(clause, {"$text"}) for clause in value):
+                    raise NotImplementedError("$text under $or is not emulated by the embedded store")
+            elif key == "$nor" and isinstance(value, list):
+                if any(_contains_key(clause, {"$text"}) for clause in value):
+                    raise OperationFailure("text expression not allowed in nor", code=2)
+            elif _contains_key(value, {"$text"}):
+                raise OperationFailure("$text can only be used at the top level of a query", code=2)
+
+    walk(query, (), True)
+    if len(found) > 1:
+        raise OperationFailure("Too many text expressions", code=2)
+    return found[0] if found else None
+
+
+def _replace_text(query, trail, replacement):
+    """A copy of the filter with the `$text` clause at `trail` replaced by `replacement`."""
+    if not trail:
+        rest = {key: value for key, value in query.items() if key != "$text"}
+        return {"$and": [replacement, rest]} if rest else replacement
+    copy = dict(query)
+    clauses = list(copy["$and"])
+    clauses[trail[0]] = _replace_text(clauses[trail[0]], trail[1:], replacement)
+    copy["$and"] = clauses
+    return copy
+
+
+def _rewrite(collection, query):
+    """The filter with `$text` resolved to matching ids (unchanged when there is none)."""
+    if not isinstance(query, dict):
+        return query
+    located = _find_text(query)
+    if located is None:
+        return query
+    if _contains_key(query, _NEAR_OPERATORS):
+        raise OperationFailure("text and geoNear not allowed in same query", code=2)
+    trail, spec = located
+    search = TextSearch(spec)
+    fields = _text_fields(collection)
+    if fields is None:
+        raise OperationFailure("text index required for $text query", code=27)
+    ids = [document["_id"] for document in collection._store.documents
+           if search.matches(_indexed_strings(document, fields))]
+    return _replace_text(query, trail, {"_id": {"$in": ids}})
+
+
+def _asks_text_score(value):
+    if isinstance(value, dict):
+        return value.get("$meta") == "textScore" or any(_asks_text_score(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_asks_text_score(item) for item in value)
+    return False
+
+
+def _refuse_text_score(*specs):
+    if any(_asks_text_score(spec) for spec in specs):
+        raise NotImplementedError('{"$meta": "textScore"} is not emulated by the embedded store')
+
+
+def _patch_find(original):
+    @functools.wraps(original)
+    def find(self, filter=None, projection=None, *args, **kwargs):
+        _refuse_text_score(projection, kwargs.get("sort"))
+        return original(self, _rewrite(self, filter), projection, *args, **kwargs)
+
+    return find
+
+
+def _patch_iter_documents(original):
+    @functools.wraps(original)
+    def _iter_documents(self, filter):
+        return original(self, _rewrite(self, filter))
+
+    return _iter_documents
+
+
+def _patch_aggregate(original):
+    @functools.wraps(original)
+    def aggregate(self, pipeline, *args, **kwargs):
+        pipeline = list(pipeline)
+        for position, stage in enumerate(pipeline):
+            if not isinstance(stage, dict):
+                continue
+            geo_near = stage.get("$geoNear")
+            if isinstance(geo_near, dict) and _contains_key(geo_near.get("query"), {"$text"}):
+                raise OperationFailure("$geoNear is not allowed to have a $text query", code=2)
+            if "$match" in stage and _contains_key(stage["$match"], {"$text"}):
+                if position != 0:
+                    raise OperationFailure(
+                        "$match with $text is only allowed as the first pipeline stage", code=17313)
+                pipeline[0] = {"$match": _rewrite(self, stage["$match"])}
+            elif position > 0:
+                _refuse_text_score(stage)
+        return original(self, pipeline, *args, **kwargs)
+
+    return aggregate
+
+
+def install():
+    """Teach mongomock's Collection `$text` (idempotent; installed by allynet.embedded)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        Collection.find = _patch_find(Collection.find)
+        Collection._iter_documents = _patch_iter_documents(Collection._iter_documents)
+        Collection.aggregate = _patch_aggregate(Collection.aggregate)
+        _installed = True

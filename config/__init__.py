@@ -38,9 +38,17 @@ ENV_VARS = {
     "MAX_UPDATE_HZ": float,
     "ALERT_PUSH_RADIUS_M": float,
     "TRUSTED_REPORTER_SCORE": float,
+    "REPORT_RATE_LIMIT": str,
+    "REPORT_FLAG_DOWNVOTES": int,
     "PARTY_IDLE_HOURS": float,
     "SOS_MAX_HOURS": float,
+    "PARTY_PRESENCE_TTL_SECONDS": float,
     "LOG_LEVEL": str,
+    # scale-out
+    "REDIS_KEY_PREFIX": str,
+    "REDIS_SOCKET_TIMEOUT": float,
+    "SOCKETIO_CHANNEL": str,
+    "RATELIMIT_KEY_PREFIX": str,
 }
 
 
@@ -81,11 +89,26 @@ class Config:
     MAX_UPDATE_HZ = 5.0
     ALERT_PUSH_RADIUS_M = 5000.0
     TRUSTED_REPORTER_SCORE = 80.0
+    # reports and alerts
+    REPORT_RATE_LIMIT = "10/minute;100/day"  # per user, on POST /reports
+    REPORT_FLAG_DOWNVOTES = 2  # downvotes that put a visible report in the moderators' flagged queue
+    OFFICIAL_ALERT_MAX_DAYS = 30  # how far ahead an official alert's expires_at may be
     PARTY_IDLE_HOURS = 12.0
     SOS_MAX_HOURS = 24.0
+    # parties
+    PARTY_PRESENCE_TTL_SECONDS = 90.0  # a crashed process's sockets leave presence after this
+    PARTY_POSITION_FLUSH_SECONDS = 1.0  # last position written to Mongo at most this often per member
+    PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     TESTING = False
+    # scale-out: N processes sharing rooms, limits and presence through Redis
+    REDIS_KEY_PREFIX = "allynet:"  # every app key in Redis starts with it
+    REDIS_SOCKET_TIMEOUT = 0.5  # seconds any Redis command may take before it counts as down
+    REDIS_RETRY_SECONDS = 1.0  # after a Redis failure, skip optional Redis work this long
+    SOCKETIO_CHANNEL = "allynet-socketio"  # Redis pub/sub channel; same for every process of a deployment
+    SOCKETIO_QUEUE_RETRY_MAX = 2.0  # longest pause between queue reconnect attempts
+    RATELIMIT_KEY_PREFIX = "allynet"
 
 
 class DevelopmentConfig(Config):
@@ -142,6 +165,11 @@ def load(name=None, overrides=None, environ=None):
     values.update(overrides or {})
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
         values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
+    if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):
+        # A Redis outage must cost a request milliseconds: then the limiter falls back to memory.
+        timeout = values["REDIS_SOCKET_TIMEOUT"]
+        values.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": timeout,
+                                                        "socket_connect_timeout": timeout})
     if name == "production":
         check_production(values)
     return values

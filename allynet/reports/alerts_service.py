@@ -1,0 +1,133 @@
+"""The alerts feed, official alerts, and pushing new alerts to nearby parties.
+
+The feed (`GET /alerts`) merges two `$geoNear` queries, so distances come
+from the database: official alerts (collection ``alerts``, created by
+moderators and admins) and credible community reports (``active`` or
+``approved``, never pending, hidden or rejected), both not expired, nearest
+first, each with ``distance_m`` and ``source`` ("official" or "report").
+
+Party push: a new visible report (created visible, or a pending one approved)
+or a new official alert emits Socket.IO ``party:alert`` once to the rooms of
+every active party with a member within ``ALERT_PUSH_RADIUS_M`` (default
+5000 m). Payload::
+
+    {"type": <report or alert type>, "source": "report" | "official", "id": <24-hex>,
+     "location": {"lat", "lng"}, "description": <text>}
+
+One emit reaches all those rooms (a member of two parties gets it once), so
+the payload carries no ``party_id``; the party's own alerts
+(``member_left_behind``...) are told apart by ``source`` being absent.
+Parties are found by `allynet.parties.service.active_parties_near` (a geo
+query on members' last locations); until that function exists nothing is pushed.
+"""
+import heapq
+import importlib
+import logging
+from datetime import timedelta
+
+from flask import current_app
+
+from allynet import audit, clock, realtime
+from allynet.errors import ValidationFailed
+from allynet.fields import point_to_latlng
+
+log = logging.getLogger(__name__)
+
+PARTIES_SERVICE = "allynet.parties.service"
+CREDIBLE = ("active", "approved")
+
+
+def _not_expired(now):
+    return {"expires_at": {"$not": {"$lte": now}}}
+
+
+def active_parties_finder():
+    """`parties.service.active_parties_near`, or None while the parties feature lacks it."""
+    try:
+        module = importlib.import_module(PARTIES_SERVICE)
+    except ImportError:
+        return None
+    return getattr(module, "active_parties_near", None)
+
+
+def alert_payload(*, source, item):
+    """The `party:alert` payload for a report or an official alert."""
+    return {"type": item["type"], "source": source, "id": str(item["_id"]),
+            "location": point_to_latlng(item["location"]), "description": item.get("description") or ""}
+
+
+def push_to_nearby_parties(*, db, source, item):
+    """Emit `party:alert` to every active party with a member near `item`; returns their ids."""
+    finder = active_parties_finder()
+    if finder is None:
+        return []
+    try:
+        party_ids = list(finder(db=db, location=item["location"],
+                                radius_m=float(current_app.config["ALERT_PUSH_RADIUS_M"])) or [])
+    except Exception:  # the report is stored; a failing lookup must not fail the request
+        log.exception("finding parties near %s %s failed", source, item["_id"])
+        return []
+    if party_ids:
+        realtime.emit_to_rooms([realtime.party_room(pid) for pid in party_ids], "party:alert",
+                               alert_payload(source=source, item=item))
+    return party_ids
+
+
+def create_alert(*, db, user_id, data):
+    """Publish an official alert (moderators, admins); audited and pushed to nearby parties."""
+    now = clock.now()
+    horizon = now + timedelta(days=float(current_app.config["OFFICIAL_ALERT_MAX_DAYS"]))
+    if data["expires_at"] <= now:
+        raise ValidationFailed(details={"expires_at": ["Must be in the future."]})
+    if data["expires_at"] > horizon:
+        raise ValidationFailed(details={"expires_at": [
+            f"At most {current_app.config['OFFICIAL_ALERT_MAX_DAYS']} days ahead."]})
+    alert = {"type": data["type"], "location": data["location"], "description": data["description"],
+             "expires_at": data["expires_at"], "created_by": user_id, "created_at": now}
+    db.alerts.insert_one(alert)
+    audit.record(db=db, actor_id=user_id, action="alert.create", target_type="alert", target_id=alert["_id"],
+                 after={"type": alert["type"], "expires_at": alert["expires_at"]})
+    push_to_nearby_parties(db=db, source="official", item=alert)
+    return alert
+
+
+def _near(collection, *, point, radius_m, query, limit):
+    pipeline = [
+        {"$geoNear": {"near": point, "key": "location", "distanceField": "distance_m",
+                      "maxDistance": radius_m, "query": query, "spherical": True}},
+        {"$limit": limit},
+    ]
+    return list(collection.aggregate(pipeline))
+
+
+def alerts_near(*, db, lat, lng, radius_m, types=None, limit=200):
+    """Current official alerts and credible reports within `radius_m`, nearest first."""
+    now = clock.now()
+    point = {"type": "Point", "coordinates": [lng, lat]}
+    type_filter = {"type": {"$in": list(types)}} if types else {}
+    officials = _near(db.alerts, point=point, radius_m=radius_m, limit=limit,
+                      query={**_not_expired(now), **type_filter})
+    reports = _near(db.reports, point=point, radius_m=radius_m, limit=limit,
+                    query={"status": {"$in": list(CREDIBLE)}, **_not_expired(now), **type_filter})
+    entries = [_entry(doc, "official") for doc in officials] + [_entry(doc, "report") for doc in reports]
+    return heapq.nsmallest(limit, entries, key=lambda entry: (entry["distance_m"], entry["id"]))
+
+
+def _entry(doc, source):
+    report = source == "report"
+    return {"id": str(doc["_id"]), "source": source, "type": doc["type"], "location": doc["location"],
+            "description": doc.get("description") or "", "upvotes": doc.get("upvotes") if report else None,
+            "downvotes": doc.get("downvotes") if report else None, "expires_at": doc.get("expires_at"),
+            "created_at": doc["created_at"], "distance_m": doc["distance_m"]}
+
+
+def feature_collection(items):
+    """Dumped feed entries -> a GeoJSON FeatureCollection (RFC 7946: coordinates [lng, lat])."""
+    features = []
+    for item in items:
+        location = item["location"]
+        properties = {key: value for key, value in item.items() if key != "location"}
+        features.append({"type": "Feature", "id": item["id"],
+                         "geometry": {"type": "Point", "coordinates": [location["lng"], location["lat"]]},
+                         "properties": properties})
+    return {"type": "FeatureCollection", "features": features}

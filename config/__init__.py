@@ -32,6 +32,7 @@ ENV_VARS = {
     "ALLYNET_DEMO": _bool,
     "BCRYPT_ROUNDS": int,
     "ESCALATION_SECONDS": float,
+    "ESCALATION_SWEEP_SECONDS": float,
     "LEFT_BEHIND_M": float,
     "TRAIL_SAMPLE_SECONDS": float,
     "TRAIL_RETENTION_DAYS": float,
@@ -83,6 +84,9 @@ class Config:
     ALLYNET_DEMO = False
     BCRYPT_ROUNDS = 12
     ESCALATION_SECONDS = 60.0
+    # emergencies
+    ESCALATION_SWEEP_SECONDS = 2.0  # how often each process looks for due escalation waves
+    EMERGENCY_CREATE_RATE_LIMIT = "30/minute"  # per user; one open SOS at a time is the real bound
     LEFT_BEHIND_M = 2000.0
     TRAIL_SAMPLE_SECONDS = 5.0
     TRAIL_RETENTION_DAYS = 30.0

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("emergencies", __name__, url_prefix="/api/v1")
 
-from allynet.emergencies import views  # noqa: E402,F401
+from allynet.emergencies import events, views  # noqa: E402,F401

@@ -1,1 +1,90 @@
-"""help_requests HTTP endpoints."""
+"""Help request HTTP endpoints: post, browse nearby, edit, offer, accept, complete, cancel."""
+from allynet.auth.decorators import auth_required, current_user_id
+from allynet.db import get_db
+from allynet.help_requests import bp, service
+from allynet.help_requests.schemas import (accept_schema, help_request_create_schema, help_request_list_query_schema,
+                                           help_request_schema, help_request_update_schema, offer_create_schema,
+                                           offer_schema)
+from allynet.http import doc, ok, ok_list, use_body, use_query
+
+TAGS = ["help_requests"]
+
+
+@bp.post("/help-requests")
+@auth_required
+@doc(summary="Post a help request (category in transport, groceries, repairs, childcare, elderly_care, pets, "
+             "tech, moving, other; budget {amount >= 0, currency ISO 4217})",
+     response=help_request_schema, status=201, tags=TAGS)
+@use_body(help_request_create_schema)
+def create_help_request(data):
+    document = service.create(db=get_db(), user_id=current_user_id(), data=data)
+    return ok(help_request_schema.dump(document), 201)
+
+
+@bp.get("/help-requests")
+@auth_required
+@doc(summary="Help requests near `near=lat,lng` (default: your profile location) within radius_m "
+             "(100..50000, default 10000), nearest first with distance_m; status defaults to open",
+     response=help_request_schema, many=True, tags=TAGS)
+@use_query(help_request_list_query_schema)
+def list_help_requests(query):
+    items, next_cursor = service.list_nearby(db=get_db(), user_id=current_user_id(), **query)
+    return ok_list(help_request_schema.dump(items, many=True), next_cursor)
+
+
+@bp.get("/help-requests/<oid:request_id>")
+@auth_required
+@doc(summary="One help request (offers: all for its owner, your own for an offerer)",
+     response=help_request_schema, tags=TAGS)
+def get_help_request(request_id):
+    document = service.get_for_viewer(db=get_db(), user_id=current_user_id(), request_id=request_id)
+    return ok(help_request_schema.dump(document))
+
+
+@bp.patch("/help-requests/<oid:request_id>")
+@auth_required
+@doc(summary="Edit your help request while it is open (409 conflict otherwise; budget null removes it)",
+     response=help_request_schema, tags=TAGS)
+@use_body(help_request_update_schema)
+def update_help_request(request_id, data):
+    document = service.update(db=get_db(), user_id=current_user_id(), request_id=request_id, data=data)
+    return ok(help_request_schema.dump(document))
+
+
+@bp.post("/help-requests/<oid:request_id>/offers")
+@auth_required
+@doc(summary="Offer help on an open request (not your own: 403; one offer per user and request: 409 conflict)",
+     response=offer_schema, status=201, tags=TAGS)
+@use_body(offer_create_schema)
+def make_offer(request_id, data):
+    offer = service.make_offer(db=get_db(), user_id=current_user_id(), request_id=request_id, data=data)
+    return ok(offer_schema.dump(offer), 201)
+
+
+@bp.post("/help-requests/<oid:request_id>/accept")
+@auth_required
+@doc(summary="Accept an offer (owner): open -> assigned, the other offers are declined; an offer_id that is "
+             "not an offer of this request is 404",
+     response=help_request_schema, tags=TAGS)
+@use_body(accept_schema)
+def accept_offer(request_id, data):
+    document = service.accept(db=get_db(), user_id=current_user_id(), request_id=request_id,
+                              offer_id=data["offer_id"])
+    return ok(help_request_schema.dump(document))
+
+
+@bp.post("/help-requests/<oid:request_id>/complete")
+@auth_required
+@doc(summary="Mark your assigned help request completed (raises the helper's trust score)",
+     response=help_request_schema, tags=TAGS)
+def complete_help_request(request_id):
+    document = service.complete(db=get_db(), user_id=current_user_id(), request_id=request_id)
+    return ok(help_request_schema.dump(document))
+
+
+@bp.post("/help-requests/<oid:request_id>/cancel")
+@auth_required
+@doc(summary="Cancel your open or assigned help request", response=help_request_schema, tags=TAGS)
+def cancel_help_request(request_id):
+    document = service.cancel(db=get_db(), user_id=current_user_id(), request_id=request_id)
+    return ok(help_request_schema.dump(document))

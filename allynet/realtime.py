@@ -4,12 +4,62 @@ Services never import Flask-SocketIO. They call `emit_to_user`,
 `emit_to_room`, `close_room` and friends; the Socket.IO server bound to the
 current app (and, when `REDIS_URL` is set, its Redis message queue) carries
 the event to every process.
+
+Outside any app (maintenance scripts, workers without a server) install a
+write-only emitter with `external_emitter(redis_url)`: the same helpers then
+publish on the Redis queue and the server processes deliver to their sockets.
+An emit never raises into its caller: a queue outage is logged and the event
+still reaches this process's own sockets.
 """
 import logging
 
 from flask import current_app, has_app_context
 
 log = logging.getLogger(__name__)
+
+# Write-only emitter used when no app is current (see external_emitter).
+_external = None
+
+
+class ExternalEmitter:
+    """Publishes emits on the Redis queue from a process that serves no sockets."""
+
+    server = None  # no local sockets: room membership is the servers' business
+
+    def __init__(self, redis_url, *, channel="allynet-socketio", timeout=0.5):
+        from allynet.message_queue import write_only
+
+        self.queue = write_only(redis_url, channel=channel, timeout=timeout)
+
+    def emit(self, event, data, to=None, skip_sid=None):
+        """Publish one emit to `to` (a room, or a list of rooms) on every server."""
+        self.queue.emit(event, data, namespace="/", room=to, skip_sid=skip_sid)
+
+    def close_room(self, room):
+        """Empty a room on every server."""
+        self.queue.close_room(room, namespace="/")
+
+    def close(self):
+        """Release the Redis connection."""
+        self.queue.close()
+
+
+def external_emitter(redis_url, *, channel="allynet-socketio", timeout=0.5, install=True):
+    """A write-only emitter on the queue at `redis_url` (channel = the servers' SOCKETIO_CHANNEL);
+    with `install`, the helpers here use it whenever no app is current."""
+    global _external
+    emitter = ExternalEmitter(redis_url, channel=channel, timeout=timeout)
+    if install:
+        _external = emitter
+    return emitter
+
+
+def uninstall_external_emitter():
+    """Forget the installed external emitter (and close it)."""
+    global _external
+    emitter, _external = _external, None
+    if emitter is not None:
+        emitter.close()
 
 
 def user_room(user_id):
@@ -33,10 +83,18 @@ def _server():
     return current_app.extensions.get("socketio")
 
 
+def _emitter():
+    """What emits: the current app's Socket.IO server, else the installed external emitter."""
+    sio = _server()
+    if sio is not None and sio.server is not None:
+        return sio
+    return _external
+
+
 def emit_to_room(room, event, data, skip_sid=None):
     """Send `event` to every socket in `room`, on every process."""
-    sio = _server()
-    if sio is None or sio.server is None:
+    sio = _emitter()
+    if sio is None:
         log.debug("no Socket.IO server bound; %s to %s dropped", event, room)
         return False
     try:
@@ -54,8 +112,8 @@ def emit_to_user(user_id, event, data):
 
 def emit_to_rooms(rooms, event, data):
     """Send one event to several rooms (each socket gets it once)."""
-    sio = _server()
-    if sio is None or sio.server is None or not rooms:
+    sio = _emitter()
+    if sio is None or not rooms:
         return False
     try:
         sio.emit(event, data, to=list(rooms))
@@ -81,8 +139,8 @@ def leave_room(sid, room):
 
 def close_room(room):
     """Empty a room on every process."""
-    sio = _server()
-    if sio is not None and sio.server is not None:
+    sio = _emitter()
+    if sio is not None:
         try:
             sio.close_room(room)
         except Exception:

@@ -8,7 +8,7 @@ and returns a dict for the ack. Every failure becomes
 import functools
 import logging
 
-from flask import request
+from flask import current_app, request
 from marshmallow import ValidationError
 
 from allynet import jsonutil
@@ -21,8 +21,14 @@ HANDLERS = []
 CONNECT_HOOKS = []
 DISCONNECT_HOOKS = []
 
-# sid -> user id (ObjectId) for sockets on this process.
-_connections = {}
+# Per app (app.extensions[CONNECTIONS_KEY]): sid -> user id (ObjectId) of the sockets
+# connected to that app's Socket.IO server. Per app, not per module, so that two
+# servers in one process (the scale-out tests) know only their own sockets.
+CONNECTIONS_KEY = "allynet_socket_connections"
+
+
+def _local_connections():
+    return current_app.extensions.setdefault(CONNECTIONS_KEY, {})
 
 
 def on_connect(fn):
@@ -39,7 +45,7 @@ def on_disconnect(fn):
 
 def connection_user(sid):
     """The user id behind a local socket, or None."""
-    return _connections.get(sid)
+    return _local_connections().get(sid)
 
 
 def _ack_error(code, message, details=None):
@@ -56,7 +62,7 @@ def socket_event(name, schema=None):
         @functools.wraps(fn)
         def handler(payload=None, *extra):
             sid = request.sid
-            user_id = _connections.get(sid)
+            user_id = _local_connections().get(sid)
             if user_id is None:
                 return _ack_error("unauthorized", "Not authenticated")
             try:
@@ -104,7 +110,7 @@ def _connect(auth=None):
         log.warning("socket refused: MongoDB unreachable")
         return False
     sid = request.sid
-    _connections[sid] = user_id
+    _local_connections()[sid] = user_id
     from allynet import realtime
 
     realtime.enter_room(sid, realtime.user_room(user_id))
@@ -118,7 +124,7 @@ def _connect(auth=None):
 
 def _disconnect(*args):
     sid = request.sid
-    user_id = _connections.pop(sid, None)
+    user_id = _local_connections().pop(sid, None)
     if user_id is None:
         return
     for hook in DISCONNECT_HOOKS:
@@ -130,10 +136,14 @@ def _disconnect(*args):
 
 def init_socketio(app, sio):
     """Bind `sio` to the app with the configured queue and register every handler."""
+    from allynet.message_queue import make_client_manager
+
     origins = app.config["CORS_ORIGINS"]
     sio.init_app(
         app,
-        message_queue=app.config.get("REDIS_URL") or None,
+        # Redis pub/sub shared by every process, or None (in-memory rooms). Always
+        # passed: Flask-SocketIO keeps options across init_app calls on one instance.
+        client_manager=make_client_manager(app.config),
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
         cors_allowed_origins="*" if origins == "*" else [o.strip() for o in origins.split(",")],
         json=jsonutil,

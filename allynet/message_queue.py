@@ -1,0 +1,184 @@
+"""The Socket.IO message queue over Redis, hardened for outages.
+
+With `REDIS_URL` set, every server process publishes each emit on one Redis
+pub/sub channel (`SOCKETIO_CHANNEL`) and delivers what the others publish to
+its own sockets, so rooms span processes. python-socketio's `RedisManager`
+does this, but with a Redis outage (see its `_publish` and
+`_redis_listen_with_retries`) it connects without timeouts (an emit may block
+as long as the OS lets a connect hang), shares one connection object between
+publisher and listener threads, and backs off up to 60 s before the listener
+tries again. `QueueManager` keeps its protocol (same channel messages, so it
+interoperates with plain RedisManager emitters) and changes only that:
+
+- an emit is delivered to this process's sockets first, then published with
+  a short timeout; a failed publish is logged and dropped (other processes
+  miss that one event), never raised into the request, and for
+  `REDIS_RETRY_SECONDS` afterwards publishing is skipped instead of waiting
+  on a dead server each time;
+- the listener has its own connection and retries every 0.1 s doubling to
+  `SOCKETIO_QUEUE_RETRY_MAX` (2 s), so when Redis is back the queue is back
+  within seconds, without a restart; `subscribed` tells whether it listens.
+"""
+import logging
+import threading
+import time
+
+import socketio
+
+from allynet import jsonutil
+from allynet import redis_client
+
+log = logging.getLogger(__name__)
+
+
+class QueueManager(socketio.RedisManager):
+    """RedisManager with bounded waits, fast reconnects and a separate listener connection."""
+
+    name = "allynet-redis"
+
+    def __init__(self, url, *, channel, write_only=False, timeout=0.5, retry_seconds=1.0,
+                 retry_max=2.0, json=None):
+        super().__init__(url, channel=channel, write_only=write_only, logger=log, json=json)
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.retry_max = retry_max
+        self.publisher = redis_client.make_client(url, timeout=timeout, decode_responses=False)
+        self.subscribed = threading.Event()
+        self.closed = threading.Event()
+        self.published = 0
+        self.dropped = 0
+        self._down_until = 0.0
+        self._publish_down = False
+        self._pubsub = None
+
+    def _publish(self, data):
+        """Publish to the other processes; on an outage log, drop, and never raise or block long."""
+        if self._publish_down and time.monotonic() < self._down_until:
+            self.dropped += 1
+            return None
+        try:
+            result = self.publisher.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:  # any failure here must not reach the emitting request
+            self.dropped += 1
+            if not self._publish_down:
+                log.warning("Socket.IO queue: publish failed (%s: %s); other processes miss events "
+                            "until Redis answers", type(exc).__name__, exc)
+            self._publish_down = True
+            self._down_until = time.monotonic() + self.retry_seconds
+            return None
+        if self._publish_down:
+            log.info("Socket.IO queue: publishing again")
+            self._publish_down = False
+        self.published += 1
+        return result
+
+    def _listen(self):
+        """Yield payloads from the channel forever, reconnecting quickly after an outage."""
+        channel = self.channel.encode("utf-8")
+        delay = 0.1
+        failed = False
+        while not self.closed.is_set():
+            pubsub = None
+            try:
+                client = redis_client.make_client(
+                    self.redis_url, timeout=self.timeout, decode_responses=False,
+                    socket_timeout=None, socket_keepalive=True, health_check_interval=10)
+                pubsub = client.pubsub()
+                self._pubsub = pubsub
+                pubsub.subscribe(self.channel)
+                while not self.closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        delay = 0.1
+                        if failed:
+                            log.info("Socket.IO queue: listening again on %s", self.channel)
+                            failed = False
+                        self.subscribed.set()
+                    elif message["type"] == "message" and message["channel"] == channel:
+                        yield message["data"]
+            except Exception as exc:
+                self.subscribed.clear()
+                if self.closed.is_set():
+                    break
+                if not failed:
+                    log.warning("Socket.IO queue: listener lost Redis (%s: %s); retrying",
+                                type(exc).__name__, exc)
+                failed = True
+                self.closed.wait(delay)
+                delay = min(delay * 2, self.retry_max)
+            finally:
+                self.subscribed.clear()
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+
+    def _thread(self):
+        """Deliver what other processes publish (the base loop, minus its error log on close)."""
+        for message in self._listen():
+            try:
+                data = message if isinstance(message, dict) else self.json.loads(message)
+            except Exception:
+                continue
+            if not isinstance(data, dict) or "method" not in data:
+                continue
+            try:
+                if data["method"] == "callback":
+                    self._handle_callback(data)
+                elif data.get("host_id") != self.host_id:
+                    handler = getattr(self, f"_handle_{data['method']}", None)
+                    if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room"):
+                        handler(data)
+            except Exception:
+                log.exception("Socket.IO queue: handling a %s message failed", data.get("method"))
+
+    def close(self):
+        """Stop listening and release connections (tests, shutdown)."""
+        self.closed.set()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:
+                pass
+        self.publisher.close()
+
+
+def make_client_manager(config):
+    """The queue for a server from config, or None without `REDIS_URL`."""
+    url = config.get("REDIS_URL")
+    if not url:
+        return None
+    return QueueManager(url, channel=config["SOCKETIO_CHANNEL"], timeout=config["REDIS_SOCKET_TIMEOUT"],
+                        retry_seconds=config["REDIS_RETRY_SECONDS"],
+                        retry_max=config["SOCKETIO_QUEUE_RETRY_MAX"])
+
+
+def start_listening(sio, timeout=None):
+    """Start the queue listener of a bound SocketIO now (it otherwise starts on the first
+    connection); with `timeout`, wait that long for the subscription. True when subscribed."""
+    server = sio.server
+    manager = getattr(server, "manager", None)
+    if not isinstance(manager, QueueManager):
+        return False
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        manager.initialize()
+    if timeout is None:
+        return manager.subscribed.is_set()
+    return manager.subscribed.wait(timeout)
+
+
+def queue_of(sio):
+    """The QueueManager of a bound SocketIO, or None."""
+    manager = getattr(getattr(sio, "server", None), "manager", None)
+    return manager if isinstance(manager, QueueManager) else None
+
+
+def write_only(url, *, channel, timeout=0.5, retry_seconds=1.0):
+    """A publish-only queue for code outside any server (scripts, workers)."""
+    return QueueManager(url, channel=channel, write_only=True, timeout=timeout,
+                        retry_seconds=retry_seconds, json=jsonutil)

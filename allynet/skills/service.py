@@ -1,0 +1,156 @@
+"""Skills marketplace rules: publish, search by distance, category and free text, edit, delete.
+
+Search plans, each one a real MongoDB server accepts:
+- `near` without `q`: `$geoNear` (first stage) with the category in its query,
+  nearest first, `distance_m` from the server;
+- `near` with `q`: `$text` cannot be combined with `$near`/`$geoNear`, so the
+  query is `$text` plus `$geoWithin: {$centerSphere}` (allowed together); the
+  matches are ranked by `geo.haversine_m` here, on MongoDB's sphere;
+- no `near`: newest first, with `$text` when `q` is given.
+`q` only ever goes to `$search` as a string, so regex characters are text.
+Pages are cursor-based: (distance, id) when ranked by distance, id otherwise.
+"""
+from bson import ObjectId
+from pymongo import DESCENDING, ReturnDocument
+
+from allynet import clock, geo
+from allynet.errors import Forbidden, NotFound, ValidationFailed
+from allynet.fields import object_id
+from allynet.pagination import decode_cursor, encode_cursor
+from allynet.users import service as users_service
+
+
+def create(*, db, user_id, data):
+    """Publish a skill; its location defaults to the owner's profile location (400 when neither exists)."""
+    location = data.get("location")
+    if location is None:
+        owner = db.users.find_one({"_id": user_id}, projection={"location": 1}) or {}
+        location = owner.get("location")
+    if not location:
+        raise ValidationFailed(details={"location": ["Required: your profile has no location to default to."]})
+    now = clock.now()
+    document = {
+        "user_id": user_id,
+        "name": data["name"],
+        "category": data["category"],
+        "description": data.get("description"),
+        "rate": data.get("rate"),
+        "location": location,
+        "created_at": now,
+        "updated_at": now,
+    }
+    db.skills.insert_one(document)
+    return document
+
+
+def search(*, db, near=None, radius_m, category=None, q=None, limit, cursor=None):
+    """Skills matching the filters, nearest first when `near` is given, else newest first.
+
+    Returns (items, next_cursor).
+    """
+    query = {}
+    if category is not None:
+        query["category"] = category
+    if near is None:
+        if q is not None:
+            query["$text"] = {"$search": q}
+        return _newest_first(db=db, query=query, limit=limit, cursor=cursor)
+    if q is None:
+        return _geo_near(db=db, near=near, radius_m=radius_m, query=query, limit=limit, cursor=cursor)
+    return _text_near(db=db, near=near, radius_m=radius_m, query=query, q=q, limit=limit, cursor=cursor)
+
+
+def list_for_user(*, db, user_id, limit, cursor=None):
+    """A user's skills, newest first (404 when the user does not exist)."""
+    users_service.get_or_raise(db=db, user_id=user_id)
+    return _newest_first(db=db, query={"user_id": user_id}, limit=limit, cursor=cursor)
+
+
+def get_or_raise(*, db, skill_id):
+    """The skill, or 404."""
+    document = db.skills.find_one({"_id": skill_id})
+    if document is None:
+        raise NotFound("Skill not found")
+    return document
+
+
+def update(*, db, user_id, skill_id, data):
+    """Change one's own skill (403 for anyone else's)."""
+    changes = {**data, "updated_at": clock.now()}
+    document = db.skills.find_one_and_update({"_id": skill_id, "user_id": user_id}, {"$set": changes},
+                                             return_document=ReturnDocument.AFTER)
+    if document is None:
+        _raise_refusal(db=db, skill_id=skill_id)
+    return document
+
+
+def delete(*, db, user_id, skill_id):
+    """Delete one's own skill (403 for anyone else's)."""
+    if db.skills.delete_one({"_id": skill_id, "user_id": user_id}).deleted_count == 0:
+        _raise_refusal(db=db, skill_id=skill_id)
+
+
+def _raise_refusal(*, db, skill_id):
+    get_or_raise(db=db, skill_id=skill_id)
+    raise Forbidden("Only the owner can change this skill")
+
+
+def _point(near):
+    return {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
+
+
+def _geo_near(*, db, near, radius_m, query, limit, cursor):
+    pipeline = [
+        {"$geoNear": {"near": _point(near), "key": "location", "distanceField": "distance_m",
+                      "maxDistance": radius_m, "spherical": True, "query": query}},
+        # Ties in distance are ordered by id so that pages never skip or repeat one.
+        {"$sort": {"distance_m": 1, "_id": 1}},
+    ]
+    if cursor:
+        last_distance, last_id = _decode_distance_cursor(cursor)
+        pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
+                                             {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
+    pipeline.append({"$limit": limit + 1})
+    return _page_by_distance(list(db.skills.aggregate(pipeline)), limit)
+
+
+def _text_near(*, db, near, radius_m, query, q, limit, cursor):
+    area = {"$geoWithin": {"$centerSphere": [[near["lng"], near["lat"]], radius_m / geo.EARTH_RADIUS_M]}}
+    found = list(db.skills.find({**query, "$text": {"$search": q}, "location": area}))
+    for document in found:
+        lng, lat = document["location"]["coordinates"][:2]
+        document["distance_m"] = geo.haversine_m(near["lng"], near["lat"], lng, lat)
+    found.sort(key=lambda document: (document["distance_m"], document["_id"]))
+    if cursor:
+        last = _decode_distance_cursor(cursor)
+        found = [document for document in found if (document["distance_m"], document["_id"]) > last]
+    return _page_by_distance(found[:limit + 1], limit)
+
+
+def _page_by_distance(items, limit):
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor([items[-1]["distance_m"], items[-1]["_id"]])
+
+
+def _newest_first(*, db, query, limit, cursor):
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        last_id = object_id(last_id)
+        if last_id is None:
+            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+        query = {"$and": [query, {"_id": {"$lt": last_id}}]}
+    items = list(db.skills.find(query).sort("_id", DESCENDING).limit(limit + 1))
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor([items[-1]["_id"]])
+
+
+def _decode_distance_cursor(cursor):
+    distance, last_id = decode_cursor(cursor, 2)
+    last_id = object_id(last_id)
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or last_id is None:
+        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+    return float(distance), last_id

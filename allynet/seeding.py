@@ -1,0 +1,527 @@
+"""The demo city: a realistic, reproducible data set for MongoDB and for the embedded store.
+
+One module serves `scripts/seed.py` (and `flask seed`) and the `ALLYNET_DEMO=1`
+start-up loader (`allynet.demo`). The same `--seed` gives the same city: every
+random choice comes from one `random.Random(seed)`, and every time is an
+offset from `allynet.clock.now()`, so the data always looks current.
+
+People live like a real population: most around the centre (an exponential
+radial distribution), the rest in a few districts (Gaussian clusters), none
+beyond `--radius-km`. Helpers have fresh locations so an SOS finds them.
+
+Passwords: every demo account shares one password, hashed ONCE with bcrypt
+and reused; that is what makes 10,000 users take seconds. `--fast-hashes`
+lowers the bcrypt cost to 4 (demo and test data only).
+"""
+import argparse
+import calendar
+import contextlib
+import logging
+import math
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from allynet import clock, geo, scripting
+from allynet import db as db_module
+from allynet.auth.passwords import hash_password
+from allynet.db import INDEXES, ensure_indexes
+from allynet.errors import MONGO_DOWN_ERRORS
+from allynet.users import service as users_service
+from allynet.users.schemas import VEHICLE_TYPES
+
+log = logging.getLogger("allynet.seeding")
+
+# Real city centres: name -> (lat, lng).
+CITIES = {
+    "lyon": (45.7640, 4.8357),
+    "berlin": (52.5200, 13.4050),
+    "paris": (48.8566, 2.3522),
+    "london": (51.5074, -0.1278),
+    "madrid": (40.4168, -3.7038),
+    "new-york": (40.7128, -74.0060),
+}
+DEFAULT_CITY = "lyon"
+DEMO_DOMAIN = "allynet.example"  # RFC 2606: reserved, never a real mailbox
+DEMO_PASSWORD = "allynet-demo"
+FAST_BCRYPT_ROUNDS = 4
+
+# (email local part, role, what the account is for); all share the demo password.
+DEMO_ACCOUNTS = (
+    ("admin", "admin", "administrator: PATCH /users, moderation, official alerts"),
+    ("moderator", "moderator", "moderator: report moderation, official alerts"),
+    ("helper", "user", "verified helper at the city centre: receives SOS alerts"),
+    ("rider", "user", "leads an active party (group ride) with live members"),
+    ("user", "user", "an ordinary member near the centre"),
+)
+
+FIRST_NAMES = (
+    "Adele", "Bruno", "Camille", "Dario", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas", "Karim",
+    "Lea", "Malik", "Nora", "Oscar", "Paula", "Quentin", "Rosa", "Samir", "Tessa", "Ugo", "Vera",
+    "Wim", "Xenia", "Yann", "Zoe", "Amir", "Beatriz", "Chloe", "Daniel", "Emma", "Farid", "Lina",
+    "Louis", "Maya", "Noah", "Olga", "Pierre", "Sofia", "Tom",
+)
+LAST_NAMES = (
+    "Martin", "Bernard", "Dubois", "Moreau", "Laurent", "Simon", "Michel", "Lefebvre", "Leroy", "Roux",
+    "Muller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Hoffmann",
+    "Garcia", "Rossi", "Novak", "Kowalski", "Haddad", "Nguyen", "Silva", "Costa", "Petit", "Fontaine",
+    "Girard",
+)
+# How riders actually get around, roughly.
+VEHICLE_WEIGHTS = {"car": 40, "motorcycle": 25, "bicycle": 15, "scooter": 8, "truck": 4, "walking": 6,
+                   "other": 2}
+assert set(VEHICLE_WEIGHTS) <= set(VEHICLE_TYPES)
+
+
+@dataclass
+class SeedPlan:
+    """How big a city to build, and where. None sizes are derived from `users`."""
+
+    seed: int = 42
+    city_lat: float = CITIES[DEFAULT_CITY][0]
+    city_lng: float = CITIES[DEFAULT_CITY][1]
+    radius_km: float = 12.0
+    users: int = 2000
+    helper_ratio: float = 0.25
+    verified_ratio: float = 0.6
+    skills: int = None
+    help_requests: int = None
+    parties: int = None
+    party_size: int = 6
+    trail_points: int = 40
+    reports: int = None
+    alerts: int = None
+    sos: int = None
+    password: str = DEMO_PASSWORD
+    fast_hashes: bool = False
+    batch_size: int = 1000
+
+    def size(self, name):
+        """The planned count of `name`: the flag when given, else a share of the users."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        derived = {
+            "skills": self.users // 4,
+            "help_requests": self.users // 10,
+            "parties": max(2, self.users // 100),
+            "reports": max(7, self.users // 5),
+            "alerts": max(2, self.users // 500),
+            "sos": max(1, self.users // 1000),
+        }
+        return derived[name]
+
+
+@dataclass
+class SeedResult:
+    """What a seed run created (documents per collection) and the logins to try it with."""
+
+    created: Counter = field(default_factory=Counter)
+    logins: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class AlreadySeeded(RuntimeError):
+    """The demo accounts are already there: seeding again would duplicate the city."""
+
+
+# --- geography -------------------------------------------------------------------------------
+
+
+def destination(lat, lng, distance_m, bearing):
+    """The point `distance_m` from (lat, lng) along `bearing` (radians) on MongoDB's sphere."""
+    angular = distance_m / geo.EARTH_RADIUS_M
+    phi1, lambda1 = math.radians(lat), math.radians(lng)
+    phi2 = math.asin(math.sin(phi1) * math.cos(angular)
+                     + math.cos(phi1) * math.sin(angular) * math.cos(bearing))
+    lambda2 = lambda1 + math.atan2(math.sin(bearing) * math.sin(angular) * math.cos(phi1),
+                                   math.cos(angular) - math.sin(phi1) * math.sin(phi2))
+    lat2 = max(-90.0, min(90.0, math.degrees(phi2)))
+    lng2 = (math.degrees(lambda2) + 540.0) % 360.0 - 180.0
+    return lat2, lng2
+
+
+def point(lat, lng):
+    """A valid GeoJSON Point (6 decimals, about 10 cm), always inside 2dsphere's ranges."""
+    lat = max(-90.0, min(90.0, round(lat, 6)))
+    lng = max(-180.0, min(180.0, round(lng, 6)))
+    return geo.to_point(lat, lng)
+
+
+class Population:
+    """Where people are: dense centre, a few districts, sparse edge, nobody past the radius."""
+
+    CENTRE_SHARE = 0.65
+
+    def __init__(self, rng, lat, lng, radius_m, districts=6):
+        self.rng, self.lat, self.lng, self.radius_m = rng, lat, lng, radius_m
+        self.districts = [destination(lat, lng, rng.uniform(0.25, 0.7) * radius_m, rng.uniform(0, 2 * math.pi))
+                          for _ in range(districts)]
+
+    def latlng(self):
+        """One (lat, lng) drawn from the population."""
+        rng = self.rng
+        for _ in range(10):
+            if rng.random() < self.CENTRE_SHARE:
+                origin, distance = (self.lat, self.lng), rng.expovariate(4.0 / self.radius_m)
+            else:
+                origin, distance = rng.choice(self.districts), abs(rng.gauss(0.0, self.radius_m / 10.0))
+            lat, lng = destination(origin[0], origin[1], distance, rng.uniform(0, 2 * math.pi))
+            if geo.haversine_m(self.lng, self.lat, lng, lat) <= self.radius_m:
+                return lat, lng
+        return destination(self.lat, self.lng, rng.uniform(0, self.radius_m / 4), rng.uniform(0, 2 * math.pi))
+
+    def near(self, lat, lng, max_m):
+        """(lat, lng) within `max_m` of a point (uniform over the disc)."""
+        distance = max_m * math.sqrt(self.rng.random())
+        return destination(lat, lng, distance, self.rng.uniform(0, 2 * math.pi))
+
+
+def make_id(rng, when):
+    """An ObjectId whose timestamp is `when` (so _id order follows created_at), the rest from `rng`."""
+    return ObjectId(calendar.timegm(when.timetuple()).to_bytes(4, "big") + rng.randbytes(8))
+
+
+# --- the seeder ------------------------------------------------------------------------------
+
+
+class CitySeeder:
+    """Builds one city into `db`, feature by feature, in batches."""
+
+    def __init__(self, *, db, config, plan, show_progress=None):
+        self.db, self.config, self.plan = db, config, plan
+        self.show_progress = show_progress
+        self.rng = random.Random(plan.seed)
+        self.now = clock.now()
+        self.population = Population(self.rng, plan.city_lat, plan.city_lng, plan.radius_km * 1000.0)
+        self.result = SeedResult()
+        self._hashes = {}
+        # What later steps pick from: ids and where people are.
+        self.users = []  # (id, lat, lng) of every seeded user
+        self.helpers = []  # (id, lat, lng) of helpers
+        self.verified_helpers = []
+        self.accounts = {}  # demo account local part -> user document
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def password_hash(self, password):
+        """bcrypt once per distinct password; every account with it shares the hash."""
+        if password not in self._hashes:
+            rounds = FAST_BCRYPT_ROUNDS if self.plan.fast_hashes else int(self.config.get("BCRYPT_ROUNDS", 12))
+            self._hashes[password] = hash_password(password, rounds=rounds)
+        return self._hashes[password]
+
+    def ago(self, **delta):
+        """`now` minus a duration."""
+        return self.now - timedelta(**delta)
+
+    def insert(self, collection, documents, total, desc=None):
+        """insert_many in batches with a progress bar; returns how many were inserted."""
+        count = 0
+        with self.bulk_load(collection), scripting.progress(total, desc or collection, self.show_progress) as bar:
+            for batch in scripting.batched(documents, self.plan.batch_size):
+                self.db[collection].insert_many(batch, ordered=True)
+                count += len(batch)
+                bar.update(len(batch))
+        self.result.created[collection] += count
+        if count:
+            log.info("seeded %d %s", count, collection)
+        return count
+
+    @contextlib.contextmanager
+    def bulk_load(self, collection):
+        """On the embedded store, check unique indexes once after a bulk insert, not per document.
+
+        mongomock checks a unique index by scanning the whole collection on every
+        insert, so 10,000 users cost 10,000 scans (a minute). Its create_index
+        checks uniqueness in one pass, so the unique indexes of the collection
+        being filled are dropped and re-created after the load; a duplicate still
+        fails the seed (DuplicateKeyError). A real MongoDB keeps them throughout.
+        """
+        if not db_module.is_embedded(self.db.client):
+            yield
+            return
+        target = self.db[collection]
+        suspended = {name: spec for name, spec in target.index_information().items() if spec.get("unique")}
+        for name in suspended:
+            target.drop_index(name)
+        try:
+            yield
+        finally:
+            for name, spec in suspended.items():
+                options = {key: spec[key] for key in ("unique", "partialFilterExpression", "sparse") if key in spec}
+                target.create_index(spec["key"], name=name, **options)
+
+    # steps ------------------------------------------------------------------------------------
+
+    def run(self):
+        """Ensure indexes, then seed every feature; returns a SeedResult."""
+        started = clock.now()
+        ensure_indexes(self.db, self.config)
+        if self.db.users.find_one({"email": self.email("admin")}, projection={"_id": 1}):
+            raise AlreadySeeded("the demo city is already in this database (admin@"
+                                f"{DEMO_DOMAIN} exists): use --drop to start over")
+        for step in self.steps():
+            step()
+        self.result.seconds = (clock.now() - started).total_seconds()
+        return self.result
+
+    def steps(self):
+        """The seeding steps, in dependency order (users first, trust scores last)."""
+        return [self.seed_users]
+
+    def email(self, local):
+        """A demo address on the reserved domain."""
+        return f"{local}@{DEMO_DOMAIN}"
+
+    def user_document(self, *, email, display_name, role="user", is_helper=False, verified=False,
+                      latlng=None, created_at=None, fresh_minutes=None):
+        """A user exactly as registration makes one, plus a realistic location and profile."""
+        rng = self.rng
+        created_at = created_at or self.ago(days=rng.uniform(1, 720))
+        location = point(*latlng) if latlng else None
+        doc = users_service.new_user_document(
+            email=email, password_hash=self.password_hash(self.plan.password), display_name=display_name,
+            vehicle_type=rng.choices(list(VEHICLE_WEIGHTS), weights=list(VEHICLE_WEIGHTS.values()))[0],
+            role=role, is_helper=is_helper, verified=verified, location=location, created_at=created_at)
+        doc["_id"] = make_id(rng, created_at)
+        doc["preferences"] = {"notifications": rng.random() < 0.9, "units": "metric",
+                              "language": rng.choice(("en", "fr", "de")), "share_location": True}
+        doc["emergency_radius_m"] = rng.choice((2000, 5000, 5000, 5000, 10000))
+        doc["trust_events"] = {}
+        if location:
+            minutes = fresh_minutes if fresh_minutes is not None else rng.uniform(0, 60 * 24 * 30)
+            doc["location_updated_at"] = max(created_at, self.ago(minutes=minutes))
+            doc["location_accuracy_m"] = round(rng.uniform(3, 40), 1)
+        return doc
+
+    def remember(self, doc):
+        """Index a seeded user for later steps."""
+        location = doc.get("location")
+        if location is None:
+            return
+        lng, lat = location["coordinates"]
+        entry = (doc["_id"], lat, lng)
+        self.users.append(entry)
+        if doc["is_helper"]:
+            self.helpers.append(entry)
+            if doc["verified"]:
+                self.verified_helpers.append(entry)
+
+    def seed_users(self):
+        """Demo accounts, then the population: helpers, verified helpers and members."""
+        plan, rng = self.plan, self.rng
+        centre = (plan.city_lat, plan.city_lng)
+        accounts = []
+        for local, role, purpose in DEMO_ACCOUNTS:
+            is_helper = local == "helper"
+            doc = self.user_document(
+                email=self.email(local), display_name=f"Demo {local.title()}", role=role,
+                is_helper=is_helper, verified=role != "user" or is_helper,
+                latlng=self.population.near(*centre, 300), created_at=self.ago(days=400), fresh_minutes=1)
+            accounts.append(doc)
+            self.accounts[local] = doc
+            self.result.logins.append({"email": doc["email"], "password": plan.password, "role": role,
+                                       "purpose": purpose})
+        self.insert("users", accounts, len(accounts), "demo accounts")
+        for doc in accounts:
+            self.remember(doc)
+
+        def population():
+            for n in range(plan.users):
+                first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+                is_helper = rng.random() < plan.helper_ratio
+                verified = is_helper and rng.random() < plan.verified_ratio
+                # Helpers keep their location fresh (the app reports it); others may not share one.
+                has_location = is_helper or rng.random() < 0.7
+                fresh = rng.uniform(0, 120) if verified else (rng.uniform(0, 600) if is_helper else None)
+                doc = self.user_document(
+                    email=f"{first}.{last}.{n}@{DEMO_DOMAIN}".lower(), display_name=f"{first} {last[0]}.",
+                    is_helper=is_helper, verified=verified,
+                    latlng=self.population.latlng() if has_location else None, fresh_minutes=fresh)
+                self.remember(doc)
+                yield doc
+
+        self.insert("users", population(), plan.users, "users")
+
+
+def seed(*, db, config, plan, show_progress=None):
+    """Build the demo city described by `plan` into `db`; returns a SeedResult."""
+    return CitySeeder(db=db, config=config, plan=plan, show_progress=show_progress).run()
+
+
+def seeded_collections():
+    """Every collection the app declares (what --drop empties)."""
+    return sorted({collection for collection, _, _ in INDEXES})
+
+
+def drop(db):
+    """Drop every AllyNet collection (indexes included; the seed recreates them)."""
+    for name in seeded_collections():
+        db.drop_collection(name)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+DESCRIPTION = """\
+Seed a realistic, reproducible demo city: users (bcrypt passwords), helpers and
+verified helpers clustered like a real population around the city centre, skills,
+help requests, active parties with members and trails, road reports of every type
+with votes, official alerts and a few open SOS. Times are relative to now, and
+helpers' locations are fresh, so SOS alerts find them at once.
+
+The same --seed builds the same city. Indexes are ensured before inserting.
+At the end it prints what it created and the demo logins.
+"""
+
+EPILOG = f"""\
+examples:
+  MONGO_URI=mongodb://localhost:27017 python scripts/seed.py --drop --yes
+  python scripts/seed.py --city berlin --users 10000 --fast-hashes
+  python scripts/seed.py --city-lat 43.6 --city-lng 1.44 --radius-km 8 --seed 7
+
+{scripting.DATABASE_HELP}
+
+Seeding twice without --drop is refused (the demo accounts already exist).
+--drop empties every AllyNet collection first: it asks for confirmation unless --yes.
+
+{scripting.EXIT_CODES_HELP}
+"""
+
+
+def build_parser(prog=None):
+    """The seed command's argument parser."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = SeedPlan()
+    where = parser.add_argument_group("where")
+    where.add_argument("--city", choices=sorted(CITIES), default=DEFAULT_CITY,
+                       help="a known city centre (default: %(default)s)")
+    where.add_argument("--city-lat", type=float, help="centre latitude (overrides --city)")
+    where.add_argument("--city-lng", type=float, help="centre longitude (overrides --city)")
+    where.add_argument("--radius-km", type=float, default=defaults.radius_km,
+                       help="nobody lives further out (default: %(default)s)")
+    sizes = parser.add_argument_group("sizes (unset ones scale with --users)")
+    sizes.add_argument("--users", type=int, default=defaults.users, help="members (default: %(default)s)")
+    sizes.add_argument("--helper-ratio", type=float, default=defaults.helper_ratio,
+                       help="share of members who are helpers (default: %(default)s)")
+    sizes.add_argument("--verified-ratio", type=float, default=defaults.verified_ratio,
+                       help="share of helpers who are verified (default: %(default)s)")
+    for name, derived in (("skills", "users/4"), ("help-requests", "users/10"), ("parties", "users/100"),
+                          ("reports", "users/5"), ("alerts", "users/500"), ("sos", "users/1000")):
+        sizes.add_argument(f"--{name}", type=int, help=f"how many (default: {derived})")
+    sizes.add_argument("--party-size", type=int, default=defaults.party_size,
+                       help="most members per party (default: %(default)s)")
+    sizes.add_argument("--trail-points", type=int, default=defaults.trail_points,
+                       help="trail points per party member (default: %(default)s)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
+    run.add_argument("--password", default=defaults.password,
+                     help="the password every demo account shares (default: %(default)s)")
+    run.add_argument("--fast-hashes", action="store_true",
+                     help=f"bcrypt cost {FAST_BCRYPT_ROUNDS} instead of BCRYPT_ROUNDS: demo/test data only")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                     help="documents per insert_many (default: %(default)s)")
+    run.add_argument("--drop", action="store_true", help="drop every AllyNet collection first (asks)")
+    run.add_argument("--yes", "-y", action="store_true", help="do not ask before --drop")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--mongo-uri", help="MongoDB to seed (default: $MONGO_URI)")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser
+
+
+def plan_from_args(args):
+    """A SeedPlan from parsed arguments."""
+    lat, lng = CITIES[args.city]
+    values = {name.name: getattr(args, name.name) for name in fields(SeedPlan) if hasattr(args, name.name)}
+    values["city_lat"] = args.city_lat if args.city_lat is not None else lat
+    values["city_lng"] = args.city_lng if args.city_lng is not None else lng
+    return SeedPlan(**values)
+
+
+def check_plan(plan):
+    """Reasons the plan cannot be built (empty when it can)."""
+    problems = []
+    if not geo.valid_lng_lat(plan.city_lng, plan.city_lat):
+        problems.append("--city-lat must be in [-90, 90] and --city-lng in [-180, 180]")
+    if not 0.1 <= plan.radius_km <= 200:
+        problems.append("--radius-km must be between 0.1 and 200")
+    for name in ("helper_ratio", "verified_ratio"):
+        if not 0.0 <= getattr(plan, name) <= 1.0:
+            problems.append(f"--{name.replace('_', '-')} must be between 0 and 1")
+    for name in ("users", "skills", "help_requests", "parties", "reports", "alerts", "sos", "trail_points"):
+        value = getattr(plan, name)
+        if value is not None and value < 0:
+            problems.append(f"--{name.replace('_', '-')} must not be negative")
+    if plan.party_size < 1 or plan.batch_size < 1:
+        problems.append("--party-size and --batch-size must be at least 1")
+    if len(plan.password) < 8:
+        problems.append("--password must have at least 8 characters (the API refuses shorter ones)")
+    return problems
+
+
+def confirm(question, stream_in=None):
+    """Ask a yes/no question on the terminal; anything but yes (or no terminal) is no."""
+    stream_in = stream_in or sys.stdin
+    if not stream_in.isatty():
+        return False
+    print(f"{question} [y/N] ", end="", flush=True, file=sys.stderr)
+    return stream_in.readline().strip().lower() in {"y", "yes"}
+
+
+def print_summary(result, plan, out=None):
+    """What was created and how to log in."""
+    out = out or sys.stdout
+    print(f"Seeded the city at ({plan.city_lat}, {plan.city_lng}), radius {plan.radius_km} km, "
+          f"seed {plan.seed}, in {result.seconds:.1f} s:", file=out)
+    for collection, count in sorted(result.created.items()):
+        print(f"  {collection:<16} {count:>8}", file=out)
+    print_logins(result.logins, out)
+
+
+def print_logins(logins, out=None):
+    """The demo logins, one a line."""
+    out = out or sys.stdout
+    print("Demo logins (POST /api/v1/auth/login):", file=out)
+    for login in logins:
+        print(f"  {login['email']:<28} {login['password']:<14} {login['role']:<10} {login['purpose']}",
+              file=out)
+
+
+def main(argv=None, db=None, config=None):
+    """Run the seed command; returns the exit code. `db` given: seed it (tests, flask CLI)."""
+    parser = build_parser(prog="seed.py")
+    args = parser.parse_args(argv)
+    scripting.configure_logging(args.verbose)
+    plan = plan_from_args(args)
+    problems = check_plan(plan)
+    if problems:
+        parser.error("; ".join(problems))
+    config = scripting.load_config(args.mongo_uri, config)
+    try:
+        if db is None:
+            db = scripting.open_database(config)
+        if args.drop:
+            if not args.yes and not confirm(f"Drop every AllyNet collection in '{db.name}'?"):
+                return scripting.fail("not confirmed: nothing dropped, nothing seeded (use --yes to skip "
+                                      "the question)", scripting.EXIT_FAILED)
+            drop(db)
+            log.info("dropped every AllyNet collection in %s", db.name)
+        result = seed(db=db, config=config, plan=plan, show_progress=False if args.no_progress else None)
+    except scripting.DatabaseUnreachable as exc:
+        return scripting.fail(str(exc), scripting.EXIT_UNREACHABLE)
+    except AlreadySeeded as exc:
+        return scripting.fail(str(exc), scripting.EXIT_FAILED)
+    except MONGO_DOWN_ERRORS as exc:
+        return scripting.fail(f"the database stopped answering during seeding ({type(exc).__name__}); "
+                              "partial data may remain: rerun with --drop", scripting.EXIT_UNREACHABLE)
+    except PyMongoError as exc:
+        return scripting.fail(f"the database refused a write ({type(exc).__name__}: {exc})",
+                              scripting.EXIT_FAILED)
+    print_summary(result, plan)
+    return scripting.EXIT_OK

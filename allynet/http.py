@@ -115,7 +115,10 @@ def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True,
 class ObjectIdConverter(BaseConverter):
     """`<oid:name>`: a 24-hex path segment as an ObjectId; anything else is a 404."""
 
-    regex = "[^/]+"
+    # Only 24-hex segments match: a malformed id then matches no rule at all, so every method
+    # gets 404 (a converter that refuses after matching makes werkzeug answer 405 to methods
+    # of other rules on the same path, e.g. PATCH /users/<bad>).
+    regex = "[0-9a-fA-F]{24}"
 
     def to_python(self, value):
         if len(value) == 24 and ObjectId.is_valid(value):

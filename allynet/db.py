@@ -54,7 +54,9 @@ INDEXES = [
      {"unique": True, "partialFilterExpression": {"is_active": True}, "name": "invite_code_active"}),
     ("parties", [("members.user_id", ASCENDING), ("is_active", ASCENDING)], {"name": "member_active"}),
     ("party_members", [("party_id", ASCENDING), ("user_id", ASCENDING)], {"unique": True, "name": "party_user"}),
-    ("party_members", [("user_id", ASCENDING)], {"name": "user"}),
+    # One active party per user, enforced by the database.
+    ("party_members", [("user_id", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"active": True}, "name": "one_active_party_per_user"}),
     ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
     ("trail_points", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
     ("trail_points", [("ts", ASCENDING)],

@@ -1,1 +1,115 @@
-"""parties HTTP endpoints."""
+"""Party and saved-route HTTP endpoints.
+
+Visibility: a party is invisible (404) to anyone who is not a member;
+actions on an existing party by a non-member are 403 `forbidden`.
+"""
+from allynet.auth.decorators import auth_required, current_user_id
+from allynet.db import get_db
+from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.parties import bp, service
+from allynet.parties.schemas import (history_item_schema, history_query_schema, party_create_schema,
+                                     party_join_schema, party_schema, route_create_schema,
+                                     route_list_query_schema, route_schema)
+
+
+def _state(db, party):
+    return party_schema.dump(service.party_state(db=db, party=party))
+
+
+@bp.post("/parties")
+@auth_required
+@doc(summary="Create a party (leaves your current one); you lead it", response=party_schema, status=201,
+     tags=["parties"])
+@use_body(party_create_schema)
+def create_party(data):
+    db = get_db()
+    return ok(_state(db, service.create_party(db=db, user_id=current_user_id(), name=data["name"])), 201)
+
+
+@bp.post("/parties/join")
+@auth_required
+@doc(summary="Join an active party by invite code (404 for a wrong code or ended party)",
+     response=party_schema, tags=["parties"])
+@use_body(party_join_schema)
+def join_by_code(data):
+    db = get_db()
+    party = service.join_by_code(db=db, user_id=current_user_id(), invite_code=data["invite_code"])
+    return ok(_state(db, party))
+
+
+@bp.post("/parties/<oid:party_id>/join")
+@auth_required
+@doc(summary="Join this party with its invite code (404 for a wrong code or ended party)",
+     response=party_schema, tags=["parties"])
+@use_body(party_join_schema)
+def join_party(party_id, data):
+    db = get_db()
+    party = service.join_by_code(db=db, user_id=current_user_id(), invite_code=data["invite_code"],
+                                 party_id=party_id)
+    return ok(_state(db, party))
+
+
+@bp.get("/parties/<oid:party_id>")
+@auth_required
+@doc(summary="A party with its members' last positions and presence (members only; others 404)",
+     response=party_schema, tags=["parties"])
+def get_party(party_id):
+    return ok(party_schema.dump(service.get_party(db=get_db(), user_id=current_user_id(), party_id=party_id)))
+
+
+@bp.post("/parties/<oid:party_id>/leave")
+@auth_required
+@doc(summary="Leave the party (leader hands over; the last one out ends it; 403 if not a member)",
+     response=party_schema, tags=["parties"])
+def leave_party(party_id):
+    db = get_db()
+    return ok(_state(db, service.leave_party(db=db, user_id=current_user_id(), party_id=party_id)))
+
+
+@bp.post("/parties/<oid:party_id>/end")
+@auth_required
+@doc(summary="End the party (leader only: 403 otherwise)", response=party_schema, tags=["parties"])
+def end_party(party_id):
+    db = get_db()
+    return ok(_state(db, service.end_party(db=db, user_id=current_user_id(), party_id=party_id)))
+
+
+@bp.get("/parties/<oid:party_id>/history")
+@auth_required
+@doc(summary="Ride history: sampled trail, messages and alerts, oldest first (members; former members "
+             "up to when they left; others 404)", response=history_item_schema, many=True, tags=["parties"])
+@use_query(history_query_schema)
+def party_history(party_id, query):
+    items, next_cursor = service.history(db=get_db(), user_id=current_user_id(), party_id=party_id,
+                                         cursor=query.get("cursor"), limit=query["limit"])
+    return ok_list(history_item_schema.dump(items, many=True), next_cursor)
+
+
+@bp.post("/routes")
+@auth_required
+@doc(summary="Save a route (2..500 waypoints, stored as a GeoJSON LineString)", response=route_schema,
+     status=201, tags=["routes"])
+@use_body(route_create_schema)
+def create_route(data):
+    route = service.create_route(db=get_db(), user_id=current_user_id(), name=data["name"],
+                                 waypoints=data["waypoints"])
+    return ok(route_schema.dump(route), 201)
+
+
+@bp.get("/routes")
+@auth_required
+@doc(summary="Own saved routes, newest first", response=route_schema, many=True, tags=["routes"])
+@use_query(route_list_query_schema)
+def list_routes(query):
+    routes, next_cursor = service.list_routes(db=get_db(), user_id=current_user_id(),
+                                              cursor=query.get("cursor"), limit=query["limit"])
+    return ok_list(route_schema.dump(routes, many=True), next_cursor)
+
+
+@bp.delete("/routes/<oid:route_id>")
+@auth_required
+@doc(summary="Delete one of your routes (someone else's is 404: routes are private)",
+     response=route_schema, tags=["routes"])
+def delete_route(route_id):
+    route = service.delete_route(db=get_db(), user_id=current_user_id(), route_id=route_id)
+    return ok(route_schema.dump(route))

@@ -1,0 +1,70 @@
+"""Party Socket.IO handlers: thin, every one answered through its ack.
+
+Rooms and presence: a member's sockets are in `party:<id>`; reconnecting
+sockets rejoin it on connect. Who is online is kept per socket in the
+presence store (Redis when configured), so a second device keeps its user
+online until the last socket goes.
+"""
+from allynet import sockets
+from allynet.db import get_db
+from allynet.parties import service
+from allynet.parties.schemas import (party_schema, socket_alert_schema, socket_create_schema,
+                                     socket_join_schema, socket_message_schema, socket_party_schema,
+                                     validate_update)
+from allynet.sockets import socket_event
+
+
+@sockets.on_connect
+def rejoin_party_room(user_id, sid):
+    """A member's (re)connecting socket goes straight back into its party room."""
+    service.socket_connected(db=get_db(), user_id=user_id, sid=sid)
+
+
+@sockets.on_disconnect
+def drop_presence(user_id, sid):
+    """The socket is gone: presence and the rider's last position are updated."""
+    service.socket_disconnected(db=get_db(), user_id=user_id, sid=sid)
+
+
+@socket_event("party:create", socket_create_schema)
+def create(*, user_id, sid, data):
+    db = get_db()
+    party = service.create_party(db=db, user_id=user_id, name=data["name"])
+    return {"party": party_schema.dump(service.get_party(db=db, user_id=user_id, party_id=party["_id"]))}
+
+
+@socket_event("party:join", socket_join_schema)
+def join(*, user_id, sid, data):
+    db = get_db()
+    if "invite_code" in data:
+        party = service.join_by_code(db=db, user_id=user_id, invite_code=data["invite_code"],
+                                     party_id=data.get("party_id"))
+        state = service.join_room(db=db, user_id=user_id, sid=sid, party_id=party["_id"])
+    else:
+        state = service.join_room(db=db, user_id=user_id, sid=sid, party_id=data["party_id"])
+    return {"party": party_schema.dump(state)}
+
+
+@socket_event("party:leave", socket_party_schema)
+def leave(*, user_id, sid, data):
+    party = service.leave_party(db=get_db(), user_id=user_id, party_id=data["party_id"])
+    return {"party_id": str(data["party_id"]), "is_active": bool(party and party.get("is_active"))}
+
+
+# No schema: validate_update is the cheap hand-written loader of the hot path.
+@socket_event("party:update")
+def update(*, user_id, sid, data):
+    return service.record_update(db=get_db(), user_id=user_id, sid=sid, data=validate_update(data))
+
+
+@socket_event("party:message", socket_message_schema)
+def message(*, user_id, sid, data):
+    return {"message": service.post_message(db=get_db(), user_id=user_id, sid=sid,
+                                            party_id=data["party_id"], text=data["text"])}
+
+
+@socket_event("party:alert", socket_alert_schema)
+def alert(*, user_id, sid, data):
+    return {"alert": service.post_alert(db=get_db(), user_id=user_id, sid=sid, party_id=data["party_id"],
+                                        alert_type=data["type"], location=data["location"],
+                                        description=data.get("description"))}

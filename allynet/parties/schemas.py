@@ -1,0 +1,237 @@
+"""Party schemas: REST bodies, socket payloads, and what members may read.
+
+`validate_update` is a hand-written loader for the `party:update` hot path
+(1 Hz per rider): it enforces the same rules as a marshmallow schema (unknown
+fields refused, finite numbers, ranges) at a fraction of the cost, and raises
+marshmallow's ValidationError so the ack has the usual shape.
+"""
+import math
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from allynet.fields import DateTimeZ, Finite, Id, LatLngSchema, Location, ObjectIdField, Text
+
+STATUSES = ("riding", "stopped", "paused", "sos")
+MAX_SPEED_KMH = 400
+# What riders may flag to each other; the server adds member_left_behind and
+# member_stopped, the reports feature its own report types.
+CLIENT_ALERT_TYPES = ("hazard", "police", "speed_camera", "accident", "road_closure", "traffic",
+                      "weather", "breakdown", "fuel", "regroup", "sos", "other")
+# 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L).
+INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+INVITE_CODE_LENGTH = 8
+_INVITE_RE = re.compile(f"^[{INVITE_ALPHABET}]{{{INVITE_CODE_LENGTH}}}$")
+_HEX24 = re.compile(r"^[0-9a-fA-F]{24}$")
+
+
+class InviteCode(fields.String):
+    """An invite code; case-insensitive on input (people type them), stored upper-case."""
+
+    default_error_messages = {"invalid_code": "Not a valid invite code."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip().upper()
+        if not _INVITE_RE.match(text):
+            raise self.make_error("invalid_code")
+        return text
+
+
+# ---- REST bodies -----------------------------------------------------------
+
+class PartyCreateSchema(Schema):
+    name = Text(required=True, min_len=1, max_len=100)
+
+
+class PartyJoinSchema(Schema):
+    invite_code = InviteCode(required=True)
+
+
+class HistoryQuerySchema(Schema):
+    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500), strict=False)
+
+
+class RouteCreateSchema(Schema):
+    name = Text(required=True, min_len=1, max_len=100)
+    waypoints = fields.List(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
+
+    @validates_schema
+    def no_degenerate_segments(self, data, **kwargs):
+        # MongoDB's 2dsphere index refuses a LineString with repeated or antipodal
+        # consecutive vertices; say so here rather than as a 500 on insert.
+        points = data.get("waypoints") or []
+        for index in range(1, len(points)):
+            a, b = points[index - 1], points[index]
+            if a["lat"] == b["lat"] and a["lng"] == b["lng"]:
+                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are the same point."]})
+            if a["lat"] == -b["lat"] and abs(abs(a["lng"] - b["lng"]) - 180) < 1e-9:
+                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are antipodal."]})
+
+
+class RouteListQuerySchema(Schema):
+    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200), strict=False)
+
+
+# ---- socket payloads -------------------------------------------------------
+
+class SocketCreateSchema(PartyCreateSchema):
+    pass
+
+
+class SocketJoinSchema(Schema):
+    party_id = ObjectIdField()
+    invite_code = InviteCode()
+
+    @validates_schema
+    def one_of(self, data, **kwargs):
+        if "party_id" not in data and "invite_code" not in data:
+            raise ValidationError("Send party_id or invite_code.")
+
+
+class SocketPartySchema(Schema):
+    party_id = ObjectIdField(required=True)
+
+
+class SocketMessageSchema(Schema):
+    party_id = ObjectIdField(required=True)
+    text = Text(required=True, min_len=1, max_len=1000)
+
+
+class SocketAlertSchema(Schema):
+    party_id = ObjectIdField(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(CLIENT_ALERT_TYPES))
+    location = Location(required=True)
+    description = Text(min_len=1, max_len=500)
+
+
+_UPDATE_FIELDS = frozenset(("party_id", "location", "speed_kmh", "heading", "status"))
+
+
+def _number(value):
+    # bool is an int in Python; a client sending true is a bug, not 1 km/h.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def validate_update(payload):
+    """Load a `party:update` payload -> dict (party_id str, location GeoJSON, ...); ValidationError if bad."""
+    if not isinstance(payload, dict):
+        raise ValidationError({"_schema": ["Payload must be an object."]})
+    errors = {}
+    for key in payload:
+        if key not in _UPDATE_FIELDS:
+            errors[str(key)] = ["Unknown field."]
+    party_id = payload.get("party_id")
+    if not isinstance(party_id, str) or not _HEX24.match(party_id):
+        errors["party_id"] = ["Missing data for required field." if party_id is None else "Not a valid id."]
+    location = payload.get("location")
+    point = None
+    if not isinstance(location, dict):
+        errors["location"] = ["Missing data for required field." if location is None
+                              else "Must be an object with lat and lng."]
+    else:
+        lat, lng = _number(location.get("lat")), _number(location.get("lng"))
+        extra = set(location) - {"lat", "lng"}
+        if lat is None or lng is None or not -90 <= lat <= 90 or not -180 <= lng <= 180 or extra:
+            errors["location"] = ["Needs finite lat in -90..90 and lng in -180..180 (and nothing else)."]
+        else:
+            point = {"type": "Point", "coordinates": [lng, lat]}
+    data = {"party_id": party_id.lower() if isinstance(party_id, str) else None, "location": point}
+    if "speed_kmh" in payload:
+        speed = _number(payload["speed_kmh"])
+        if speed is None or not 0 <= speed <= MAX_SPEED_KMH:
+            errors["speed_kmh"] = [f"Must be a number between 0 and {MAX_SPEED_KMH}."]
+        data["speed_kmh"] = speed
+    if "heading" in payload:
+        heading = _number(payload["heading"])
+        if heading is None or not 0 <= heading <= 360:
+            errors["heading"] = ["Must be a number between 0 and 360."]
+        data["heading"] = heading
+    if "status" in payload:
+        if payload["status"] not in STATUSES:
+            errors["status"] = [f"Must be one of: {', '.join(STATUSES)}."]
+        data["status"] = payload["status"]
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+# ---- what members read -----------------------------------------------------
+
+class PartyMemberSchema(Schema):
+    user_id = ObjectIdField()
+    display_name = fields.String(allow_none=True)
+    joined_at = DateTimeZ()
+    is_leader = fields.Boolean()
+    online = fields.Boolean()
+    last_location = Location(allow_none=True)
+    last_speed_kmh = fields.Float(allow_none=True)
+    heading = fields.Float(allow_none=True)
+    status = fields.String(allow_none=True)
+    last_update_at = DateTimeZ(allow_none=True)
+
+
+class PartySchema(Schema):
+    """A party as its members see it."""
+
+    id = Id()
+    name = fields.String()
+    invite_code = fields.String()
+    leader_id = ObjectIdField()
+    is_active = fields.Boolean()
+    created_at = DateTimeZ()
+    ended_at = DateTimeZ(allow_none=True)
+    members = fields.List(fields.Nested(PartyMemberSchema))
+    online = fields.List(fields.String())
+
+
+class HistoryItemSchema(Schema):
+    """One entry of a ride's history: a trail point, a message or an alert."""
+
+    kind = fields.String()  # trail | message | alert
+    id = Id()
+    ts = DateTimeZ()
+    user_id = ObjectIdField(allow_none=True)
+    location = Location(allow_none=True)
+    speed_kmh = fields.Float(allow_none=True)
+    heading = fields.Float(allow_none=True)
+    status = fields.String(allow_none=True)
+    text = fields.String()
+    type = fields.String()
+    description = fields.String(allow_none=True)
+
+
+class LineStringLatLng(fields.Field):
+    """A GeoJSON LineString in Mongo, a list of {lat, lng} on the wire."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if not value:
+            return []
+        return [{"lat": lat, "lng": lng} for lng, lat in value["coordinates"]]
+
+
+class RouteSchema(Schema):
+    id = Id()
+    name = fields.String()
+    waypoints = LineStringLatLng()
+    distance_m = fields.Float()
+    created_at = DateTimeZ()
+
+
+party_create_schema = PartyCreateSchema()
+party_join_schema = PartyJoinSchema()
+history_query_schema = HistoryQuerySchema()
+route_create_schema = RouteCreateSchema()
+route_list_query_schema = RouteListQuerySchema()
+socket_create_schema = SocketCreateSchema()
+socket_join_schema = SocketJoinSchema()
+socket_party_schema = SocketPartySchema()
+socket_message_schema = SocketMessageSchema()
+socket_alert_schema = SocketAlertSchema()
+party_schema = PartySchema()
+history_item_schema = HistoryItemSchema()
+route_schema = RouteSchema()

@@ -206,14 +206,14 @@ class RedisProcess:
 
 
 class WsgiProcess:
-    """`python wsgi.py` in its own process (threading mode), on a free port."""
+    """`python wsgi.py` in its own process (eventlet, as deployed), on a free port."""
 
     def __init__(self, env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {key: value for key, value in os.environ.items()
                     if not key.startswith(("MONGO_", "REDIS_", "RATELIMIT_", "SOCKETIO_", "ALLYNET_"))}
-        full_env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "SOCKETIO_ASYNC_MODE": "threading",
+        full_env.update({"PORT": str(self.port), "HOST": "127.0.0.1",
                          "ALLYNET_ENV": "development", "JWT_SECRET_KEY": TEST_JWT_SECRET,
                          "BCRYPT_ROUNDS": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
         full_env.update(env)

@@ -50,6 +50,9 @@ class QueueManager(socketio.RedisManager):
         self._down_until = 0.0
         self._publish_down = False
         self._pubsub = None
+        # Listener liveness: ping an idle connection this often; reconnect after this much silence.
+        self.ping_every = 5.0
+        self.stale_after = 15.0
 
     def _publish(self, data):
         """Publish to the other processes; on an outage log, drop, and never raise or block long."""
@@ -82,14 +85,24 @@ class QueueManager(socketio.RedisManager):
             try:
                 client = redis_client.make_client(
                     self.redis_url, timeout=self.timeout, decode_responses=False,
-                    socket_timeout=None, socket_keepalive=True, health_check_interval=10)
+                    socket_timeout=None, socket_keepalive=True, health_check_interval=0)
                 pubsub = client.pubsub()
                 self._pubsub = pubsub
                 pubsub.subscribe(self.channel)
+                last_seen = last_ping = time.monotonic()
                 while not self.closed.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=0.5)
+                    now = time.monotonic()
                     if message is None:
+                        # A silent Redis (partition, hung server) never closes the socket:
+                        # ping when idle, and give up on a connection that stopped answering.
+                        if now - last_seen > self.stale_after:
+                            raise ConnectionError("no answer from Redis on the queue connection")
+                        if now - last_ping > self.ping_every:
+                            pubsub.ping()
+                            last_ping = now
                         continue
+                    last_seen = now
                     if message["type"] == "subscribe":
                         delay = 0.1
                         if failed:

@@ -35,8 +35,8 @@ def make_client(url, *, timeout=0.5, decode_responses=True, **options):
     options.setdefault("socket_timeout", timeout)
     options.setdefault("socket_connect_timeout", timeout)
     # One immediate retry re-opens a pooled connection that a Redis restart
-    # broke; more would multiply the wait of every call during an outage.
-    options.setdefault("retry", Retry(NoBackoff(), 1))
+    # broke. Timeouts are not retried: a hung Redis costs one timeout, not several.
+    options.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
     options.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, decode_responses=decode_responses, **options)
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 
+import pytest
 import redis
 import requests
 import socketio
@@ -243,3 +244,82 @@ class WsgiProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
+
+
+# ---- fixtures (import them into a test module to use them) ---------------------------------
+
+@pytest.fixture
+def quiet_werkzeug():
+    """The werkzeug test server logs every websocket close as a bad request: keep it quiet."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+@pytest.fixture
+def redis_prefix():
+    """A per-test Redis namespace, whose keys are deleted afterwards."""
+    value = unique_prefix()
+    yield value
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    keys = list(client.scan_iter(match=f"*{value}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def cluster(app_factory, make_user, mongo_session, redis_prefix, quiet_werkzeug):
+    """start(n=2, queue=True, processes=False, **overrides) -> n servers on one Redis namespace.
+
+    In-process (default): each server is its own app (own Socket.IO server, own port, own Redis
+    queue connection) sharing the test's store. With `processes=True` and MONGO_TEST_URI set,
+    they are real `wsgi.py` processes on the test's MongoDB database instead (overrides become
+    environment variables). `start.connect(server, user)` gives a recording SioClient.
+    """
+    servers, processes, clients = [], [], []
+
+    def start(n=2, queue=True, processes_ok=False, **overrides):
+        started = []
+        for _ in range(n):
+            if processes_ok and mongo_session is not None:
+                client, name = mongo_session
+                env = {"MONGO_URI": MONGO_TEST_URI, "MONGO_DB": name, "REDIS_URL": REDIS_TEST_URL,
+                       "REDIS_KEY_PREFIX": f"{redis_prefix}:", "RATELIMIT_KEY_PREFIX": redis_prefix,
+                       "SOCKETIO_CHANNEL": f"{redis_prefix}-socketio"}
+                env.update({key: str(value) for key, value in overrides.items()})
+                process = WsgiProcess(env)
+                processes.append(process)
+                started.append(process)
+                continue
+            values = (redis_overrides(redis_prefix, **overrides) if queue
+                      else {"SOCKETIO_PRIVATE_INSTANCE": True, **overrides})
+            served = serve(app_factory(**values))
+            servers.append(served)
+            started.append(served)
+            if queue:
+                served.listen()
+        for server in started:
+            if isinstance(server, WsgiProcess):
+                server.wait_ready()
+        return started
+
+    def connect(server, user):
+        sio_client = SioClient(server.url, user["access_token"])
+        clients.append(sio_client)
+        return sio_client
+
+    def worker(**overrides):
+        """An app that serves nothing (a script, a background worker) on the same queue."""
+        return app_factory(**redis_overrides(redis_prefix, **overrides))
+
+    start.connect = connect
+    start.worker = worker
+    start.prefix = redis_prefix
+    yield start
+    for sio_client in clients:
+        sio_client.close()
+    for served in servers:
+        served.stop()
+    for process in processes:
+        process.stop()

@@ -12,59 +12,13 @@ import redis
 import requests
 
 from allynet import realtime
-from tests.scaleout_support import (REDIS_TEST_URL, SioClient, WsgiProcess, redis_overrides, serve,
-                                    unique_prefix, wait_until)
+from tests.scaleout_support import (REDIS_TEST_URL, SioClient, WsgiProcess, unique_prefix, wait_until)
+from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix  # noqa: F401  (fixtures)
 
 import pytest
 
 # How long a control test waits for an event that must not come (the positive path takes ~10 ms).
 NEGATIVE_WAIT = 0.4
-
-
-@pytest.fixture(autouse=True)
-def quiet_werkzeug():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-
-@pytest.fixture
-def prefix():
-    value = unique_prefix()
-    yield value
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    keys = list(client.scan_iter(match=f"*{value}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def cluster(app_factory, make_user, prefix):
-    """start(n, queue=True, **overrides) -> n served apps on one Redis namespace."""
-    servers, clients = [], []
-
-    def start(n=2, queue=True, **overrides):
-        started = []
-        for _ in range(n):
-            values = redis_overrides(prefix, **overrides) if queue else {"SOCKETIO_PRIVATE_INSTANCE": True,
-                                                                         **overrides}
-            served = serve(app_factory(**values))
-            servers.append(served)
-            started.append(served)
-            if queue:
-                served.listen()
-        return started
-
-    def connect(server, user):
-        sio_client = SioClient(server.url, user["access_token"])
-        clients.append(sio_client)
-        return sio_client
-
-    start.connect = connect
-    yield start
-    for sio_client in clients:
-        sio_client.close()
-    for served in servers:
-        served.stop()
 
 
 def emit_from(server, user, event, data):
@@ -129,12 +83,12 @@ def test_emit_to_several_rooms_reaches_each_socket_once_across_servers(cluster, 
     assert second_on_a.received("ping:multi") == [{"n": 2}]
 
 
-def test_external_write_only_emitter_reaches_every_server(cluster, make_user, prefix):
+def test_external_write_only_emitter_reaches_every_server(cluster, make_user, redis_prefix):
     # What a maintenance script does: no app, no server, only the queue.
     a, b = cluster(2)
     user = make_user()
     on_a, on_b = cluster.connect(a, user), cluster.connect(b, user)
-    emitter = realtime.external_emitter(REDIS_TEST_URL, channel=f"{prefix}-socketio")
+    emitter = realtime.external_emitter(REDIS_TEST_URL, channel=f"{redis_prefix}-socketio")
     try:
         assert realtime.emit_to_user(user.id, "notice", {"text": "maintenance at 03:00"})
     finally:
@@ -156,7 +110,7 @@ def login(base_url_or_client, email, password="wrong-password"):
     return base_url_or_client.post("/api/v1/auth/login", json=body).status_code
 
 
-def test_rate_limit_counts_in_redis_across_two_servers(cluster, make_user, prefix):
+def test_rate_limit_counts_in_redis_across_two_servers(cluster, make_user, redis_prefix):
     a, b = cluster(2, LOGIN_RATE_LIMIT_EMAIL="3/minute", LOGIN_RATE_LIMIT_IP="1000/minute")
     user = make_user()
     statuses = [login(served.url, user["email"]) for served in (a, b, a, b)]
@@ -171,7 +125,8 @@ def test_rate_limit_counts_in_redis_across_two_servers(cluster, make_user, prefi
 
 
 @pytest.fixture
-def two_processes(prefix):
+def two_processes(redis_prefix):
+    prefix = redis_prefix
     processes = []
 
     def start(**env):
@@ -186,7 +141,8 @@ def two_processes(prefix):
         process.stop()
 
 
-def test_two_wsgi_processes_share_rate_limits_and_the_queue(two_processes, prefix):
+def test_two_wsgi_processes_share_rate_limits_and_the_queue(two_processes, redis_prefix):
+    prefix = redis_prefix
     # Real processes, each with its own embedded store: the login limit per email (10/minute
     # by default) still counts across both because the counters live in Redis.
     a, b = two_processes()

@@ -59,7 +59,8 @@ class MoneySchema(Schema):
     """An amount of money: {amount >= 0, currency}."""
 
     amount = Finite(required=True, validate=validate.Range(0, MAX_AMOUNT))
-    currency = Currency(required=True)
+    currency = Currency(required=True, metadata={
+        "description": "ISO 4217 code of a circulating currency, e.g. EUR, USD, GBP (stored upper-case)"})
 
 
 class OfferSchema(Schema):
@@ -136,7 +137,7 @@ class PageQuerySchema(Schema):
 class HelpRequestListQuerySchema(PageQuerySchema):
     """`near` defaults to the caller's profile location; `status` to open."""
 
-    near = Near()
+    near = Near(metadata={"description": "lat,lng; default: your profile location"})
     radius_m = Finite(load_default=DEFAULT_RADIUS_M, validate=validate.Range(*RADIUS_M))
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     status = fields.String(load_default="open", validate=validate.OneOf(STATUSES))

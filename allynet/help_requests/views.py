@@ -53,7 +53,8 @@ def update_help_request(request_id, data):
 
 @bp.post("/help-requests/<oid:request_id>/offers")
 @auth_required
-@doc(summary="Offer help on an open request (not your own: 403; one offer per user and request: 409 conflict)",
+@doc(summary="Offer help on an open request (not your own: 403; one offer per user and request, or not open: "
+             "409 conflict). Socket.IO: help_request.offer to the owner",
      response=offer_schema, status=201, tags=TAGS)
 @use_body(offer_create_schema)
 def make_offer(request_id, data):
@@ -64,7 +65,8 @@ def make_offer(request_id, data):
 @bp.post("/help-requests/<oid:request_id>/accept")
 @auth_required
 @doc(summary="Accept an offer (owner): open -> assigned, the other offers are declined; an offer_id that is "
-             "not an offer of this request is 404",
+             "not an offer of this request is 404. Socket.IO: help_request.accepted to the helper, "
+             "help_request.declined to the other offerers, help_request.status_changed to owner and offerers",
      response=help_request_schema, tags=TAGS)
 @use_body(accept_schema)
 def accept_offer(request_id, data):
@@ -75,7 +77,8 @@ def accept_offer(request_id, data):
 
 @bp.post("/help-requests/<oid:request_id>/complete")
 @auth_required
-@doc(summary="Mark your assigned help request completed (raises the helper's trust score)",
+@doc(summary="Mark your assigned help request completed (raises the helper's trust score). "
+             "Socket.IO: help_request.status_changed to owner and helper",
      response=help_request_schema, tags=TAGS)
 def complete_help_request(request_id):
     document = service.complete(db=get_db(), user_id=current_user_id(), request_id=request_id)
@@ -84,7 +87,8 @@ def complete_help_request(request_id):
 
 @bp.post("/help-requests/<oid:request_id>/cancel")
 @auth_required
-@doc(summary="Cancel your open or assigned help request", response=help_request_schema, tags=TAGS)
+@doc(summary="Cancel your open or assigned help request. Socket.IO: help_request.status_changed to the owner "
+             "and the helper (or, while open, the offerers)", response=help_request_schema, tags=TAGS)
 def cancel_help_request(request_id):
     document = service.cancel(db=get_db(), user_id=current_user_id(), request_id=request_id)
     return ok(help_request_schema.dump(document))

@@ -137,6 +137,19 @@ def leave_room(sid, room):
         sio.server.leave_room(sid, room, namespace="/")
 
 
+def in_room(sid, room):
+    """True when a socket of THIS process is in `room` (a dict lookup: cheap enough for hot paths).
+
+    A leave or close_room sent by another process through the queue shows up
+    here, so callers can re-check a cached membership when it turns False.
+    """
+    sio = _server()
+    if sio is None or sio.server is None:
+        return False
+    members = sio.server.manager.rooms.get("/", {}).get(room)
+    return members is not None and sid in members
+
+
 def close_room(room):
     """Empty a room on every process."""
     sio = _emitter()

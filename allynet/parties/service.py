@@ -25,8 +25,10 @@ The live path (`party:update`, 1 Hz per rider) stays in process memory: the
 membership of each socket is cached (invalidated on leave/end), the last
 position is written to Mongo at most every `PARTY_POSITION_FLUSH_SECONDS`
 (and on leave/disconnect), the trail is sampled every `TRAIL_SAMPLE_SECONDS`.
-The flush doubles as a membership re-check, so a socket whose user left the
-party through ANOTHER server process is refused within about a second.
+A leave or end on ANOTHER server process reaches this one through the
+Socket.IO queue (leave_room / close_room of the user's sockets, whose sids the
+shared presence store lists); a cached membership is trusted only while the
+socket is still in the room here, and the flush re-checks Mongo as well.
 """
 import logging
 import math
@@ -371,15 +373,16 @@ def leave_party(*, db, user_id, party_id):
     )
     if party is None:
         raise _access_error(db, party_id, action="leave it")
-    # Out of the room before anything else is said to it.
-    _detach_user(live, pid, uid)
     now = clock.now()
     party_state = live.parties.get(pid)
     member = party_state.members.pop(uid, None) if party_state else None
     changes = {"active": False, "left_at": now, "left_reason": "left"}
     if member is not None and member.dirty:
         changes.update(_position_fields(member))
+    # Inactive in Mongo first: a process that sees the socket leave re-checks there.
     db.party_members.update_one({"party_id": party_id, "user_id": user_id}, {"$set": changes})
+    # Out of the room before anything else is said to it.
+    _detach_user(live, pid, uid)
     if not party["members"]:
         ended = db.parties.find_one_and_update(
             {"_id": party_id, "is_active": True, "members": {"$size": 0}},
@@ -579,7 +582,9 @@ def record_update(*, db, user_id, sid, data):
     live = _live()
     party_id = data["party_id"]
     uid = str(user_id)
-    if live.sid_party.get(sid) != party_id:
+    # The membership cache holds while the socket is still in the room here; a leave
+    # or end on another process takes it out (through the queue), forcing a re-check.
+    if live.sid_party.get(sid) != party_id or not realtime.in_room(sid, realtime.party_room(party_id)):
         _ensure_member_socket(db, live, user_id, sid, party_id)
     now = clock.now()
     member = _member_live(live, party_id, uid)

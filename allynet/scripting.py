@@ -24,11 +24,14 @@ EMBEDDED_NOTE = (
     "and creates an admin with ALLYNET_BOOTSTRAP_ADMIN=email:password."
 )
 
-DATABASE_HELP = (
-    "database: the same as the app's: MONGO_URI and MONGO_DB (default 'allynet') from the "
-    "environment, or --mongo-uri; MONGO_SERVER_SELECTION_TIMEOUT_MS bounds how long an unreachable "
-    "server is waited for (default 3000). " + EMBEDDED_NOTE
-)
+DATABASE_HELP = """\
+database: picked as the app picks it: MONGO_URI and MONGO_DB (default 'allynet')
+from the environment (or --mongo-uri); MONGO_SERVER_SELECTION_TIMEOUT_MS bounds
+how long an unreachable server is waited for (default 3000 ms).
+Without MONGO_URI a script runs against its own in-process embedded store and
+whatever it changes dies with the script: for the embedded server, use
+ALLYNET_DEMO=1 (loads the demo city at start-up) and
+ALLYNET_BOOTSTRAP_ADMIN=email:password (creates an admin at start-up)."""
 
 EXIT_CODES_HELP = "exit codes: 0 done, 1 failed or refused, 2 bad usage, 3 database unreachable."
 

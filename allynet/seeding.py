@@ -20,14 +20,14 @@ import logging
 import math
 import random
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from allynet import clock, geo, scripting
+from allynet import clock, geo, scripting, trust
 from allynet import db as db_module
 from allynet.auth.passwords import hash_password
 from allynet.db import INDEXES, ensure_indexes
@@ -77,6 +77,57 @@ VEHICLE_WEIGHTS = {"car": 40, "motorcycle": 25, "bicycle": 15, "scooter": 8, "tr
                    "other": 2}
 assert set(VEHICLE_WEIGHTS) <= set(VEHICLE_TYPES)
 
+CITY_CURRENCY = {"london": "GBP", "new-york": "USD"}  # others: EUR
+
+# Marketplace vocabulary, per help-request/skill category.
+SKILLS = {
+    "transport": ("Airport rides", "Van with driver", "Motorbike towing", "School run"),
+    "groceries": ("Grocery runs", "Pharmacy pick-up", "Market shopping"),
+    "repairs": ("Bike repair", "Puncture and tyre change", "Jump start", "Plumbing fixes", "Scooter servicing"),
+    "childcare": ("Babysitting", "Homework help"),
+    "elderly_care": ("Visits and company", "Help with paperwork"),
+    "pets": ("Dog walking", "Cat sitting"),
+    "tech": ("Phone and laptop help", "Wi-Fi setup", "Dashcam installation"),
+    "moving": ("Moving help", "Furniture assembly", "Van and two arms"),
+    "other": ("Translation", "Gardening"),
+}
+HELP_TITLES = {
+    "transport": ("Lift to the hospital on Monday", "Need a ride to the station", "Tow my scooter home"),
+    "groceries": ("Groceries for my grandmother", "Pharmacy pick-up this evening"),
+    "repairs": ("Flat tyre, no spare", "Bike chain keeps slipping", "Leaking kitchen tap", "Battery is dead"),
+    "childcare": ("Babysitter for Friday night", "Pick up my son from school"),
+    "elderly_care": ("Company for my neighbour", "Help filling in forms"),
+    "pets": ("Walk my dog this week", "Feed my cats over the weekend"),
+    "tech": ("Set up my new phone", "Router keeps dropping"),
+    "moving": ("Carry a sofa to the 3rd floor", "Help moving boxes on Saturday"),
+    "other": ("Translate a letter", "Trim the hedge"),
+}
+OFFER_MESSAGES = ("I can do it today.", "Happy to help, I live nearby.", "Available this evening.",
+                  "I have the tools, send me the details.", "I can come by in an hour.")
+REPORT_TYPE_WEIGHTS = {"traffic": 25, "police": 18, "hazard": 18, "accident": 10, "speed_camera": 12,
+                       "road_closure": 9, "weather": 8}
+REPORT_DESCRIPTIONS = {
+    "speed_camera": ("Fixed camera, 50 zone", "Mobile camera behind the bridge", "Average speed check"),
+    "police": ("Checkpoint on the right lane", "Patrol car parked at the exit", "Breathalyser control"),
+    "hazard": ("Oil on the road", "Pothole in the cycle lane", "Debris after the roundabout", "Broken glass"),
+    "accident": ("Two cars, one lane blocked", "Scooter down, ambulance on site", "Minor crash, slow down"),
+    "road_closure": ("Roadworks, closed until tonight", "Closed for a street market", "Bridge closed"),
+    "traffic": ("Queue to the ring road", "Stop and go for 2 km", "Heavy traffic at the junction"),
+    "weather": ("Black ice on the hill", "Fog, visibility 50 m", "Flooded underpass"),
+}
+ALERT_TEXTS = (
+    ("road_closure", "Marathon: city-centre roads closed from 7:00 to 14:00"),
+    ("weather", "Storm warning: strong winds expected this afternoon"),
+    ("hazard", "Gas leak: avoid the area, firefighters on site"),
+    ("other", "Public demonstration: expect diversions"),
+    ("traffic", "Major roadworks on the ring road, one lane open"),
+)
+SOS_TEXTS = {
+    "medical": "Rider fell, conscious but can't stand", "breakdown": "Engine died on the ring road, no lights",
+    "accident": "Hit by a car door, bike damaged", "crime": "Someone is following me",
+    "fire": "Smoke from my scooter battery", "other": "Stuck, need help quickly",
+}
+
 
 @dataclass
 class SeedPlan:
@@ -97,6 +148,7 @@ class SeedPlan:
     reports: int = None
     alerts: int = None
     sos: int = None
+    currency: str = "EUR"
     password: str = DEMO_PASSWORD
     fast_hashes: bool = False
     batch_size: int = 1000
@@ -206,6 +258,8 @@ class CitySeeder:
         self.helpers = []  # (id, lat, lng) of helpers
         self.verified_helpers = []
         self.accounts = {}  # demo account local part -> user document
+        self.user_docs = []  # built first, inserted once their trust events are known
+        self.trust_counts = defaultdict(Counter)  # user id -> {trust event: n}
 
     # helpers ----------------------------------------------------------------------------------
 
@@ -235,26 +289,29 @@ class CitySeeder:
 
     @contextlib.contextmanager
     def bulk_load(self, collection):
-        """On the embedded store, check unique indexes once after a bulk insert, not per document.
+        """On the embedded store, check unique and TTL indexes once after a bulk insert, not per document.
 
-        mongomock checks a unique index by scanning the whole collection on every
-        insert, so 10,000 users cost 10,000 scans (a minute). Its create_index
-        checks uniqueness in one pass, so the unique indexes of the collection
-        being filled are dropped and re-created after the load; a duplicate still
-        fails the seed (DuplicateKeyError). A real MongoDB keeps them throughout.
+        mongomock checks a unique index, and sweeps a TTL index, by scanning the
+        whole collection on every insert, so 10,000 users cost 10,000 scans (a
+        minute). Its create_index checks uniqueness in one pass, so those indexes
+        of the collection being filled are dropped and re-created after the load;
+        a duplicate still fails the seed (DuplicateKeyError). A real MongoDB
+        keeps every index throughout.
         """
         if not db_module.is_embedded(self.db.client):
             yield
             return
         target = self.db[collection]
-        suspended = {name: spec for name, spec in target.index_information().items() if spec.get("unique")}
+        suspended = {name: spec for name, spec in target.index_information().items()
+                     if spec.get("unique") or "expireAfterSeconds" in spec}
         for name in suspended:
             target.drop_index(name)
         try:
             yield
         finally:
             for name, spec in suspended.items():
-                options = {key: spec[key] for key in ("unique", "partialFilterExpression", "sparse") if key in spec}
+                options = {key: spec[key] for key in ("unique", "partialFilterExpression", "sparse", "expireAfterSeconds")
+                           if key in spec}
                 target.create_index(spec["key"], name=name, **options)
 
     # steps ------------------------------------------------------------------------------------
@@ -273,7 +330,8 @@ class CitySeeder:
 
     def steps(self):
         """The seeding steps, in dependency order (users first, trust scores last)."""
-        return [self.seed_users]
+        return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_reports,
+                self.seed_alerts, self.apply_trust, self.seed_sos, self.insert_users]
 
     def email(self, local):
         """A demo address on the reserved domain."""
@@ -328,9 +386,9 @@ class CitySeeder:
             self.accounts[local] = doc
             self.result.logins.append({"email": doc["email"], "password": plan.password, "role": role,
                                        "purpose": purpose})
-        self.insert("users", accounts, len(accounts), "demo accounts")
         for doc in accounts:
             self.remember(doc)
+        self.user_docs.extend(accounts)
 
         def population():
             for n in range(plan.users):
@@ -347,8 +405,280 @@ class CitySeeder:
                 self.remember(doc)
                 yield doc
 
-        self.insert("users", population(), plan.users, "users")
+        # Kept in memory until the other steps have counted each user's trust events.
+        self.user_docs.extend(population())
 
+    def apply_trust(self):
+        """Give users the trust scores their seeded reports and help earn (allynet.trust's one rule)."""
+        for doc in self.user_docs:
+            events = self.trust_counts.get(doc["_id"])
+            if events:
+                doc["trust_events"] = dict(events)
+                doc["trust_score"] = trust.score_from_counts(events)
+
+    def insert_users(self):
+        """Insert every user, in batches."""
+        self.insert("users", self.user_docs, len(self.user_docs), "users")
+
+    def pick_people(self, count, exclude=(), pool=None):
+        """Up to `count` distinct seeded users (id, lat, lng), none of `exclude`."""
+        pool = pool if pool is not None else self.users
+        excluded = set(exclude)
+        chosen, seen = [], set()
+        for _ in range(count * 4):
+            if len(chosen) >= count or not pool:
+                break
+            candidate = self.rng.choice(pool)
+            if candidate[0] in excluded or candidate[0] in seen:
+                continue
+            seen.add(candidate[0])
+            chosen.append(candidate)
+        return chosen
+
+    def money(self, low, high):
+        """{amount, currency} as the marketplace schemas store it."""
+        return {"amount": float(self.rng.randrange(low, high)), "currency": self.plan.currency}
+
+    def seed_skills(self):
+        """Skills offered mostly by helpers, near where they live (skills.service.create's fields)."""
+        rng, total = self.rng, self.plan.size("skills")
+        owners = self.helpers or self.users
+
+        def skills():
+            for _ in range(total):
+                owner_id, lat, lng = rng.choice(owners if rng.random() < 0.7 else self.users)
+                category = rng.choice(list(SKILLS))
+                created_at = self.ago(days=rng.uniform(0, 365))
+                rate = None
+                if rng.random() < 0.7:
+                    rate = {**self.money(10, 60), "unit": rng.choice(("hour", "hour", "job"))}
+                yield {
+                    "_id": make_id(rng, created_at), "user_id": owner_id, "name": rng.choice(SKILLS[category]),
+                    "category": category,
+                    "description": rng.choice((None, "Experienced and insured.", "Evenings and weekends.",
+                                               "Ask me anything, happy to help neighbours.")),
+                    "rate": rate, "location": point(*self.population.near(lat, lng, 500)),
+                    "created_at": created_at, "updated_at": created_at,
+                }
+
+        if self.users:
+            self.insert("skills", skills(), total)
+
+    def seed_help_requests(self):
+        """Help requests in every state, with offers (help_requests.service's document shape)."""
+        rng, total = self.rng, self.plan.size("help_requests")
+        statuses = {"open": 60, "assigned": 15, "completed": 15, "cancelled": 10}
+
+        def requests():
+            for _ in range(total):
+                owner_id, lat, lng = rng.choice(self.users)
+                status = rng.choices(list(statuses), weights=list(statuses.values()))[0]
+                category = rng.choice(list(HELP_TITLES))
+                created_at = self.ago(hours=rng.uniform(1, 24 * (7 if status == "open" else 30)))
+                offer_count = rng.choice((0, 1, 1, 2, 3, 4)) if status in ("open", "cancelled") else rng.randint(1, 4)
+                offers = []
+                for n, (helper_id, _, _) in enumerate(self.pick_people(offer_count, (owner_id,),
+                                                                        self.helpers or self.users)):
+                    offers.append({"_id": make_id(rng, created_at + timedelta(minutes=10 * (n + 1))),
+                                   "user_id": helper_id, "message": rng.choice(OFFER_MESSAGES),
+                                   "price": self.money(5, 80) if rng.random() < 0.5 else None,
+                                   "created_at": created_at + timedelta(minutes=10 * (n + 1))})
+                if not offers and status in ("assigned", "completed"):
+                    status = "open"
+                timeline = [{"status": "open", "at": created_at, "by": owner_id}]
+                doc = {"_id": make_id(rng, created_at), "user_id": owner_id, "title": rng.choice(HELP_TITLES[category]),
+                       "description": "Details in private messages; thank you!", "category": category,
+                       "location": point(*self.population.near(lat, lng, 300)),
+                       "budget": self.money(10, 100) if rng.random() < 0.5 else None,
+                       "status": "open", "helper_id": None, "accepted_offer_id": None, "offers": offers,
+                       "offers_count": len(offers), "timeline": timeline, "created_at": created_at,
+                       "updated_at": offers[-1]["created_at"] if offers else created_at}
+                at = doc["updated_at"]
+                if status in ("assigned", "completed"):
+                    accepted = rng.choice(offers)
+                    at = at + timedelta(hours=1)
+                    doc.update(helper_id=accepted["user_id"], accepted_offer_id=accepted["_id"], assigned_at=at)
+                    timeline.append({"status": "assigned", "at": at, "by": owner_id})
+                if status in ("completed", "cancelled"):
+                    at = at + timedelta(hours=rng.uniform(1, 48))
+                    at = min(at, self.now)
+                    doc[f"{status}_at"] = at
+                    timeline.append({"status": status, "at": at, "by": owner_id})
+                doc.update(status=status, updated_at=at)
+                if status == "completed":
+                    self.trust_counts[doc["helper_id"]]["help_completed"] += 1
+                yield doc
+
+        if self.users:
+            self.insert("help_requests", requests(), total, "help requests")
+
+
+    def seed_reports(self):
+        """Road reports of every type with their votes, as reports.service leaves them after voting and moderation."""
+        from allynet.reports.service import HIDE_MARGIN, LIFETIMES
+
+        rng, total = self.rng, self.plan.size("reports")
+        types = list(REPORT_TYPE_WEIGHTS)
+        moderator = self.accounts.get("moderator")
+        votes, audits = [], []
+
+        def reports():
+            for n in range(total):
+                # Every type at least once, then by how often riders report them.
+                kind = types[n] if n < len(types) else rng.choices(types, weights=list(REPORT_TYPE_WEIGHTS.values()))[0]
+                reporter_id, lat, lng = rng.choice(self.users)
+                lifetime = LIFETIMES[kind]
+                age = lifetime * rng.uniform(0.05, 0.7) if lifetime else timedelta(days=rng.uniform(0, 60))
+                created_at = self.now - age
+                doc = {"_id": make_id(rng, created_at), "user_id": reporter_id, "type": kind,
+                       "location": point(*self.population.near(lat, lng, 2000)),
+                       "description": rng.choice(REPORT_DESCRIPTIONS[kind]), "status": "active", "upvotes": 0,
+                       "downvotes": 0, "net": 0, "extensions": 0,
+                       "lifetime_s": lifetime.total_seconds() if lifetime else None,
+                       "expires_at": created_at + lifetime if lifetime else None, "confirmed": False,
+                       "reviewed": False, "hidden_by": None, "created_at": created_at, "updated_at": created_at}
+                if kind == "speed_camera":
+                    doc["status"] = rng.choices(("pending", "approved", "rejected"), weights=(3, 6, 1))[0]
+                    if doc["status"] != "pending" and moderator is not None:
+                        self.moderate(doc, moderator["_id"], created_at + (self.now - created_at) / 2, audits)
+                elif rng.random() < 0.03 and moderator is not None:
+                    doc["status"] = "rejected"
+                    self.moderate(doc, moderator["_id"], created_at + (self.now - created_at) / 2, audits)
+                if doc["status"] in ("active", "approved"):
+                    self.vote_on(doc, votes, HIDE_MARGIN)
+                if doc["confirmed"]:
+                    self.trust_counts[reporter_id]["report_confirmed"] += 1
+                if doc["status"] == "rejected":
+                    self.trust_counts[reporter_id]["report_rejected"] += 1
+                yield doc
+
+        if not self.users:
+            return
+        self.insert("reports", reports(), total)
+        self.insert("report_votes", votes, len(votes), "report votes")
+        self.insert("audit_log", audits, len(audits), "audit log")
+
+    def moderate(self, doc, moderator_id, at, audits):
+        """A moderator's approve/reject as reports.service.moderate records it (audit entry included)."""
+        before = {key: doc.get(key) for key in ("status", "hidden_by", "expires_at")}
+        action = "approve" if doc["status"] == "approved" else "reject"
+        before["status"] = "pending" if doc["type"] == "speed_camera" else "active"
+        doc.update(reviewed=True, moderated_by=moderator_id, moderated_at=at, moderation_reason=None, updated_at=at)
+        if action == "approve":
+            doc["confirmed"] = True
+            doc["expires_at"] = None
+        audits.append({"_id": make_id(self.rng, at), "actor_id": moderator_id, "action": f"report.{action}",
+                       "target_type": "report", "target_id": doc["_id"], "before": before,
+                       "after": {key: doc.get(key) for key in ("status", "hidden_by", "expires_at")},
+                       "reason": None, "at": at})
+
+    def vote_on(self, doc, votes, hide_margin):
+        """Community votes: one per voter, counters exact, upvotes extend, net -3 hides."""
+        rng = self.rng
+        voters = self.pick_people(rng.choice((0, 0, 1, 2, 3, 4, 5, 6, 8)), (doc["user_id"],))
+        credible = rng.random() < 0.85
+        span = (self.now - doc["created_at"]).total_seconds()
+        for n, (voter_id, _, _) in enumerate(voters):
+            value = "up" if rng.random() < (0.85 if credible else 0.2) else "down"
+            at = doc["created_at"] + timedelta(seconds=span * (n + 1) / (len(voters) + 1))
+            votes.append({"_id": make_id(rng, at), "report_id": doc["_id"], "user_id": voter_id, "value": value,
+                          "extended": value == "up", "created_at": at, "updated_at": at})
+            doc[f"{value}votes"] += 1
+            doc["net"] += 1 if value == "up" else -1
+            doc["updated_at"] = at
+            if value == "up":
+                doc["extensions"] += 1
+                if doc["net"] >= trust.CONFIRM_UPVOTES:
+                    doc["confirmed"] = True
+            else:
+                doc["reviewed"] = False
+                if doc["status"] == "active" and doc["net"] <= -hide_margin:
+                    doc.update(status="hidden", hidden_by="votes", hidden_at=at)
+        if doc.get("lifetime_s") and doc["expires_at"] is not None:
+            lifetime = timedelta(seconds=doc["lifetime_s"])
+            doc["expires_at"] = doc["created_at"] + lifetime + doc["extensions"] * lifetime / 4
+
+    def seed_alerts(self):
+        """Official alerts by the moderator, audited (reports.alerts_service.create_alert's fields)."""
+        rng, total = self.rng, self.plan.size("alerts")
+        author = self.accounts.get("moderator") or self.accounts.get("admin")
+        if author is None or not total:
+            return
+        alerts, audits = [], []
+        for n in range(total):
+            kind, text = ALERT_TEXTS[n % len(ALERT_TEXTS)]
+            created_at = self.ago(hours=rng.uniform(0.5, 24))
+            alert = {"_id": make_id(rng, created_at), "type": kind, "location": point(*self.population.latlng()),
+                     "description": text, "expires_at": self.now + timedelta(hours=rng.uniform(6, 72)),
+                     "created_by": author["_id"], "created_at": created_at}
+            alerts.append(alert)
+            audits.append({"_id": make_id(rng, created_at), "actor_id": author["_id"], "action": "alert.create",
+                           "target_type": "alert", "target_id": alert["_id"], "before": None,
+                           "after": {"type": kind, "expires_at": alert["expires_at"]}, "reason": None,
+                           "at": created_at})
+        self.insert("alerts", alerts, len(alerts))
+        self.insert("audit_log", audits, len(audits), "audit log")
+
+    def seed_sos(self):
+        """A few open SOS, as emergencies.service.open_emergency leaves them (some already answered).
+
+        Built here rather than through the service because its helper search is a
+        $geoNear over every user, which the embedded store runs in Python; the
+        alerted helpers are chosen by the service's own rule (`helper_rank`, at most
+        MAX_HELPERS_PER_WAVE verified helpers with a fresh location in the radius).
+        """
+        from allynet.emergencies import service as sos
+        from allynet.emergencies.schemas import EMERGENCY_TYPES
+
+        rng, total = self.rng, self.plan.size("sos")
+        docs = {doc["_id"]: doc for doc in self.user_docs}
+        helper_ids = {entry[0] for entry in self.helpers}
+        demo_ids = {doc["_id"] for doc in self.accounts.values()}
+        owners = [entry for entry in self.users if entry[0] not in helper_ids and entry[0] not in demo_ids]
+        escalation = timedelta(seconds=float(self.config.get("ESCALATION_SECONDS", 60.0)))
+        emergencies = []
+        for n, (owner_id, lat, lng) in enumerate(self.pick_people(total, pool=owners)):
+            if n == 0:  # the first one near the centre, where the demo helper is alerted
+                lat, lng = self.population.near(self.plan.city_lat, self.plan.city_lng, 1500)
+            owner = docs[owner_id]
+            created_at = self.ago(minutes=rng.uniform(1, 20))
+            radius = float(owner.get("emergency_radius_m") or sos.DEFAULT_RADIUS_M)
+            radius = min(max(radius, sos.MIN_RADIUS_M), sos.MAX_RADIUS_M)
+            kind = rng.choice(EMERGENCY_TYPES)
+            emergency_id = make_id(rng, created_at)
+            notified = self.rank_helpers(docs, lat, lng, radius, owner_id, created_at, sos)
+            doc = {"_id": emergency_id, "user_id": owner_id, "type": kind, "description": SOS_TEXTS[kind],
+                   "location": point(lat, lng), "radius_m": radius, "search_radius_m": radius, "status": "active",
+                   "is_open": True, "wave": 1,
+                   "next_wave_at": created_at + escalation if sos.radius_for_wave(radius, 1) < sos.MAX_RADIUS_M
+                   else None,
+                   "responses": [], "notified_helper_ids": notified, "declined_helper_ids": [],
+                   "timeline": [{"status": "active", "at": created_at, "by": owner_id}],
+                   "created_at": created_at, "updated_at": created_at, "resolved_at": None, "cancelled_at": None}
+            if n % 2 == 1 and notified:
+                helper_id, at = notified[0], created_at + timedelta(seconds=rng.uniform(20, 50))
+                doc["responses"].append({"helper_id": helper_id, "responded_at": at, "eta_minutes": rng.randint(3, 15)})
+                doc["timeline"].append({"status": "responding", "at": at, "by": helper_id})
+                doc.update(status="responding", next_wave_at=None, updated_at=at)
+            owner["active_emergency_id"] = emergency_id
+            owner["active_emergency_claimed_at"] = created_at
+            emergencies.append(doc)
+        self.insert("emergencies", emergencies, len(emergencies), "SOS")
+
+    def rank_helpers(self, docs, lat, lng, radius, owner_id, at, sos):
+        """Who the first wave alerts: the service's ranking over verified helpers with fresh locations."""
+        found = []
+        for helper_id, helper_lat, helper_lng in self.verified_helpers:
+            helper = docs[helper_id]
+            if helper_id == owner_id or helper.get("active_emergency_id") is not None:
+                continue
+            if helper["location_updated_at"] < at - sos.LOCATION_FRESHNESS:
+                continue
+            distance = geo.haversine_m(lng, lat, helper_lng, helper_lat)
+            if distance <= radius:
+                found.append((helper_id, distance, helper.get("trust_score")))
+        found.sort(key=lambda c: (-sos.helper_rank(c[2], c[1], radius), c[1], str(c[0])))
+        return [helper_id for helper_id, _, _ in found[:sos.MAX_HELPERS_PER_WAVE]]
 
 def seed(*, db, config, plan, show_progress=None):
     """Build the demo city described by `plan` into `db`; returns a SeedResult."""
@@ -406,6 +736,7 @@ def build_parser(prog=None):
     where.add_argument("--city-lng", type=float, help="centre longitude (overrides --city)")
     where.add_argument("--radius-km", type=float, default=defaults.radius_km,
                        help="nobody lives further out (default: %(default)s)")
+    where.add_argument("--currency", help="ISO 4217 code of prices and budgets (default: the city's, else EUR)")
     sizes = parser.add_argument_group("sizes (unset ones scale with --users)")
     sizes.add_argument("--users", type=int, default=defaults.users, help="members (default: %(default)s)")
     sizes.add_argument("--helper-ratio", type=float, default=defaults.helper_ratio,
@@ -441,6 +772,7 @@ def plan_from_args(args):
     values = {name.name: getattr(args, name.name) for name in fields(SeedPlan) if hasattr(args, name.name)}
     values["city_lat"] = args.city_lat if args.city_lat is not None else lat
     values["city_lng"] = args.city_lng if args.city_lng is not None else lng
+    values["currency"] = (args.currency or CITY_CURRENCY.get(args.city, "EUR")).upper()
     return SeedPlan(**values)
 
 

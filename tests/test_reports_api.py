@@ -307,3 +307,10 @@ def test_list_newest_first_with_cursor_and_type(client, make_user, clock):
     assert [item["id"] for item in third["data"]] == ids[:1] and third["meta"]["next_cursor"] is None
     weather = client.get(f"{REPORTS}?type=weather", headers=user.headers).get_json()["data"]
     assert [item["id"] for item in weather] == [ids[4], ids[2], ids[0]]
+
+
+def test_default_report_limit_is_ten_a_minute(client, app, make_user):
+    assert app.config["REPORT_RATE_LIMIT"] == "10/minute;100/day"
+    user = make_user()
+    statuses = [file_report(client, user).status_code for _ in range(11)]
+    assert statuses == [201] * 10 + [429]

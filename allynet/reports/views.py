@@ -26,7 +26,10 @@ def _dump_report(report):
 @bp.post("/reports")
 @auth_required
 @limiter.limit(lambda: current_app.config["REPORT_RATE_LIMIT"], key_func=user_or_ip_key)
-@doc(summary="File a community report (rate limited per user)", response=report_schema, status=201,
+@doc(summary="File a community report (rate limited per user: REPORT_RATE_LIMIT). Speed cameras start "
+             "pending unless the reporter is trusted; a visible report pushes Socket.IO party:alert "
+             "{type, source: report, id, location, description} to active parties with a member nearby",
+     response=report_schema, status=201,
      tags=["reports"])
 @use_body(report_create_schema)
 def create_report(data):
@@ -37,7 +40,9 @@ def create_report(data):
 @bp.get("/reports")
 @auth_required
 @doc(summary="Visible reports near=lat,lng (nearest first, with distance_m) or newest first; "
-             "status=flagged|pending|hidden|rejected for moderators and admins",
+             "status=flagged|pending|hidden|rejected for moderators and admins. Flagged: not reviewed by a "
+             "moderator since its last downvote, and hidden by votes or visible with at least "
+             "REPORT_FLAG_DOWNVOTES (2) downvotes",
      response=moderation_report_schema, many=True, tags=["reports"])
 @use_query(report_list_query_schema)
 def list_reports(query):

@@ -122,6 +122,11 @@ ALERT_TEXTS = (
     ("other", "Public demonstration: expect diversions"),
     ("traffic", "Major roadworks on the ring road, one lane open"),
 )
+PARTY_NAMES = ("Sunday loop", "Lakeside cruise", "Night ride", "Coffee run", "Hill climbers", "Commute crew",
+               "Riverside tour", "Vineyard ride", "Old town spin", "Morning club")
+PARTY_MESSAGES = ("Fuel stop in 10 min?", "Slow down, gravel ahead", "Waiting at the lights", "All good at the back",
+                  "Left at the next roundabout", "Nice pace today!", "Photo stop at the bridge")
+ROUTE_NAMES = ("Home to work", "Weekend loop", "Scenic detour", "Airport run", "Hill route")
 SOS_TEXTS = {
     "medical": "Rider fell, conscious but can't stand", "breakdown": "Engine died on the ring road, no lights",
     "accident": "Hit by a car door, bike damaged", "crime": "Someone is following me",
@@ -330,7 +335,7 @@ class CitySeeder:
 
     def steps(self):
         """The seeding steps, in dependency order (users first, trust scores last)."""
-        return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_reports,
+        return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_parties, self.seed_reports,
                 self.seed_alerts, self.apply_trust, self.seed_sos, self.insert_users]
 
     def email(self, local):
@@ -425,7 +430,7 @@ class CitySeeder:
         pool = pool if pool is not None else self.users
         excluded = set(exclude)
         chosen, seen = [], set()
-        for _ in range(count * 4):
+        for _ in range(max(count * 4, 50)):
             if len(chosen) >= count or not pool:
                 break
             candidate = self.rng.choice(pool)
@@ -512,6 +517,121 @@ class CitySeeder:
         if self.users:
             self.insert("help_requests", requests(), total, "help requests")
 
+
+    def seed_parties(self):
+        """Active rides (some ended) with members, live positions, trails, chat and an alert; saved routes.
+
+        Documents as parties.service writes them: `parties` with the current
+        roster, one `party_members` row per rider (last position, status),
+        `trail_points` sampled along the ride, `party_messages`, `party_events`.
+        """
+        from allynet.parties.schemas import INVITE_ALPHABET, INVITE_CODE_LENGTH
+
+        rng, plan, total = self.rng, self.plan, self.plan.size("parties")
+        if not self.users or not total:
+            return
+        riders = {self.accounts["rider"]["_id"]} if "rider" in self.accounts else set()
+        busy = {doc["_id"] for local, doc in self.accounts.items() if local != "rider"}
+        parties, members, trails, messages, events, codes = [], [], [], [], [], set()
+        for n in range(total):
+            if n == 0 and riders:
+                leader = next(entry for entry in self.users if entry[0] in riders)
+            else:
+                leader = self.pick_people(1, busy)[0] if len(busy) < len(self.users) else None
+            if leader is None:
+                break
+            crew = [leader] + self.pick_people(rng.randint(1, max(1, plan.party_size - 1)), busy | {leader[0]})
+            busy.update(entry[0] for entry in crew)
+            active = n == 0 or rng.random() < 0.8
+            duration = timedelta(minutes=rng.uniform(20, 120))
+            end = self.now - timedelta(seconds=rng.uniform(2, 20)) if active else self.ago(hours=rng.uniform(2, 72))
+            start = end - duration
+            code = "".join(rng.choice(INVITE_ALPHABET) for _ in range(INVITE_CODE_LENGTH))
+            while code in codes:
+                code = "".join(rng.choice(INVITE_ALPHABET) for _ in range(INVITE_CODE_LENGTH))
+            codes.add(code)
+            party_id = make_id(rng, start)
+            roster = [{"user_id": user_id, "joined_at": start + timedelta(seconds=30 * i)}
+                      for i, (user_id, _, _) in enumerate(crew)]
+            parties.append({"_id": party_id, "name": rng.choice(PARTY_NAMES), "invite_code": code,
+                            "leader_id": leader[0], "is_active": active, "created_at": start,
+                            "ended_at": None if active else end, "members": roster})
+            path = self.ride_path(leader[1], leader[2], start, end, max(2, plan.trail_points))
+            for i, entry in enumerate(roster):
+                user_id = entry["user_id"]
+                offset_m, bearing = rng.uniform(10, 150) * i, rng.uniform(0, 2 * math.pi)
+                last = None
+                for ts, lat, lng, speed, heading in path:
+                    if ts < entry["joined_at"]:
+                        continue
+                    lat_i, lng_i = destination(lat, lng, offset_m, bearing) if offset_m else (lat, lng)
+                    last = (ts, point(lat_i, lng_i), speed, heading)
+                    if plan.trail_points:
+                        trails.append({"_id": make_id(rng, ts), "party_id": party_id, "user_id": user_id, "ts": ts,
+                                       "location": last[1], "speed_kmh": speed, "heading": heading,
+                                       "status": "riding"})
+                stopped = active and i > 0 and rng.random() < 0.15
+                member = {"_id": make_id(rng, entry["joined_at"]), "party_id": party_id, "user_id": user_id,
+                          "active": active, "joined_at": entry["joined_at"], "left_at": None if active else end,
+                          "left_reason": None if active else "ended", "status": "stopped" if stopped else "riding",
+                          "last_speed_kmh": 0.0 if stopped else (last[2] if last else None),
+                          "heading": last[3] if last else None,
+                          "stopped_since": self.ago(minutes=rng.uniform(1, 4)) if stopped else None,
+                          "last_update_at": last[0] if last else None,
+                          "left_behind_alerted": False, "stopped_alerted": False}
+                if last is not None:
+                    member["last_location"] = last[1]
+                members.append(member)
+            for _ in range(rng.randint(1, 5)):
+                author = rng.choice(roster)["user_id"]
+                ts = start + (end - start) * rng.random()
+                messages.append({"_id": make_id(rng, ts), "party_id": party_id, "user_id": author,
+                                 "text": rng.choice(PARTY_MESSAGES), "ts": ts})
+            if rng.random() < 0.5:
+                ts = start + (end - start) * rng.uniform(0.3, 0.9)
+                _, lat, lng, _, _ = min(path, key=lambda step: abs((step[0] - ts).total_seconds()))
+                events.append({"_id": make_id(rng, ts), "party_id": party_id, "type": rng.choice(("hazard", "police")),
+                               "user_id": rng.choice(roster)["user_id"], "location": point(lat, lng),
+                               "description": rng.choice(REPORT_DESCRIPTIONS["hazard"]), "source": "member",
+                               "ts": ts})
+        self.insert("parties", parties, len(parties))
+        self.insert("party_members", members, len(members), "party members")
+        self.insert("trail_points", trails, len(trails), "trail points")
+        self.insert("party_messages", messages, len(messages), "party messages")
+        self.insert("party_events", events, len(events), "party events")
+        self.seed_routes(total * 2)
+
+    def ride_path(self, lat, lng, start, end, samples):
+        """[(ts, lat, lng, speed_kmh, heading)] of a ride that wanders but stays inside the city."""
+        rng, radius = self.rng, self.plan.radius_km * 1000.0
+        step = (end - start) / (samples - 1)
+        heading = rng.uniform(0, 360)
+        path = []
+        for n in range(samples):
+            speed = round(rng.uniform(15, 55), 1)
+            path.append((start + step * n, lat, lng, speed, round(heading, 1)))
+            heading = (heading + rng.gauss(0, 25)) % 360
+            next_lat, next_lng = destination(lat, lng, speed / 3.6 * step.total_seconds(), math.radians(heading))
+            if geo.haversine_m(self.plan.city_lng, self.plan.city_lat, next_lng, next_lat) > radius * 0.9:
+                heading = (heading + 180) % 360  # turn back toward town
+                next_lat, next_lng = destination(lat, lng, speed / 3.6 * step.total_seconds(), math.radians(heading))
+            lat, lng = next_lat, next_lng
+        return path
+
+    def seed_routes(self, total):
+        """Saved routes (parties.service.create_route's LineString and length)."""
+        rng, routes = self.rng, []
+        for user_id, lat, lng in self.pick_people(total):
+            created_at = self.ago(days=rng.uniform(0, 90))
+            coordinates, here = [], (lat, lng)
+            for _ in range(rng.randint(2, 6)):
+                coordinates.append(point(*here)["coordinates"])
+                here = destination(here[0], here[1], rng.uniform(500, 3000), rng.uniform(0, 2 * math.pi))
+            length = sum(geo.haversine_m(a[0], a[1], b[0], b[1]) for a, b in zip(coordinates, coordinates[1:]))
+            routes.append({"_id": make_id(rng, created_at), "user_id": user_id, "name": rng.choice(ROUTE_NAMES),
+                           "waypoints": {"type": "LineString", "coordinates": coordinates},
+                           "distance_m": round(length, 1), "created_at": created_at})
+        self.insert("routes", routes, len(routes))
 
     def seed_reports(self):
         """Road reports of every type with their votes, as reports.service leaves them after voting and moderation."""

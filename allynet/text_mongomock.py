@@ -48,6 +48,22 @@ _QUERY_TOKEN = re.compile(r'(?P<space>\s+)|(?P<quote>")|(?P<dash>-)|(?P<word>\w+
 _WORD = re.compile(r"\w+")
 
 
+@functools.lru_cache(maxsize=65536)
+def _fold(text, case_sensitive, diacritic_sensitive):
+    # Cached: every query folds every indexed string of the collection again.
+    if not diacritic_sensitive:
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+    if not case_sensitive:
+        text = text.casefold()
+    return text
+
+
+@functools.lru_cache(maxsize=65536)
+def _tokens(folded):
+    return frozenset(_WORD.findall(folded))
+
+
 class TextSearch:
     """A parsed `$text` clause: positive/negated terms and phrases, with its matching options."""
 
@@ -73,12 +89,7 @@ class TextSearch:
 
     def fold(self, text):
         """Normalise text the way the index compares it (case and diacritics folded unless sensitive)."""
-        if not self.diacritic_sensitive:
-            decomposed = unicodedata.normalize("NFKD", text)
-            text = unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
-        if not self.case_sensitive:
-            text = text.casefold()
-        return text
+        return _fold(text, self.case_sensitive, self.diacritic_sensitive)
 
     def _parse(self, search):
         # Mirrors the server's FTSQueryImpl::parse: negation lasts to the next white space,
@@ -116,7 +127,7 @@ class TextSearch:
         if not self.terms:
             return False
         folded = [self.fold(value) for value in strings]
-        tokens = {token for value in folded for token in _WORD.findall(value)}
+        tokens = set().union(*(_tokens(value) for value in folded))
         if tokens & self.negated_terms or not tokens & self.terms:
             return False
         if any(phrase in value for phrase in self.negated_phrases for value in folded):
@@ -209,6 +220,8 @@ def _replace_text(query, trail, replacement):
     """A copy of the filter with the `$text` clause at `trail` replaced by `replacement`."""
     if not trail:
         rest = {key: value for key, value in query.items() if key != "$text"}
+        if not replacement:
+            return rest
         return {"$and": [replacement, rest]} if rest else replacement
     copy = dict(query)
     clauses = list(copy["$and"])
@@ -217,13 +230,16 @@ def _replace_text(query, trail, replacement):
     return copy
 
 
-def _rewrite(collection, query):
-    """The filter with `$text` resolved to matching ids (unchanged when there is none)."""
+def _plan(collection, query):
+    """(filter without `$text`, TextSearch, indexed fields) for a filter with `$text`, else None.
+
+    Validates like a server: placement, one clause, no near, a text index.
+    """
     if not isinstance(query, dict):
-        return query
+        return None
     located = _find_text(query)
     if located is None:
-        return query
+        return None
     if _contains_key(query, _NEAR_OPERATORS):
         raise OperationFailure("text and geoNear not allowed in same query", code=2)
     trail, spec = located
@@ -231,9 +247,31 @@ def _rewrite(collection, query):
     fields = _text_fields(collection)
     if fields is None:
         raise OperationFailure("text index required for $text query", code=27)
+    return _replace_text(query, trail, {}), search, fields
+
+
+def _id_key(value):
+    try:
+        hash(value)
+        return value
+    except TypeError:  # document or array ids
+        return repr(value)
+
+
+def _matching_ids(collection, search, fields):
+    return {_id_key(document["_id"]) for document in collection._store.documents
+            if search.matches(_indexed_strings(document, fields))}
+
+
+def _rewrite(collection, query):
+    """The filter with `$text` resolved to `_id: {$in: [matching ids]}` (unchanged when there is none)."""
+    plan = _plan(collection, query)
+    if plan is None:
+        return query
+    rest, search, fields = plan
     ids = [document["_id"] for document in collection._store.documents
            if search.matches(_indexed_strings(document, fields))]
-    return _replace_text(query, trail, {"_id": {"$in": ids}})
+    return {"$and": [{"_id": {"$in": ids}}, rest]} if rest else {"_id": {"$in": ids}}
 
 
 def _asks_text_score(value):
@@ -252,8 +290,10 @@ def _refuse_text_score(*specs):
 def _patch_find(original):
     @functools.wraps(original)
     def find(self, filter=None, projection=None, *args, **kwargs):
+        # Validate now, before the geo layer sees a $near; _iter_documents does the matching.
+        _plan(self, filter)
         _refuse_text_score(projection, kwargs.get("sort"))
-        return original(self, _rewrite(self, filter), projection, *args, **kwargs)
+        return original(self, filter, projection, *args, **kwargs)
 
     return find
 
@@ -261,7 +301,13 @@ def _patch_find(original):
 def _patch_iter_documents(original):
     @functools.wraps(original)
     def _iter_documents(self, filter):
-        return original(self, _rewrite(self, filter))
+        plan = _plan(self, filter)
+        if plan is None:
+            return original(self, filter)
+        rest, search, fields = plan
+        # A set lookup per document: mongomock's $in over a long id list is quadratic.
+        matched = _matching_ids(self, search, fields)
+        return (document for document in original(self, rest) if _id_key(document["_id"]) in matched)
 
     return _iter_documents
 

@@ -37,7 +37,9 @@ PARTIES_SERVICE = "allynet.parties.service"
 CREDIBLE = ("active", "approved")
 
 
-def _not_expired(now):
+def not_expired(now):
+    """Filter for documents whose `expires_at` is unset, null or in the future (every query uses it)."""
+    # `$not: {$lte}` rather than `$or`, so it combines freely with geo queries.
     return {"expires_at": {"$not": {"$lte": now}}}
 
 
@@ -106,9 +108,9 @@ def alerts_near(*, db, lat, lng, radius_m, types=None, limit=200):
     point = {"type": "Point", "coordinates": [lng, lat]}
     type_filter = {"type": {"$in": list(types)}} if types else {}
     officials = _near(db.alerts, point=point, radius_m=radius_m, limit=limit,
-                      query={**_not_expired(now), **type_filter})
+                      query={**not_expired(now), **type_filter})
     reports = _near(db.reports, point=point, radius_m=radius_m, limit=limit,
-                    query={"status": {"$in": list(CREDIBLE)}, **_not_expired(now), **type_filter})
+                    query={"status": {"$in": list(CREDIBLE)}, **not_expired(now), **type_filter})
     entries = [_entry(doc, "official") for doc in officials] + [_entry(doc, "report") for doc in reports]
     return heapq.nsmallest(limit, entries, key=lambda entry: (entry["distance_m"], entry["id"]))
 

@@ -1,5 +1,5 @@
 """Report, vote, moderation, alert and audit-log schemas: what clients send and what they read."""
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
 
@@ -75,6 +75,13 @@ class ReportListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(MODERATION_LISTS))
     cursor = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+
+    @validates_schema
+    def near_rules(self, data, **kwargs):
+        if "radius_m" in data and "near" not in data:
+            raise ValidationError("Only with near=lat,lng.", field_name="radius_m")
+        if "cursor" in data and "near" in data:
+            raise ValidationError("Near queries return one page, nearest first.", field_name="cursor")
 
 
 class AlertQuerySchema(Schema):

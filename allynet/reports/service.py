@@ -46,6 +46,7 @@ from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, Val
 from allynet.fields import iso, object_id
 from allynet.pagination import decode_cursor, encode_cursor
 from allynet.reports import alerts_service
+from allynet.reports.alerts_service import not_expired
 from allynet.reports.schemas import DEFAULT_RADIUS_M
 
 LIFETIMES = {
@@ -67,12 +68,6 @@ TRANSITIONS = {
     "hide": (("pending", "active", "approved"), "hidden"),
 }
 AUDITED_FIELDS = ("status", "hidden_by", "expires_at")
-
-
-def not_expired(now):
-    """Filter for documents whose `expires_at` is unset, null or in the future."""
-    # `$not: {$lte}` rather than `$or`, so it combines freely with geo queries.
-    return {"expires_at": {"$not": {"$lte": now}}}
 
 
 def flag_downvotes():
@@ -303,12 +298,8 @@ def list_reports(*, db, viewer_id, query):
     conditions.append(not_expired(now))
     if query.get("type"):
         conditions.append({"type": query["type"]})
-    if query.get("radius_m") is not None and query.get("near") is None:
-        raise ValidationFailed(details={"radius_m": ["Only with near=lat,lng."]})
     limit = query["limit"]
     if query.get("near") is not None:
-        if query.get("cursor"):
-            raise ValidationFailed(details={"cursor": ["Near queries return one page, nearest first."]})
         pipeline = [
             {"$geoNear": {"near": query["near"], "key": "location", "distanceField": "distance_m",
                           "maxDistance": query.get("radius_m") or DEFAULT_RADIUS_M,

@@ -215,7 +215,7 @@ def one_run(args, setup, clients, order, session):
               "--duration", str(args.duration), "--warmup", str(args.warmup)]
     if target == "ours":
         single += ["--async-mode", args.async_mode]
-        if stamp != "t":
+        if stamp != "heading":
             single += ["--stamp", stamp]
     if args.placement:
         single += ["--placement", args.placement]
@@ -262,9 +262,10 @@ def main(argv=None):
     parser.add_argument("--async-mode", default="eventlet", choices=("eventlet", "gevent", "threading"))
     parser.add_argument("--placement", choices=("party", "spread"),
                         help="2-process client placement (default: peer-2p spread, ours-2p party)")
-    parser.add_argument("--stamp", default="t",
-                        help="field of party:update carrying the send time that our server echoes "
-                             "(or 'heading' to carry a sequence number in heading)")
+    parser.add_argument("--stamp", default="heading",
+                        help="how our server's party:update carries the send time: 'heading' (a sequence "
+                             "number in heading, which it echoes; default) or the name of an echoed field "
+                             "such as client_ts. The peer always gets 't'.")
     parser.add_argument("--stop-at-knee", action="store_true",
                         help="stop raising clients for a setup after its first run outside the target")
     parser.add_argument("--py-spy", action="store_true", help="py-spy record our first server process")

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Turn docs/bench/results.jsonl into the tables of docs/BENCHMARKS.md and docs/bench/*.png.
+
+    python bench/report.py                 # rewrite the generated block of docs/BENCHMARKS.md + plots
+    python bench/report.py --print         # print the tables only
+
+The generated block sits between `<!-- results:begin -->` and `<!-- results:end -->`; everything
+else in BENCHMARKS.md is hand-written and left alone.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "docs", "bench", "results.jsonl")
+DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+PLOTS = os.path.join(ROOT, "docs", "bench")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+P99_LIMIT_MS = 800.0
+
+
+def load(path):
+    """Every run record, in file order."""
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def scenario(r):
+    """Setup name plus async mode for ours (ours-1p/eventlet)."""
+    return r["setup"] if r["setup"].startswith("peer") else f"{r['setup']}/{r.get('async_mode')}"
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def run_row(r):
+    lat = r.get("latency_ms") or {}
+    quotable = r.get("latency_quotable")
+
+    def lat_cell(key):
+        v = lat.get(key)
+        if v is None:
+            return "—"
+        return f"{v:,.1f}" if quotable else f"({v:,.1f})"
+
+    notes = []
+    if not r.get("valid"):
+        notes.append("INVALID: " + "; ".join(r.get("invalid_reasons") or []))
+    elif not quotable:
+        notes.append("steal >= 10%: latency not quotable")
+    lag = (r.get("generator_lag_ms") or {}).get("p99")
+    load1 = (r.get("loadavg") or [0])[0]
+    nproc = (r.get("machine") or {}).get("nproc") or r.get("nproc") or 1
+    if (lag is not None and lag > 50) or load1 > nproc:
+        # Other work on the host delayed the generator's own timers: part of the latency is the host's.
+        notes.append(f"host contended (load1 {load1:.1f} on {nproc} CPUs, generator timer lag p99 {fmt(lag)} ms)")
+    ratio = r.get("delivery_ratio")
+    return "| " + " | ".join([
+        f"{r['clients']:,}",
+        r.get("started_at", "")[11:16],
+        "yes" if r.get("within_target") else "no",
+        "—" if ratio is None else f"{100 * ratio:.2f}%",
+        lat_cell("p50"), lat_cell("p95"), lat_cell("p99"), lat_cell("max"),
+        fmt(r.get("server_cpu_pct"), 1), fmt(r.get("server_rss_mb_max")),
+        fmt(r.get("deliveries_per_server_cpu_s")),
+        fmt(r.get("generator_cpu_pct"), 1), fmt(r.get("steal_pct"), 1), fmt(r.get("host_busy_pct")),
+        fmt((r.get("loadavg") or [None])[0], 2),
+        " ".join(notes),
+    ]) + " |"
+
+
+HEADER = ("| clients | UTC | p99<=800 & 100% | delivered | p50 ms | p95 ms | p99 ms | max ms | server CPU % | "
+          "server RSS MB | deliveries / server CPU-s | generator CPU % | steal % | host busy % | load1 | notes |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def knee(runs):
+    """Largest C such that every valid run at C and below met the target (None if none did)."""
+    by_c = defaultdict(list)
+    for r in runs:
+        by_c[r["clients"]].append(r)
+    best = None
+    for c in sorted(by_c):
+        valid = [r for r in by_c[c] if r.get("valid")]
+        if not valid:
+            continue  # an invalid run (e.g. generator-bound) says nothing about the server
+        if all(r.get("within_target") for r in valid):
+            best = c
+        else:
+            break
+    return best
+
+
+def pairs(records):
+    """(ours, peer) runs at the same C, adjacent in the same session (A B A B)."""
+    out = []
+    by_session = defaultdict(list)
+    for r in records:
+        by_session[r.get("session")].append(r)
+    for runs in by_session.values():
+        runs.sort(key=lambda r: r.get("order", 0))
+        for a, b in zip(runs, runs[1:]):
+            kinds = {a["setup"][:4], b["setup"][:4]}
+            if kinds == {"ours", "peer"} and a["clients"] == b["clients"] and \
+                    a["setup"][-2:] == b["setup"][-2:]:
+                ours, peer = (a, b) if a["setup"].startswith("ours") else (b, a)
+                out.append((ours, peer))
+    return out
+
+
+def ratio(a, b):
+    return None if not a or not b else a / b
+
+
+def tables(records):
+    lines = []
+    groups = defaultdict(list)
+    for r in records:
+        groups[scenario(r)].append(r)
+    lines.append("### Knees (largest C with p99 <= 800 ms and 100% delivered, valid runs only)\n")
+    lines.append("| scenario | knee | runs |\n|---|---:|---:|")
+    for name in sorted(groups):
+        k = knee(groups[name])
+        lines.append(f"| {name} | {'none measured' if k is None else f'{k:,}'} | {len(groups[name])} |")
+    lines.append("")
+    for name in sorted(groups):
+        runs = sorted(groups[name], key=lambda r: (r["clients"], r.get("started_at", "")))
+        cmds = list(dict.fromkeys(r.get("command", "") for r in runs))  # runs are sorted by C
+        lines.append(f"### {name}\n")
+        lines.append("Commands (one line per client count; the sessions ran them through a comma list):\n")
+        lines.append("```bash\n" + "\n".join(cmds) + "\n```\n")
+        m = runs[0].get("machine", {})
+        dates = sorted({r.get("started_at", "")[:10] for r in runs})
+        lines.append(f"Machine: {m.get('nproc')} × {m.get('cpu_model')}, {m.get('mem_gb')} GB, kernel "
+                     f"{m.get('kernel')}; date {', '.join(dates)}; git {', '.join(sorted({str(r.get('git_rev')) for r in runs}))}; "
+                     f"placement {', '.join(sorted({str(r.get('placement')) for r in runs}))}; "
+                     f"send-time carried in `{', '.join(sorted({str(r.get('stamp')) for r in runs}))}`.\n")
+        lines.append(HEADER)
+        lines.extend(run_row(r) for r in runs)
+        if any(r.get("aux_cpu_s") for r in runs):
+            aux = ", ".join(f"C={r['clients']}: {r.get('aux_cpu_pct')}%" for r in runs if r.get("aux_pids"))
+            lines.append(f"\nRedis (not counted as server CPU): {aux}.")
+        lines.append("")
+    ps = pairs(records)
+    if ps:
+        lines.append("### Ours / peer, same session, adjacent runs (A B A B)\n")
+        lines.append("| ours scenario | peer | clients | session | ours deliv/CPU-s | peer deliv/CPU-s | "
+                     "ratio (>= 1 is the target) | ours p99 ms | peer p99 ms | p99 quotable | ours delivered | peer delivered |\n"
+                     "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
+        for ours, peer in ps:
+            q = ours.get("latency_quotable") and peer.get("latency_quotable")
+            rt = ratio(ours.get("deliveries_per_server_cpu_s"), peer.get("deliveries_per_server_cpu_s"))
+            lines.append("| " + " | ".join([
+                scenario(ours), peer["setup"], f"{ours['clients']:,}", str(ours.get("session")),
+                fmt(ours.get("deliveries_per_server_cpu_s")), fmt(peer.get("deliveries_per_server_cpu_s")),
+                "—" if rt is None else f"{rt:.2f}",
+                fmt((ours.get("latency_ms") or {}).get("p99"), 1), fmt((peer.get("latency_ms") or {}).get("p99"), 1),
+                "yes" if q else "no (steal >= 10% or invalid)",
+                "—" if ours.get("delivery_ratio") is None else f"{100 * ours['delivery_ratio']:.2f}%",
+                "—" if peer.get("delivery_ratio") is None else f"{100 * peer['delivery_ratio']:.2f}%",
+            ]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(records):
+    """latency vs clients per scenario, plus the cross-scenario p99 and efficiency plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
+
+    groups = defaultdict(list)
+    for r in records:
+        if r.get("latency_ms") and r["latency_ms"].get("p99") is not None:
+            groups[scenario(r)].append(r)
+    written = []
+
+    def c_ticks(ax, cs):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(cs)
+        ax.set_xticklabels([f"{c:,}" for c in cs])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+    def median_by_c(runs, get):
+        by_c = defaultdict(list)
+        for r in runs:
+            v = get(r)
+            if v is not None:
+                by_c[r["clients"]].append(v)
+        cs = sorted(by_c)
+        return cs, [statistics.median(by_c[c]) for c in cs]
+
+    for name, runs in sorted(groups.items()):
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"), ("max", "x:")):
+            cs, vs = median_by_c(runs, lambda r, k=key: r["latency_ms"].get(k))
+            ax.plot(cs, vs, style, label=key)
+        bad = [r for r in runs if not r.get("latency_quotable")]
+        if bad:
+            ax.scatter([r["clients"] for r in bad], [r["latency_ms"]["p99"] for r in bad], s=120,
+                       facecolors="none", edgecolors="red", label="not quotable (steal>=10% / invalid)")
+        ax.axhline(P99_LIMIT_MS, color="grey", ls="--", lw=1, label="800 ms knee limit")
+        c_ticks(ax, sorted({r["clients"] for r in runs}))
+        ax.set_yscale("log")
+        ax.set_xlabel("clients (parties of 8, 1 update/s each)")
+        ax.set_ylabel("delivery latency, ms (from scheduled send)")
+        ax.set_title(f"{name}: party:update delivery latency vs clients")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(PLOTS, f"latency-{name.replace('/', '-')}.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+
+    for metric, ylabel, fname, logy in (
+            (lambda r: r["latency_ms"].get("p99"), "p99 delivery latency, ms", "p99-all.png", True),
+            (lambda r: r.get("deliveries_per_server_cpu_s"), "deliveries per server CPU-second",
+             "efficiency-all.png", None)):
+        fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+        for name, runs in sorted(groups.items()):
+            cs, vs = median_by_c([r for r in runs if r.get("valid")], metric)
+            if cs:
+                ax.plot(cs, vs, "o-", label=name)
+        if logy is None:
+            ax.set_yscale("log")
+        elif logy:
+            ax.axhline(P99_LIMIT_MS, color="grey", ls="--", lw=1, label="800 ms")
+            ax.set_yscale("log")
+        c_ticks(ax, sorted({r["clients"] for rs in groups.values() for r in rs}))
+        ax.set_xlabel("clients")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{ylabel} vs clients (valid runs, median per C)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(PLOTS, fname)
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--print", action="store_true")
+    args = parser.parse_args(argv)
+    records = load(args.results)
+    text = tables(records)
+    if args.print:
+        print(text)
+        return 0
+    with open(DOC) as fh:
+        doc = fh.read()
+    head, _, rest = doc.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    with open(DOC, "w") as fh:
+        fh.write(f"{head}{BEGIN}\n\n{text}\n{END}{tail}")
+    for path in plots(records):
+        print(os.path.relpath(path, ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

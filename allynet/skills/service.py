@@ -10,7 +10,6 @@ Search plans, each one a real MongoDB server accepts:
 `q` only ever goes to `$search` as a string, so regex characters are text.
 Pages are cursor-based: (distance, id) when ranked by distance, id otherwise.
 """
-from bson import ObjectId
 from pymongo import DESCENDING, ReturnDocument
 
 from allynet import clock, geo

@@ -1,7 +1,6 @@
 """One open SOS per user under concurrency, idempotent replays, nothing half-written."""
 import threading
 
-import mongomock
 import pytest
 from pymongo.errors import AutoReconnect
 
@@ -164,17 +163,18 @@ def test_a_pending_key_abandoned_by_a_dead_process_is_taken_over(app, client, ma
 
 def test_an_insert_failure_releases_the_slot_and_the_key(client, make_user, db, monkeypatch):
     requester = make_user(location=CENTER)
-    original = mongomock.collection.Collection.insert_one
+    collection_class = type(db.emergencies)  # mongomock's or pymongo's (MONGO_TEST_URI)
+    original = collection_class.insert_one
 
     def failing_insert(self, document, *args, **kwargs):
         if self.name == "emergencies":
             raise AutoReconnect("connection lost")
         return original(self, document, *args, **kwargs)
 
-    monkeypatch.setattr(mongomock.collection.Collection, "insert_one", failing_insert)
+    monkeypatch.setattr(collection_class, "insert_one", failing_insert)
     failed = sos(client, requester, headers={"Idempotency-Key": "flaky"})
     assert failed.status_code == 503 and error_code(failed) == "service_unavailable"
-    monkeypatch.setattr(mongomock.collection.Collection, "insert_one", original)
+    monkeypatch.setattr(collection_class, "insert_one", original)
 
     assert db.users.find_one({"_id": requester["_id"]})["active_emergency_id"] is None
     assert db.emergencies.count_documents({}) == 0

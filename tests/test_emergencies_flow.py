@@ -41,6 +41,10 @@ def test_full_respond_and_resolve_flow_with_room_events(client, scene, socket_cl
     assert _join(first_socket, sid)["ok"] is True
     refused = _join(stranger_socket, sid)
     assert refused["ok"] is False and refused["error"]["code"] == "not_found"
+    for payload in ({"emergency_id": "nope"}, {}, "just a string"):
+        bad = stranger_socket.emit("emergency:join", payload, callback=True)
+        assert bad["ok"] is False and bad["error"]["code"] in ("validation_error", "bad_request"), payload
+    assert stranger_socket.is_connected()
     for sio_client in (owner_socket, first_socket, second_socket, stranger_socket):
         sio_client.get_received()
 
@@ -187,13 +191,15 @@ def test_who_may_respond(client, scene, make_user):
     assert client.get(f"/api/v1/emergencies/{sid}", headers=scene["outsider"].headers).status_code == 200
 
 
-def test_visibility_rule(client, scene, make_user):
+def test_visibility_rule(client, scene, make_user, socket_client):
     sid = scene["id"]
     url = f"/api/v1/emergencies/{sid}"
     for name in ("owner", "first", "second"):
         assert client.get(url, headers=scene[name].headers).status_code == 200, name
     for role in ("moderator", "admin"):
-        assert client.get(url, headers=make_user(role=role).headers).status_code == 200, role
+        staff = make_user(role=role)
+        assert client.get(url, headers=staff.headers).status_code == 200, role
+        assert _join(socket_client(staff), sid)["ok"] is True, role
     for user in (scene["stranger"], scene["outsider"]):
         hidden = client.get(url, headers=user.headers)
         assert hidden.status_code == 404 and error_code(hidden) == "not_found"

@@ -206,3 +206,29 @@ def test_a_slot_left_by_a_crashed_create_is_reclaimed_after_the_grace(client, ma
     assert in_flight.get_json()["error"]["details"]["emergency_id"] == str(ghost)
     clock.advance(seconds=service.SLOT_GRACE.total_seconds() + 1)
     assert sos(client, requester).status_code == 201
+
+
+def test_the_idempotency_module_on_its_own(app, db, make_user):
+    user = make_user()
+    runs = []
+
+    def work(value):
+        def fn():
+            runs.append(value)
+            return {"value": value}, 201
+        return fn
+
+    with app.app_context():
+        assert idempotency.run(db=db, user_id=user["_id"], key=None, scope="s", payload={}, fn=work(1)) == (
+            {"value": 1}, 201)
+        idempotency.run(db=db, user_id=user["_id"], key=None, scope="s", payload={}, fn=work(2))
+        first = idempotency.run(db=db, user_id=user["_id"], key="k", scope="a", payload={"x": 1}, fn=work(3))
+        replay = idempotency.run(db=db, user_id=user["_id"], key="k", scope="a", payload={"x": 1}, fn=work(4))
+        other_scope = idempotency.run(db=db, user_id=user["_id"], key="k", scope="b", payload={"x": 2},
+                                      fn=work(5))
+        with pytest.raises(Exception) as reused:
+            idempotency.run(db=db, user_id=user["_id"], key="k", scope="a", payload={"x": 2}, fn=work(6))
+    assert first == replay == ({"value": 3}, 201) and other_scope == ({"value": 5}, 201)
+    assert runs == [1, 2, 3, 5]
+    assert reused.value.code == "idempotency_key_reused" and reused.value.status == 422
+    assert idempotency.body_hash({"a": 1, "b": [1, 2]}) == idempotency.body_hash({"b": [1, 2], "a": 1})

@@ -24,17 +24,24 @@ top level or under `$and` (not under `$nor`, `$not` or inside a field);
 never together with `$near`/`$nearSphere`; in `aggregate` only in a
 `$match` that is the first stage and never in `$geoNear.query`.
 
+`{"$meta": "textScore"}` is available in the stages of an aggregation whose
+first stage is the `$text` `$match` (`$addFields`/`$project`/`$set`, and
+`$sort: {f: {"$meta": "textScore"}}`), scored as the server does with every
+field weight 1; asked for without a `$text` match it fails (code 40218).
+
 Known gaps (documented, not emulated): stemming and stop words of
 languages other than "none" (AllyNet declares its text index with
-`default_language: "none"`, so the server behaves as this fake does),
-field weights, and `{"$meta": "textScore"}` (refused with NotImplementedError
-rather than answered wrongly). `$text` under `$or` is refused the same way.
+`default_language: "none"`, so the server behaves as this fake does), field
+weights other than 1, and textScore in `find()` projections or sorts
+(NotImplementedError rather than a wrong answer: use an aggregation).
+`$text` under `$or` is refused the same way.
 """
 import functools
 import re
 import threading
 import unicodedata
 
+from mongomock import aggregate as mm_aggregate
 from mongomock.collection import Collection
 from pymongo.errors import OperationFailure
 
@@ -84,6 +91,8 @@ class TextSearch:
         self.case_sensitive = spec.get("$caseSensitive", False)
         self.diacritic_sensitive = spec.get("$diacriticSensitive", False)
         self.terms, self.negated_terms = set(), set()
+        # Positive terms as the index stores them (always case- and diacritic-folded): used for scores.
+        self.index_terms = set()
         self.phrases, self.negated_phrases = [], []
         self._parse(search)
 
@@ -107,6 +116,8 @@ class TextSearch:
             if kind == "word":
                 if not (in_phrase and in_negation):
                     (self.negated_terms if in_negation else self.terms).add(self.fold(match.group()))
+                    if not in_negation:
+                        self.index_terms.add(_fold(match.group(), False, False))
             elif kind == "dash":
                 if not in_phrase and previous_white_space:
                     in_negation = True
@@ -133,6 +144,28 @@ class TextSearch:
         if any(phrase in value for phrase in self.negated_phrases for value in folded):
             return False
         return all(any(phrase in value for value in folded) for phrase in self.phrases)
+
+
+def text_score(search, strings):
+    """MongoDB's textScore of one document (FTSSpec::_scoreStringV2 with every weight 1).
+
+    Per indexed string and term: freq = sum of 1/2^k over its k-th occurrence,
+    coeff = 0.5 * count / tokens + 0.5, times 1.1 when the term is the whole
+    string; summed over strings, then over the query's positive terms.
+    """
+    per_term = {}
+    for raw in strings:
+        tokens = _WORD.findall(_fold(raw, False, False))
+        stats = {}
+        for token in tokens:
+            exp, count, freq = stats.get(token, (0, 0, 0.0))
+            exp = exp * 2 if exp else 1
+            stats[token] = (exp, count + 1, freq + 1.0 / exp)
+        for term, (_, count, freq) in stats.items():
+            coeff = 0.5 * count / len(tokens) + 0.5
+            adjustment = 1.1 if len(raw) == len(term) and raw.casefold() == term else 1.0
+            per_term[term] = per_term.get(term, 0.0) + freq * coeff * adjustment
+    return sum(per_term.get(term, 0.0) for term in search.index_terms)
 
 
 def _text_fields(collection):
@@ -263,17 +296,6 @@ def _matching_ids(collection, search, fields):
             if search.matches(_indexed_strings(document, fields))}
 
 
-def _rewrite(collection, query):
-    """The filter with `$text` resolved to `_id: {$in: [matching ids]}` (unchanged when there is none)."""
-    plan = _plan(collection, query)
-    if plan is None:
-        return query
-    rest, search, fields = plan
-    ids = [document["_id"] for document in collection._store.documents
-           if search.matches(_indexed_strings(document, fields))]
-    return {"$and": [{"_id": {"$in": ids}}, rest]} if rest else {"_id": {"$in": ids}}
-
-
 def _asks_text_score(value):
     if isinstance(value, dict):
         return value.get("$meta") == "textScore" or any(_asks_text_score(item) for item in value.values())
@@ -312,10 +334,51 @@ def _patch_iter_documents(original):
     return _iter_documents
 
 
+_SCORE_FIELD = "__allynet_text_score"
+
+
+def _with_score_field(value):
+    """A stage with every {"$meta": "textScore"} turned into a reference to the hidden score field."""
+    if isinstance(value, dict):
+        if value == {"$meta": "textScore"}:
+            return "$" + _SCORE_FIELD
+        return {key: _with_score_field(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_score_field(item) for item in value]
+    return value
+
+
+def _sort_with_score(options):
+    # In $sort, {"$meta": "textScore"} means "by score, best first", whatever the key is called.
+    return {(_SCORE_FIELD if direction == {"$meta": "textScore"} else key):
+            (-1 if direction == {"$meta": "textScore"} else direction)
+            for key, direction in options.items()}
+
+
+def _text_pipeline(collection, pipeline, session):
+    """Run a pipeline whose first stage is a `$match` with `$text`, textScore included."""
+    rest, search, fields = _plan(collection, pipeline[0]["$match"])
+    documents = []
+    for document in collection.find(rest):
+        strings = _indexed_strings(document, fields)
+        if search.matches(strings):
+            document[_SCORE_FIELD] = text_score(search, strings)
+            documents.append(document)
+    stages = []
+    for stage in pipeline[1:]:
+        if isinstance(stage, dict) and isinstance(stage.get("$sort"), dict):
+            stages.append({"$sort": _sort_with_score(stage["$sort"])})
+        else:
+            stages.append(_with_score_field(stage))
+    stages.append({"$project": {_SCORE_FIELD: 0}})
+    return mm_aggregate.process_pipeline(documents, collection.database, stages, session)
+
+
 def _patch_aggregate(original):
     @functools.wraps(original)
-    def aggregate(self, pipeline, *args, **kwargs):
+    def aggregate(self, pipeline, session=None, **kwargs):
         pipeline = list(pipeline)
+        text_first = False
         for position, stage in enumerate(pipeline):
             if not isinstance(stage, dict):
                 continue
@@ -326,10 +389,13 @@ def _patch_aggregate(original):
                 if position != 0:
                     raise OperationFailure(
                         "$match with $text is only allowed as the first pipeline stage", code=17313)
-                pipeline[0] = {"$match": _rewrite(self, stage["$match"])}
-            elif position > 0:
-                _refuse_text_score(stage)
-        return original(self, pipeline, *args, **kwargs)
+                text_first = True
+            elif position > 0 and not text_first and _asks_text_score(stage):
+                raise OperationFailure("query requires text score metadata, but it is not available",
+                                       code=40218)
+        if text_first:
+            return _text_pipeline(self, pipeline, session)
+        return original(self, pipeline, session=session, **kwargs)
 
     return aggregate
 

@@ -67,14 +67,32 @@ def test_near_pages_with_cursor(client, catalogue, viewer):
     assert names(second) == ["Dog walking", "Bike courier"] and second["meta"]["next_cursor"] is None
 
 
-def test_text_search_without_near_is_newest_first(client, catalogue, viewer):
+def test_text_search_without_near_is_best_match_first(client, viewer, make_user):
+    owner = make_user(location=(0, 0))
+    for name, description in [("Bike", "Bikes and more bike"), ("Bike polishing", "Shiny"),
+                              ("Painting", "Walls, fences, a bike shed"), ("Bike polishing", "Shiny"),
+                              ("Cooking", "Pasta")]:
+        response = client.post(URL, headers=owner.headers, json={"name": name, "description": description,
+                                                                  "category": "other"})
+        assert response.status_code == 201
     result = search(client, viewer, "q=bike")
-    assert names(result) == ["Bike courier", "Bike repair"]
-    assert all("distance_m" not in item for item in result["data"])
+    # "Bike" is the whole name (boosted) and twice in its description; equal scores: newest first.
+    ranked = [(item["name"], item["id"]) for item in result["data"]]
+    assert [name for name, _ in ranked] == ["Bike", "Bike polishing", "Bike polishing", "Painting"]
+    assert ranked[1][1] > ranked[2][1]
+    assert all("distance_m" not in item and "text_score" not in item for item in result["data"])
+    paged, cursor = [], None
+    while True:
+        page = search(client, viewer, "q=bike&limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        paged += [(item["name"], item["id"]) for item in page["data"]]
+        cursor = page["meta"]["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == ranked
 
 
 @pytest.mark.parametrize("q, expected", [
-    ("BIKE", ["Bike courier", "Bike repair"]),
+    ("BIKE", ["Bike courier", "Bike repair"]),  # best match first
     ("cafe", ["Café barista"]),  # diacritics folded
     ("coffee walks", ["Dog walking", "Café barista"]),  # any term
     ("bike -courier", ["Bike repair"]),  # negation

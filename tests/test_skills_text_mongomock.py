@@ -111,12 +111,35 @@ def test_text_under_or_is_not_emulated(collection):
         list(collection.find({"$or": [{"$text": {"$search": "a"}}, {"_id": 1}]}))
 
 
-def test_text_score_is_not_emulated(collection):
+def test_text_score_in_find_is_not_emulated(collection):
     with pytest.raises(NotImplementedError):
         list(collection.find({"$text": {"$search": "bike"}}, {"score": {"$meta": "textScore"}}))
-    with pytest.raises(NotImplementedError):
-        list(collection.aggregate([{"$match": {"$text": {"$search": "bike"}}},
-                                   {"$sort": {"score": {"$meta": "textScore"}}}]))
+
+
+def test_text_score_follows_the_servers_formula():
+    col = embedded.make_client().db.things
+    col.create_index([("name", TEXT), ("description", TEXT)], name="text", default_language="none")
+    col.insert_many([
+        {"_id": 1, "name": "Bike", "description": "bike bike repair"},
+        {"_id": 2, "name": "Bike courier", "description": "fast"},
+        {"_id": 3, "name": "coffee", "description": "x"},
+    ])
+    rows = list(col.aggregate([{"$match": {"$text": {"$search": "bike coffee -x"}}},
+                               {"$addFields": {"score": {"$meta": "textScore"}}},
+                               {"$sort": {"score": -1}}, {"$project": {"score": 1}}]))
+    # 1: name "Bike" = 1 * 1.0 * 1.1 (whole field); description: freq 1 + 1/2, coeff 0.5 * 2/3 + 0.5.
+    # 2: name "Bike courier": freq 1, coeff 0.5 * 1/2 + 0.5. 3 is excluded by -x.
+    assert rows == [{"_id": 1, "score": pytest.approx(1.1 + 1.5 * (0.5 * 2 / 3 + 0.5))},
+                    {"_id": 2, "score": pytest.approx(0.75)}]
+    ordered = list(col.aggregate([{"$match": {"$text": {"$search": "bike"}}},
+                                  {"$sort": {"anything": {"$meta": "textScore"}}}, {"$project": {"_id": 1}}]))
+    assert ordered == [{"_id": 1}, {"_id": 2}]
+
+
+def test_text_score_without_a_text_match_is_refused(collection):
+    with pytest.raises(OperationFailure, match="text score metadata") as info:
+        list(collection.aggregate([{"$match": {}}, {"$addFields": {"score": {"$meta": "textScore"}}}]))
+    assert info.value.code == 40218
 
 
 @pytest.fixture

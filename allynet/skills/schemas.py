@@ -55,7 +55,10 @@ class SkillUpdateSchema(Schema):
 
 
 class SkillListQuerySchema(PageQuerySchema):
-    """With `near`: nearest first with distance_m; without: newest first. `q` is plain text, never a regex."""
+    """With `near`: nearest first with distance_m; else with `q`: best match first; else newest first.
+
+    `q` is plain text (words, "phrases", -negation), never a regex.
+    """
 
     near = Near()
     radius_m = Finite(load_default=DEFAULT_RADIUS_M, validate=validate.Range(*RADIUS_M))

@@ -6,9 +6,10 @@ Search plans, each one a real MongoDB server accepts:
 - `near` with `q`: `$text` cannot be combined with `$near`/`$geoNear`, so the
   query is `$text` plus `$geoWithin: {$centerSphere}` (allowed together); the
   matches are ranked by `geo.haversine_m` here, on MongoDB's sphere;
-- no `near`: newest first, with `$text` when `q` is given.
+- `q` without `near`: best match first (`{"$meta": "textScore"}`, ties newest first);
+- neither: newest first.
 `q` only ever goes to `$search` as a string, so regex characters are text.
-Pages are cursor-based: (distance, id) when ranked by distance, id otherwise.
+Pages are cursor-based: (distance or text score, id) when ranked, id otherwise.
 """
 from pymongo import DESCENDING, ReturnDocument
 
@@ -43,7 +44,7 @@ def create(*, db, user_id, data):
 
 
 def search(*, db, near=None, radius_m, category=None, q=None, limit, cursor=None):
-    """Skills matching the filters, nearest first when `near` is given, else newest first.
+    """Skills matching the filters: nearest first with `near`, else best text match with `q`, else newest.
 
     Returns (items, next_cursor).
     """
@@ -52,7 +53,7 @@ def search(*, db, near=None, radius_m, category=None, q=None, limit, cursor=None
         query["category"] = category
     if near is None:
         if q is not None:
-            query["$text"] = {"$search": q}
+            return _best_match(db=db, query=query, q=q, limit=limit, cursor=cursor)
         return _newest_first(db=db, query=query, limit=limit, cursor=cursor)
     if q is None:
         return _geo_near(db=db, near=near, radius_m=radius_m, query=query, limit=limit, cursor=cursor)
@@ -106,7 +107,7 @@ def _geo_near(*, db, near, radius_m, query, limit, cursor):
         {"$sort": {"distance_m": 1, "_id": 1}},
     ]
     if cursor:
-        last_distance, last_id = _decode_distance_cursor(cursor)
+        last_distance, last_id = _decode_ranked_cursor(cursor)
         pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
                                              {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
     pipeline.append({"$limit": limit + 1})
@@ -121,7 +122,7 @@ def _text_near(*, db, near, radius_m, query, q, limit, cursor):
         document["distance_m"] = geo.haversine_m(near["lng"], near["lat"], lng, lat)
     found.sort(key=lambda document: (document["distance_m"], document["_id"]))
     if cursor:
-        last = _decode_distance_cursor(cursor)
+        last = _decode_ranked_cursor(cursor)
         found = [document for document in found if (document["distance_m"], document["_id"]) > last]
     return _page_by_distance(found[:limit + 1], limit)
 
@@ -131,6 +132,25 @@ def _page_by_distance(items, limit):
         return items, None
     items = items[:limit]
     return items, encode_cursor([items[-1]["distance_m"], items[-1]["_id"]])
+
+
+def _best_match(*, db, query, q, limit, cursor):
+    pipeline = [
+        {"$match": {**query, "$text": {"$search": q}}},
+        {"$addFields": {"text_score": {"$meta": "textScore"}}},
+        # Equal scores fall back to newest first, so pages never skip or repeat one.
+        {"$sort": {"text_score": -1, "_id": -1}},
+    ]
+    if cursor:
+        last_score, last_id = _decode_ranked_cursor(cursor)
+        pipeline.append({"$match": {"$or": [{"text_score": {"$lt": last_score}},
+                                             {"text_score": last_score, "_id": {"$lt": last_id}}]}})
+    pipeline.append({"$limit": limit + 1})
+    items = list(db.skills.aggregate(pipeline))
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor([items[-1]["text_score"], items[-1]["_id"]])
 
 
 def _newest_first(*, db, query, limit, cursor):
@@ -147,7 +167,8 @@ def _newest_first(*, db, query, limit, cursor):
     return items, encode_cursor([items[-1]["_id"]])
 
 
-def _decode_distance_cursor(cursor):
+def _decode_ranked_cursor(cursor):
+    """(distance or score, id) of the last item of the previous page."""
     distance, last_id = decode_cursor(cursor, 2)
     last_id = object_id(last_id)
     if isinstance(distance, bool) or not isinstance(distance, (int, float)) or last_id is None:

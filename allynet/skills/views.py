@@ -21,7 +21,7 @@ def create_skill(data):
 @bp.get("/skills")
 @auth_required
 @doc(summary="Search skills: near=lat,lng (+radius_m 100..50000, default 10000) ranks nearest first with "
-             "distance_m, else newest first; category; q = plain-text search of name and description "
+             "distance_m, else best match first when q is given, else newest first; category; q = plain-text search of name and description "
              "(words, \"phrases\", -negation)",
      response=skill_schema, many=True, tags=TAGS)
 @use_query(skill_list_query_schema)

@@ -234,7 +234,8 @@ def recompute_trust(*, db, dry_run=False, batch_size=DEFAULT_BATCH, show_progres
                 current = user.get("trust_events")
                 if (current or {}) == events and user.get("trust_score") == score:
                     continue
-                guard = {"$exists": False} if current is None else current
+                # None matches a missing or null field; an embedded document matches exactly.
+                guard = current
                 writes.append(({"_id": user["_id"], "trust_events": guard},
                                {"$set": {"trust_events": events, "trust_score": score, "trust_updated_at": now}}))
             scanned += len(users)
@@ -453,6 +454,8 @@ def main(argv=None, db=None, config=None):
         if db is None:
             db = scripting.open_database(config)
             emitter = not args.dry_run and _install_emitter(config)
+        else:
+            scripting.note_embedded(db, config)
         result, code = run_command(args, db=db, config=config)
     except scripting.DatabaseUnreachable as exc:
         return scripting.fail(str(exc), scripting.EXIT_UNREACHABLE)

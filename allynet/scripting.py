@@ -66,9 +66,14 @@ def open_database(config):
             f"cannot reach MongoDB at {where} within {config.get('MONGO_SERVER_SELECTION_TIMEOUT_MS')} ms "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check MONGO_URI and that the server "
             "is running.") from exc
-    if db_module.is_embedded(client):
-        log.warning("no MONGO_URI: using a fresh embedded store; %s", EMBEDDED_NOTE)
+    note_embedded(db, config)
     return db
+
+
+def note_embedded(db, config):
+    """Warn that changes to an embedded store die with the process (not in tests)."""
+    if db_module.is_embedded(db.client) and not config.get("TESTING"):
+        log.warning("no MONGO_URI: this runs on an in-process embedded store. %s", EMBEDDED_NOTE)
 
 
 def ping(db):

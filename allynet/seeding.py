@@ -958,6 +958,8 @@ def main(argv=None, db=None, config=None):
     try:
         if db is None:
             db = scripting.open_database(config)
+        else:
+            scripting.note_embedded(db, config)
         if args.drop:
             if not args.yes and not confirm(f"Drop every AllyNet collection in '{db.name}'?"):
                 return scripting.fail("not confirmed: nothing dropped, nothing seeded (use --yes to skip "

@@ -255,7 +255,7 @@ def test_recompute_trust_leaves_a_user_whose_events_moved_meanwhile(db, make_use
     db.users.update_one({"_id": user["_id"]}, {"$set": {"trust_score": 80.0}})
     counts = maintenance.trust_event_counts(db=db)
     # An event lands between the read and the write: the compare-and-set on trust_events refuses.
-    updates = [({"_id": user["_id"], "trust_events": {"$exists": False}}, {"$set": {"trust_score": 50.0}})]
+    updates = [({"_id": user["_id"], "trust_events": None}, {"$set": {"trust_score": 50.0}})]
     db.users.update_one({"_id": user["_id"]}, {"$set": {"trust_events": {"help_completed": 1}}})
     assert maintenance.update_batch(db.users, updates) == 0
     assert counts.get(user["_id"]) is None

@@ -537,7 +537,8 @@ class CitySeeder:
             if n == 0 and riders:
                 leader = next(entry for entry in self.users if entry[0] in riders)
             else:
-                leader = self.pick_people(1, busy)[0] if len(busy) < len(self.users) else None
+                picked = self.pick_people(1, busy)
+                leader = picked[0] if picked else None
             if leader is None:
                 break
             crew = [leader] + self.pick_people(rng.randint(1, max(1, plan.party_size - 1)), busy | {leader[0]})

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from allynet import create_app, geo, seeding
 
@@ -163,6 +165,15 @@ def test_destination_stays_valid_near_the_antimeridian_and_poles():
         for bearing in (0, math.pi / 2, math.pi, 3 * math.pi / 2):
             new_lat, new_lng = seeding.destination(lat, lng, 5000, bearing)
             assert geo.valid_lng_lat(*seeding.point(new_lat, new_lng)["coordinates"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(lat=st.floats(-90, 90), lng=st.floats(-180, 180), distance=st.floats(0, 200_000),
+       bearing=st.floats(0, 2 * math.pi))
+def test_seeded_points_always_satisfy_2dsphere(lat, lng, distance, bearing):
+    new_lat, new_lng = seeding.destination(lat, lng, distance, bearing)
+    location = seeding.point(new_lat, new_lng)
+    assert location["type"] == "Point" and geo.valid_lng_lat(*location["coordinates"])
 
 
 def test_help_runs_as_a_script():

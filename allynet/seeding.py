@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -315,26 +316,27 @@ class CitySeeder:
             yield
         finally:
             for name, spec in suspended.items():
-                options = {key: spec[key] for key in ("unique", "partialFilterExpression", "sparse", "expireAfterSeconds")
-                           if key in spec}
+                kept = ("unique", "partialFilterExpression", "sparse", "expireAfterSeconds")
+                options = {key: spec[key] for key in kept if key in spec}
                 target.create_index(spec["key"], name=name, **options)
 
     # steps ------------------------------------------------------------------------------------
 
     def run(self):
         """Ensure indexes, then seed every feature; returns a SeedResult."""
-        started = clock.now()
+        started = time.monotonic()  # a duration: not the (possibly frozen) domain clock
         ensure_indexes(self.db, self.config)
         if self.db.users.find_one({"email": self.email("admin")}, projection={"_id": 1}):
             raise AlreadySeeded("the demo city is already in this database (admin@"
                                 f"{DEMO_DOMAIN} exists): use --drop to start over")
         for step in self.steps():
             step()
-        self.result.seconds = (clock.now() - started).total_seconds()
+        self.result.seconds = time.monotonic() - started
         return self.result
 
     def steps(self):
-        """The seeding steps, in dependency order (users first, trust scores last)."""
+        """The seeding steps in dependency order: users are built first and inserted last, once the
+        other steps have set their trust scores and open-SOS slots."""
         return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_parties, self.seed_reports,
                 self.seed_alerts, self.apply_trust, self.seed_sos, self.insert_users]
 

@@ -170,6 +170,7 @@ def test_browse_pages_with_cursor_in_distance_order(client, make_user):
     ("near=0,0&limit=101", "limit"),
     ("near=0,0&cursor=notacursor", "cursor"),
     ("near=0,0&cursor=WyJhIiwiYiJd", "cursor"),  # ["a","b"]
+    ("near=0,0&cursor=W05hTiwiMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwIl0", "cursor"),  # [NaN, id]
     ("near=0,0&sort=price", "sort"),
 ])
 def test_bad_browse_queries_are_400(client, make_user, query, field):

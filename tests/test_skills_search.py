@@ -146,7 +146,7 @@ def test_category_only_lists_newest_first(client, catalogue, viewer):
     ("radius_m=-5", "radius_m"), ("near=0,200", "near"), ("near=x", "near"),
     ("category=plumbing", "category"), ("q=", "q"), ("q=" + "a" * 201, "q"),
     ("limit=0", "limit"), ("cursor=%%%", "cursor"), ("near=0,0&cursor=WyJ4Il0", "cursor"),
-    ("cursor=WzEsMl0", "cursor"), ("unknown=1", "unknown"),
+    ("cursor=WzEsMl0", "cursor"), ("unknown=1", "unknown"), ("q=bike&cursor=W05hTiwiMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwIl0", "cursor"),
 ])
 def test_bad_search_queries_are_400(client, catalogue, viewer, query, field):
     response = client.get(f"{URL}?{query}", headers=viewer.headers)

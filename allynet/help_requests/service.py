@@ -20,12 +20,14 @@ Events (Socket.IO, through allynet.realtime, each to `user:<id>` rooms):
   owner and the people involved: all offerers on accept, the helper on
   complete, the helper (or, while open, the offerers) on cancel.
 """
+import math
+
 from bson import ObjectId
 from pymongo import ReturnDocument
 
 from allynet import clock, realtime, trust
-from allynet.fields import object_id
 from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from allynet.fields import object_id
 from allynet.help_requests.schemas import help_request_schema, offer_schema
 from allynet.pagination import decode_cursor, encode_cursor
 
@@ -269,6 +271,7 @@ def _profile_location(*, db, user_id):
 def _decode_distance_cursor(cursor):
     distance, last_id = decode_cursor(cursor, 2)
     last_id = object_id(last_id)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or last_id is None:
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance) \
+            or last_id is None:
         raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
     return float(distance), last_id

@@ -11,6 +11,8 @@ Search plans, each one a real MongoDB server accepts:
 `q` only ever goes to `$search` as a string, so regex characters are text.
 Pages are cursor-based: (distance or text score, id) when ranked, id otherwise.
 """
+import math
+
 from pymongo import DESCENDING, ReturnDocument
 
 from allynet import clock, geo
@@ -171,6 +173,7 @@ def _decode_ranked_cursor(cursor):
     """(distance or score, id) of the last item of the previous page."""
     distance, last_id = decode_cursor(cursor, 2)
     last_id = object_id(last_id)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or last_id is None:
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance) \
+            or last_id is None:
         raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
     return float(distance), last_id

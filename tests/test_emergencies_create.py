@@ -7,7 +7,7 @@ import pytest
 from bson import ObjectId
 
 from allynet.emergencies import service
-from tests.emergencies_helpers import CENTER, SOS_BODY, east_of, north_of, place_helper, sos
+from tests.emergencies_helpers import CENTER, SOS_BODY, north_of, place_helper, sos
 from tests.helpers import error_code, events_named
 
 

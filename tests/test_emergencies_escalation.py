@@ -151,3 +151,22 @@ def test_the_interval_is_configurable_and_the_loop_is_registered(app_factory, ma
 def test_a_20km_sos_has_no_waves(client, db, make_user, clock):
     sos(client, make_user(location=CENTER), radius_m=20000)
     assert db.emergencies.find_one({})["next_wave_at"] is None
+
+
+def test_one_failing_wave_does_not_hold_up_the_others(app, client, db, make_user, ring, clock, monkeypatch):
+    first, second = make_user(location=CENTER), make_user(location=CENTER)
+    sos(client, first, radius_m=4000)
+    clock.advance(seconds=1)
+    sos(client, second, radius_m=4000)
+    clock.advance(seconds=STEP)
+    original = service._wave_targets
+
+    def flaky(*, db, emergency, radius_m, now):
+        if emergency["user_id"] == first["_id"]:
+            raise RuntimeError("boom")
+        return original(db=db, emergency=emergency, radius_m=radius_m, now=now)
+
+    monkeypatch.setattr(service, "_wave_targets", flaky)
+    done = _sweep(app, db)
+    assert [(w, n) for _, w, n in done] == [(2, 1)]
+    assert len(events_named(ring[7][1], "emergency.created")) == 1

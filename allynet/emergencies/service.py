@@ -299,6 +299,21 @@ def _claim_wave(*, db, candidate, now):
         return_document=ReturnDocument.AFTER)
 
 
+def _run_wave(*, db, emergency, now):
+    """Alert the new helpers of a claimed wave; returns how many were alerted."""
+    targets = _wave_targets(db=db, emergency=emergency, radius_m=emergency["search_radius_m"], now=now)
+    if not targets:
+        return 0
+    # Only while still unanswered: a respond between the claim and here stops the wave.
+    result = db.emergencies.update_one(
+        {"_id": emergency["_id"], "status": "active"},
+        {"$addToSet": {"notified_helper_ids": {"$each": [t.user_id for t in targets]}}})
+    if not result.matched_count:
+        return 0
+    _alert(emergency, targets, wave=emergency["wave"])
+    return len(targets)
+
+
 def escalate_due(*, db, now=None, limit=100):
     """Run every escalation wave that is due (any process may call this): [(emergency_id, wave, alerted)]."""
     now = now or clock.now()
@@ -311,16 +326,12 @@ def escalate_due(*, db, now=None, limit=100):
         claimed = _claim_wave(db=db, candidate=candidate, now=now)
         if claimed is None:
             continue  # another sweeper claimed it, or a respond/cancel landed
-        targets = _wave_targets(db=db, emergency=claimed, radius_m=claimed["search_radius_m"], now=now)
-        alerted = 0
-        if targets:
-            # Only while still unanswered: a respond between claim and here stops the wave.
-            result = db.emergencies.update_one(
-                {"_id": claimed["_id"], "status": "active"},
-                {"$addToSet": {"notified_helper_ids": {"$each": [t.user_id for t in targets]}}})
-            if result.matched_count:
-                _alert(claimed, targets, wave=claimed["wave"])
-                alerted = len(targets)
+        try:
+            alerted = _run_wave(db=db, emergency=claimed, now=now)
+        except Exception:
+            # One SOS failing (its wave is spent) must not hold up the others due in this sweep.
+            log.exception("escalation wave %s of %s failed", claimed["wave"], claimed["_id"])
+            continue
         done.append((claimed["_id"], claimed["wave"], alerted))
     return done
 

@@ -279,7 +279,9 @@ def _plan(collection, query):
     search = TextSearch(spec)
     fields = _text_fields(collection)
     if fields is None:
-        raise OperationFailure("text index required for $text query", code=27)
+        # The server parses $text against the collection's text index, even when it does not exist.
+        missing = "" if collection._store.is_created else f" (no such collection '{collection.full_name}')"
+        raise OperationFailure(f"text index required for $text query{missing}", code=27)
     return _replace_text(query, trail, {}), search, fields
 
 

@@ -223,17 +223,15 @@ def _find_text(query):
     """(path of $and indices, spec) of the one `$text` clause of a filter, or None; raises where illegal."""
     found = []
 
-    def walk(node, trail, allowed):
+    def walk(node, trail):
         if not isinstance(node, dict):
             return
         for key, value in node.items():
             if key == "$text":
-                if not allowed:
-                    raise OperationFailure("$text is not allowed in this context", code=2)
                 found.append((trail, value))
             elif key == "$and" and isinstance(value, list):
                 for position, clause in enumerate(value):
-                    walk(clause, trail + (position,), allowed)
+                    walk(clause, trail + (position,))
             elif key == "$or" and isinstance(value, list):
                 if any(_contains_key(clause, {"$text"}) for clause in value):
                     raise NotImplementedError("$text under $or is not emulated by the embedded store")
@@ -243,7 +241,7 @@ def _find_text(query):
             elif _contains_key(value, {"$text"}):
                 raise OperationFailure("$text can only be used at the top level of a query", code=2)
 
-    walk(query, (), True)
+    walk(query, ())
     if len(found) > 1:
         raise OperationFailure("Too many text expressions", code=2)
     return found[0] if found else None

@@ -96,19 +96,21 @@ def test_concurrent_joins_leave_one_active_membership(app, db, client, make_user
                 service.join_by_code(db=db, user_id=bob["_id"], invite_code=party["invite_code"])
             except AllyNetError as exc:
                 errors.append(exc.code)
+            except Exception as exc:  # surfaced in the assertion below
+                errors.append(repr(exc))
 
     threads = [threading.Thread(target=go, args=(party,)) for party in parties]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert db.party_members.count_documents({"user_id": bob["_id"], "active": True}) == 1
+    assert db.party_members.count_documents({"user_id": bob["_id"], "active": True}) == 1, errors
     active = db.party_members.find_one({"user_id": bob["_id"], "active": True})
     party = db.parties.find_one({"_id": active["party_id"]})
     assert bob["_id"] in [m["user_id"] for m in party["members"]]
     # Bob is listed in exactly one party's members.
-    assert db.parties.count_documents({"members.user_id": bob["_id"], "is_active": True}) == 1
-    assert set(errors) <= {"conflict"}
+    assert db.parties.count_documents({"members.user_id": bob["_id"], "is_active": True}) == 1, errors
+    assert set(errors) <= {"conflict"}, errors
 
 
 # ---- presence stores -----------------------------------------------------------

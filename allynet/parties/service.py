@@ -611,16 +611,19 @@ def record_update(*, db, user_id, sid, data):
     member.status = status
     member.ts = now
     member.dirty = True
-    if member.flushed_at is None or _seconds(now, member.flushed_at) >= config["PARTY_POSITION_FLUSH_SECONDS"]:
-        if not _flush(db, party_id, uid, member, now):
-            _drop_stale_membership(live, party_id, uid)
-            raise Forbidden("You are no longer a member of this party")
     ts = iso(now)
     lng, lat = member.location["coordinates"][:2]
+    # Relay first: the riders' latency must not wait for Mongo.
     realtime.emit_to_room(realtime.party_room(party_id), "party:update", {
         "party_id": party_id, "user_id": uid, "location": {"lat": lat, "lng": lng},
         "speed_kmh": member.speed_kmh, "heading": member.heading, "status": status, "ts": ts,
     }, skip_sid=sid)
+    if member.flushed_at is None or _seconds(now, member.flushed_at) >= config["PARTY_POSITION_FLUSH_SECONDS"]:
+        if not _flush(db, party_id, uid, member, now):
+            # Left on another process a moment ago (the room leave is still in the queue):
+            # stop here; every later update is refused before it is relayed.
+            _drop_stale_membership(live, party_id, uid)
+            raise Forbidden("You are no longer a member of this party")
     if member.trail_at is None or _seconds(now, member.trail_at) >= config["TRAIL_SAMPLE_SECONDS"]:
         member.trail_at = now
         db.trail_points.insert_one({"party_id": ObjectId(party_id), "user_id": user_id, "ts": now,

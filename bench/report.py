@@ -10,6 +10,7 @@ else in BENCHMARKS.md is hand-written and left alone.
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -30,7 +31,12 @@ def load(path):
 
 def scenario(r):
     """Setup name plus async mode for ours (ours-1p/eventlet)."""
-    return r["setup"] if r["setup"].startswith("peer") else f"{r['setup']}/{r.get('async_mode')}"
+    if r["setup"].startswith("peer"):
+        return r["setup"]
+    name = f"{r['setup']}/{r.get('async_mode')}"
+    for key, value in sorted((r.get("ours_config") or {}).items()):
+        name += f" {key}={value}"
+    return name
 
 
 def fmt(value, digits=0):
@@ -216,7 +222,7 @@ def plots(records):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = os.path.join(PLOTS, f"latency-{name.replace('/', '-')}.png")
+        path = os.path.join(PLOTS, "latency-" + re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-") + ".png")
         fig.savefig(path)
         plt.close(fig)
         written.append(path)

@@ -142,7 +142,11 @@ class Servers:
                 })
                 if redis_url:
                     env["REDIS_URL"] = redis_url
-                self._spawn([sys.executable, "wsgi.py"], env, f"ours-{self.args.async_mode}-{port}")
+                script = "wsgi.py"
+                if self.args.ours_config:  # a bench variant: config values the environment cannot set
+                    env["BENCH_CONFIG_OVERRIDES"] = json.dumps(self.args.ours_config)
+                    script = os.path.join("bench", "ours_server.py")
+                self._spawn([sys.executable, script], env, f"ours-{self.args.async_mode}-{port}")
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             wait_http(url + "/healthz")
@@ -219,9 +223,13 @@ def one_run(args, setup, clients, order, session):
             single += ["--stamp", stamp]
     if args.placement:
         single += ["--placement", args.placement]
+    if target == "ours":
+        for key, value in (args.ours_config or {}).items():
+            single += ["--ours-config", f"{key}={value}"]
     record.update({
         "setup": setup,
         "async_mode": args.async_mode if target == "ours" else "node",
+        "ours_config": (args.ours_config or None) if target == "ours" else None,
         "processes": servers.processes,
         "command": " ".join(shlex.quote(c) for c in single).replace(sys.executable, "python"),
         "session": session,
@@ -269,12 +277,25 @@ def main(argv=None):
     parser.add_argument("--stop-at-knee", action="store_true",
                         help="stop raising clients for a setup after its first run outside the target")
     parser.add_argument("--py-spy", action="store_true", help="py-spy record our first server process")
+    parser.add_argument("--ours-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for our server through bench/ours_server.py (a bench "
+                             "variant, e.g. PARTY_POSITION_FLUSH_SECONDS=3600); repeatable")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--label", default="")
     parser.add_argument("--ours-port", type=int, default=5200)
     parser.add_argument("--peer-port", type=int, default=5100)
     parser.add_argument("--redis-port", type=int, default=6390)
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.ours_config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--ours-config wants KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    args.ours_config = overrides
     setups = [s.strip() for s in args.setup.split(",") if s.strip()]
     for s in setups:
         if s not in SETUPS:

@@ -103,6 +103,7 @@ class Config:
     PARTY_PRESENCE_TTL_SECONDS = 90.0  # a crashed process's sockets leave presence after this
     PARTY_POSITION_FLUSH_SECONDS = 1.0  # last position written to Mongo at most this often per member
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
+    PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo (riders on other processes)
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     TESTING = False

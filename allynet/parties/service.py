@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 LIVE_KEY = "allynet_party_live"
 LEADER_CACHE_SECONDS = 5.0
 REMOTE_POSITION_RELOAD_SECONDS = 2.0
+LOCAL_LEADER_FRESH_SECONDS = 10.0
 RIDING_FRESH_SECONDS = 120.0
 STOPPED_SWEEP_SECONDS = 1.0
 EARTH_RADIUS_M = 6371008.8
@@ -546,13 +547,22 @@ def _position_fields(member):
 
 
 def _flush(db, party_id, user_id, member, now):
-    """Write the rider's last position; False when they are no longer an active member."""
-    result = db.party_members.update_one(
+    """Write the rider's last position; False when they are no longer an active member.
+
+    The same round trip brings back the episode flags, so this process follows
+    alerts (and resets) decided elsewhere (another process, the sweep) within a flush.
+    """
+    doc = db.party_members.find_one_and_update(
         {"party_id": ObjectId(party_id), "user_id": ObjectId(user_id), "active": True},
         {"$set": _position_fields(member)},
+        projection={"left_behind_alerted": 1, "stopped_alerted": 1},
     )
     member.flushed_at, member.dirty = now, False
-    return result.matched_count == 1
+    if doc is None:
+        return False
+    member.left_behind = bool(doc.get("left_behind_alerted"))
+    member.stopped_alerted = bool(doc.get("stopped_alerted"))
+    return True
 
 
 def _ensure_member_socket(db, live, user_id, sid, party_id):
@@ -648,17 +658,18 @@ def _leader_id(db, state, party_id, now):
 
 def _leader_location(db, state, party_id, leader_id, now):
     leader = state.members.get(leader_id)
-    fresh = leader is not None and leader.ts is not None and leader.bucket_at is not None
-    if fresh:
+    if leader is not None and leader.bucket_at is not None and leader.ts is not None and \
+            _seconds(now, leader.ts) < LOCAL_LEADER_FRESH_SECONDS:
         return leader.location  # the leader sends through this process
-    # The leader rides on another process (or has not sent yet): read Mongo, at most every 2 s.
+    # The leader rides on another process (or has gone quiet here): read Mongo, at most every 2 s.
     if state.leader_loaded_at is None or _seconds(now, state.leader_loaded_at) >= REMOTE_POSITION_RELOAD_SECONDS:
         state.leader_loaded_at = now
         doc = db.party_members.find_one({"party_id": ObjectId(party_id), "user_id": ObjectId(leader_id),
                                          "active": True}, projection={"last_location": 1, "last_update_at": 1})
-        if doc is not None and doc.get("last_location"):
-            remote = state.members.setdefault(leader_id, _Member())
-            remote.location, remote.ts = doc["last_location"], doc.get("last_update_at")
+        if doc is not None and doc.get("last_location") and doc.get("last_update_at") is not None:
+            entry = state.members.setdefault(leader_id, _Member())
+            if entry.ts is None or doc["last_update_at"] > entry.ts:
+                entry.location, entry.ts = doc["last_location"], doc["last_update_at"]
     leader = state.members.get(leader_id)
     return leader.location if leader is not None else None
 
@@ -726,6 +737,63 @@ def _check_episodes(db, live, party_id, user_id, member, now):
         for uid, other in list(state.members.items()):
             if uid != user_id:
                 _stopped_episode(db, party_id, uid, other, state, now)
+
+
+@periodic("party_episode_sweep", interval=lambda cfg: cfg["PARTY_EPISODE_SWEEP_SECONDS"])
+def sweep_episodes(app):
+    """Left-behind / stopped episodes from the positions in Mongo, for riders whose server saw nothing.
+
+    The live path decides from what one process sees; this covers a leader and
+    a rider on different processes and a stopped rider who went quiet. Every
+    process may run it: the compare-and-set flags give one alert per episode.
+    """
+    db = app.extensions["allynet_db"]
+    config = app.config
+    now = clock.now()
+    by_party = {}
+    for doc in db.party_members.find({"active": True}, projection={
+            "party_id": 1, "user_id": 1, "last_location": 1, "status": 1, "stopped_since": 1,
+            "last_update_at": 1, "left_behind_alerted": 1, "stopped_alerted": 1}):
+        by_party.setdefault(doc["party_id"], []).append(doc)
+    if not by_party:
+        return 0
+    leaders = {party["_id"]: party["leader_id"] for party in db.parties.find(
+        {"_id": {"$in": list(by_party)}, "is_active": True}, projection={"leader_id": 1})}
+    alerts = 0
+    for party_id, docs in by_party.items():
+        leader_id = leaders.get(party_id)
+        if leader_id is None:
+            continue
+        pid = str(party_id)
+        leader = next((doc for doc in docs if doc["user_id"] == leader_id), None)
+        riding = {doc["user_id"] for doc in docs if doc.get("status") == "riding"
+                  and doc.get("last_update_at") is not None
+                  and _seconds(now, doc["last_update_at"]) <= RIDING_FRESH_SECONDS}
+        for doc in docs:
+            uid = str(doc["user_id"])
+            if doc["user_id"] != leader_id and leader is not None and leader.get("last_location") \
+                    and doc.get("last_location"):
+                gap = distance_m(doc["last_location"], leader["last_location"])
+                if gap > config["LEFT_BEHIND_M"]:
+                    if not doc.get("left_behind_alerted") and _set_flag(db, pid, uid, "left_behind_alerted", True):
+                        alerts += 1
+                        _publish_alert(db, pid, alert_type="member_left_behind", user_id=uid,
+                                       location=doc["last_location"], source="system",
+                                       extra={"distance_m": round(gap, 1)})
+                elif doc.get("left_behind_alerted"):
+                    _set_flag(db, pid, uid, "left_behind_alerted", False)
+            stopped_since = doc.get("stopped_since")
+            if doc.get("status") == "stopped" and stopped_since is not None:
+                if not doc.get("stopped_alerted") and riding - {doc["user_id"]} and \
+                        _seconds(now, stopped_since) >= config["PARTY_STOPPED_ALERT_SECONDS"] and \
+                        _set_flag(db, pid, uid, "stopped_alerted", True):
+                    alerts += 1
+                    _publish_alert(db, pid, alert_type="member_stopped", user_id=uid,
+                                   location=doc.get("last_location"), source="system",
+                                   extra={"stopped_since": iso(stopped_since)})
+            elif doc.get("stopped_alerted"):
+                _set_flag(db, pid, uid, "stopped_alerted", False)
+    return alerts
 
 
 # ---------------------------------------------------------------------------

@@ -56,6 +56,14 @@ def test_update_reaches_the_others_not_the_sender_nor_outsiders(ride):
     assert ride.sio["eve"].get_received() == []
 
 
+def test_client_ts_is_echoed_not_stored(ride, db):
+    ack = update(ride.sio["bob"], ride.id, client_ts=1234.5)
+    assert ack["client_ts"] == 1234.5
+    assert events_named(ride.sio["alice"], "party:update")[0]["client_ts"] == 1234.5
+    assert "client_ts" not in db.party_members.find_one({"user_id": ride.users["bob"]["_id"]})
+    assert all("client_ts" not in point for point in db.trail_points.find())
+
+
 def test_update_from_non_member_is_refused_and_reaches_no_one(ride):
     ack = update(ride.sio["eve"], ride.id)
     assert ack == {"ok": False, "error": {"code": "forbidden", "message": ack["error"]["message"]}}
@@ -99,6 +107,8 @@ BAD_UPDATES = [
     {"party_id": "PARTY", "location": MUNICH, "status": "flying"},
     {"party_id": "PARTY", "location": MUNICH, "status": None},
     {"party_id": "PARTY", "location": MUNICH, "extra": 1},
+    {"party_id": "PARTY", "location": MUNICH, "client_ts": "now"},
+    {"party_id": "PARTY", "location": MUNICH, "client_ts": float("nan")},
 ]
 
 

@@ -4,6 +4,21 @@ Rooms and presence: a member's sockets are in `party:<id>`; reconnecting
 sockets rejoin it on connect. Who is online is kept per socket in the
 presence store (Redis when configured), so a second device keeps its user
 online until the last socket goes.
+
+Acks: `{"ok": true, ...}` or `{"ok": false, "error": {code, message}}` with
+`validation_error` (bad payload), `not_found` (no such party, or it ended),
+`forbidden` (the party exists but the sender is not a member),
+`rate_limited` (`party:update` faster than MAX_UPDATE_HZ per member).
+
+Server events to `party:<id>` besides those of the contract (additive):
+`party:leader` `{party_id, leader_id}` when leadership passes on, and
+`party:ended` `{party_id, ended_at}` just before the room closes.
+`party:update` may carry `client_ts` (optional finite number, echoed, never stored).
+
+Scale-out: a leave or end on one process takes the user's sockets out of the
+room on every process (leave_room for the sids in the shared presence store,
+close_room), and a socket's cached membership is trusted only while the
+socket is still in the room on its own process.
 """
 from allynet import sockets
 from allynet.db import get_db

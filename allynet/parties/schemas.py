@@ -106,7 +106,9 @@ class SocketAlertSchema(Schema):
     description = Text(min_len=1, max_len=500)
 
 
-_UPDATE_FIELDS = frozenset(("party_id", "location", "speed_kmh", "heading", "status"))
+# client_ts: optional, any finite number, never stored; echoed in the broadcast and the
+# ack so clients (and load tests) can order updates and measure their own lag.
+_UPDATE_FIELDS = frozenset(("party_id", "location", "speed_kmh", "heading", "status", "client_ts"))
 
 
 def _number(value):
@@ -151,6 +153,11 @@ def validate_update(payload):
         if heading is None or not 0 <= heading <= 360:
             errors["heading"] = ["Must be a number between 0 and 360."]
         data["heading"] = heading
+    if "client_ts" in payload:
+        client_ts = payload["client_ts"]
+        if _number(client_ts) is None:
+            errors["client_ts"] = ["Must be a finite number."]
+        data["client_ts"] = client_ts
     if "status" in payload:
         if payload["status"] not in STATUSES:
             errors["status"] = [f"Must be one of: {', '.join(STATUSES)}."]

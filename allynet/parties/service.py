@@ -623,11 +623,13 @@ def record_update(*, db, user_id, sid, data):
     member.dirty = True
     ts = iso(now)
     lng, lat = member.location["coordinates"][:2]
+    relayed = {"party_id": party_id, "user_id": uid, "location": {"lat": lat, "lng": lng},
+               "speed_kmh": member.speed_kmh, "heading": member.heading, "status": status, "ts": ts}
+    ack = {"ts": ts}
+    if "client_ts" in data:
+        relayed["client_ts"] = ack["client_ts"] = data["client_ts"]
     # Relay first: the riders' latency must not wait for Mongo.
-    realtime.emit_to_room(realtime.party_room(party_id), "party:update", {
-        "party_id": party_id, "user_id": uid, "location": {"lat": lat, "lng": lng},
-        "speed_kmh": member.speed_kmh, "heading": member.heading, "status": status, "ts": ts,
-    }, skip_sid=sid)
+    realtime.emit_to_room(realtime.party_room(party_id), "party:update", relayed, skip_sid=sid)
     if member.flushed_at is None or _seconds(now, member.flushed_at) >= config["PARTY_POSITION_FLUSH_SECONDS"]:
         if not _flush(db, party_id, uid, member, now):
             # Left on another process a moment ago (the room leave is still in the queue):
@@ -640,7 +642,7 @@ def record_update(*, db, user_id, sid, data):
                                     "location": member.location, "speed_kmh": member.speed_kmh,
                                     "heading": member.heading, "status": status})
     _check_episodes(db, live, party_id, uid, member, now)
-    return {"ts": ts}
+    return ack
 
 
 # ---------------------------------------------------------------------------

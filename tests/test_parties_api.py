@@ -345,3 +345,16 @@ def test_routes_accepts_500_points(client, make_user):
     response = client.post(f"{API}/routes", json={"name": "long", "waypoints": waypoints},
                            headers=make_user().headers)
     assert response.status_code == 201
+
+
+def test_code_of_an_ended_party_can_be_reused(client, make_user, monkeypatch):
+    from allynet.parties import service
+
+    monkeypatch.setattr(service, "new_invite_code", lambda: "CCCCCCCC")
+    alice, bob, carol = make_user(), make_user(), make_user()
+    old = create_party(client, alice)
+    client.post(f"{API}/parties/{old['id']}/end", headers=alice.headers)
+    new = create_party(client, bob)
+    assert new["invite_code"] == old["invite_code"] == "CCCCCCCC"
+    response = join(client, carol, "CCCCCCCC")
+    assert response.get_json()["data"]["id"] == new["id"]

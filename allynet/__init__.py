@@ -30,6 +30,7 @@ def create_app(config_name=None, **overrides):
     register_blueprints(app)
     register_extensions(app)
     register_error_handlers(app)
+    trust_proxies(app)
     from allynet.commands import register_commands
 
     register_commands(app)
@@ -71,6 +72,19 @@ def register_extensions(app):
     cors.init_app(app, resources={r"/api/*": {"origins": origins if origins == "*" else origins.split(",")}})
     sio = socketio if not app.config.get("SOCKETIO_PRIVATE_INSTANCE") else type(socketio)()
     init_socketio(app, sio)
+
+
+def trust_proxies(app):
+    """Behind a load balancer, take the client address from X-Forwarded-For (PROXY_FIX_HOPS hops).
+
+    Without it every client would share the balancer's address, and so its per-IP rate limits.
+    Off by default: a client could otherwise pick its own address.
+    """
+    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def bootstrap(app):

@@ -50,6 +50,7 @@ ENV_VARS = {
     "REDIS_SOCKET_TIMEOUT": float,
     "SOCKETIO_CHANNEL": str,
     "RATELIMIT_KEY_PREFIX": str,
+    "PROXY_FIX_HOPS": int,
 }
 
 
@@ -114,6 +115,7 @@ class Config:
     SOCKETIO_CHANNEL = "allynet-socketio"  # Redis pub/sub channel; same for every process of a deployment
     SOCKETIO_QUEUE_RETRY_MAX = 2.0  # longest pause between queue reconnect attempts
     RATELIMIT_KEY_PREFIX = "allynet"
+    PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
 
 
 class DevelopmentConfig(Config):

@@ -304,9 +304,22 @@ def cluster(app_factory, make_user, mongo_session, redis_prefix, quiet_werkzeug)
                 server.wait_ready()
         return started
 
+    connected_processes = set()
+
     def connect(server, user):
         sio_client = SioClient(server.url, user["access_token"])
         clients.append(sio_client)
+        if isinstance(server, WsgiProcess) and server.port not in connected_processes:
+            # A process subscribes to the queue after its first connection: wait for it, so no
+            # event published before the subscription is missed.
+            connected_processes.add(server.port)
+            channel = f"{redis_prefix}-socketio"
+            counter = redis.Redis.from_url(REDIS_TEST_URL)
+            try:
+                wait_until(lambda: dict(counter.pubsub_numsub(channel)).get(channel.encode(), 0)
+                           >= len(connected_processes), timeout=10, message="the process to subscribe")
+            finally:
+                counter.close()
         return sio_client
 
     def worker(**overrides):

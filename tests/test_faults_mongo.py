@@ -40,7 +40,8 @@ def timed(fn, *args, **kwargs):
 def assert_quick_503(response, took):
     assert response.status_code == 503, response.get_data(as_text=True)
     assert error_code(response) == "service_unavailable"
-    assert took < TIMEOUT_MS / 1000 + 1.5
+    # pymongo waits out the selection timeout in half-second re-checks: 0.5-1.0 s measured here.
+    assert took < TIMEOUT_MS / 1000 + 1.5  # 1.0 s at most, plus margin for a loaded test machine
 
 
 def test_requests_answer_503_within_the_selection_timeout(dead_mongo_app):

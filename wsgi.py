@@ -20,6 +20,7 @@ import logging  # noqa: E402
 import resource  # noqa: E402
 
 from allynet import background, create_app  # noqa: E402
+from allynet.message_queue import start_listening  # noqa: E402
 
 MAX_CONNECTIONS = int(os.environ.get("MAX_CONNECTIONS", "10000"))
 
@@ -42,6 +43,8 @@ def main():
     raise_open_files_limit(MAX_CONNECTIONS + 1024)
     sio = app.extensions["socketio"]
     background.start(app)
+    # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).
+    start_listening(sio)
     options = {"host": host, "port": port, "log_output": False}
     if ASYNC_MODE == "eventlet":
         # eventlet.wsgi caps simultaneous connections at 1,024 by default.

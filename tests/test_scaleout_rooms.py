@@ -152,6 +152,13 @@ def test_two_wsgi_processes_share_rate_limits_and_the_queue(two_processes, redis
     assert login(a.url, email) == 429
     assert login(b.url, email) == 429
 
+    # Each process subscribed to the queue when it started (wsgi.py), before any connection.
+    channel = f"{prefix}-socketio"
+    counter = redis.Redis.from_url(REDIS_TEST_URL)
+    wait_until(lambda: dict(counter.pubsub_numsub(channel))[channel.encode()] == 2, timeout=5,
+               message="both processes to subscribe")
+    counter.close()
+
     # A script's write-only emitter reaches a socket on each process.
     sockets = []
     for server in (a, b):
@@ -160,12 +167,11 @@ def test_two_wsgi_processes_share_rate_limits_and_the_queue(two_processes, redis
             "display_name": "Rider"}).json()["data"]
         sockets.append((registered["user"]["id"], SioClient(server.url, registered["access_token"])))
     try:
-        realtime.external_emitter(REDIS_TEST_URL, channel=f"{prefix}-socketio")
-        # The processes subscribe in the background after their first connection: resend until seen.
+        realtime.external_emitter(REDIS_TEST_URL, channel=channel)
         for user_id, sio_client in sockets:
-            wait_until(lambda: realtime.emit_to_user(user_id, "notice", {"to": user_id})
-                       and sio_client.received("notice"), timeout=10, interval=0.1)
-            assert sio_client.received("notice")[0] == {"to": user_id}
+            assert realtime.emit_to_user(user_id, "notice", {"to": user_id})
+        for user_id, sio_client in sockets:
+            assert sio_client.wait_for("notice") == {"to": user_id}
     finally:
         realtime.uninstall_external_emitter()
         for _, sio_client in sockets:

@@ -258,3 +258,27 @@ def test_no_redis_configured_means_no_client(app):
     with app.app_context():
         assert redis_client.get_redis() is None
         assert redis_client.call(lambda r: r.ping(), default="local") == "local"
+
+
+def test_a_party_on_one_process_keeps_riding_while_redis_is_down(servers, make_user, own_redis):
+    server = servers(own_redis.url, MAX_UPDATE_HZ=1000)[0]
+    server.listen()
+    ann, ben = make_user(), make_user()
+    ann_socket, ben_socket = servers.connect(server, ann), servers.connect(server, ben)
+    party = requests.post(f"{server.url}/api/v1/parties", json={"name": "ride"}, headers=ann.headers,
+                          timeout=5).json()["data"]
+    assert ann_socket.call("party:join", {"party_id": party["id"]})["ok"]
+
+    own_redis.stop()
+
+    ack, took = timed(ben_socket.call, "party:join", {"invite_code": party["invite_code"]})
+    assert ack["ok"] and took < 2
+    assert ack["party"]["online"] == sorted([ann.id, ben.id])  # presence from this process's sockets
+    ann_socket.wait_for("party:presence", lambda p: p["online"] == sorted([ann.id, ben.id]))
+    assert ben_socket.call("party:update", {"party_id": party["id"], "location": {"lat": 48.1, "lng": 2.1}})["ok"]
+    assert ann_socket.wait_for("party:update")["user_id"] == ben.id
+    sent = ann_socket.call("party:message", {"party_id": party["id"], "text": "still here"})
+    assert sent["ok"]
+    assert ben_socket.wait_for("party:message")["text"] == "still here"
+    state = requests.get(f"{server.url}/api/v1/parties/{party['id']}", headers=ann.headers, timeout=5)
+    assert state.status_code == 200 and state.json()["data"]["online"] == sorted([ann.id, ben.id])

@@ -31,12 +31,19 @@ def load(path):
 
 def scenario(r):
     """Setup name plus async mode for ours (ours-1p/eventlet)."""
+    suffix = " deflate-off" if r.get("client_deflate") == "off" else ""
     if r["setup"].startswith("peer"):
-        return r["setup"]
+        return r["setup"] + suffix
     name = f"{r['setup']}/{r.get('async_mode')}"
-    for key, value in sorted((r.get("ours_config") or {}).items()):
+    cfg = dict(r.get("ours_config") or {})
+    if cfg.get("PARTY_POSITION_FLUSH_SECONDS", 0) >= 3600 and cfg.get("TRAIL_SAMPLE_SECONDS", 0) >= 3600:
+        # The variant that takes the per-update store writes out of the hot path (see BENCHMARKS.md).
+        cfg.pop("PARTY_POSITION_FLUSH_SECONDS")
+        cfg.pop("TRAIL_SAMPLE_SECONDS")
+        name += " no-store-writes"
+    for key, value in sorted(cfg.items()):
         name += f" {key}={value}"
-    return name
+    return name + suffix
 
 
 def fmt(value, digits=0):
@@ -60,6 +67,8 @@ def run_row(r):
         notes.append("INVALID: " + "; ".join(r.get("invalid_reasons") or []))
     elif not quotable:
         notes.append("steal >= 10%: latency not quotable")
+    if r.get("py_spy") or (r.get("setup", "").startswith("ours") and "variant-eventlet" == r.get("label")):
+        notes.append("py-spy attached")
     lag = (r.get("generator_lag_ms") or {}).get("p99")
     load1 = (r.get("loadavg") or [0])[0]
     nproc = (r.get("machine") or {}).get("nproc") or r.get("nproc") or 1
@@ -74,7 +83,7 @@ def run_row(r):
         "—" if ratio is None else f"{100 * ratio:.2f}%",
         lat_cell("p50"), lat_cell("p95"), lat_cell("p99"), lat_cell("max"),
         fmt(r.get("server_cpu_pct"), 1), fmt(r.get("server_rss_mb_max")),
-        fmt(r.get("deliveries_per_server_cpu_s")),
+        fmt(r.get("deliveries_per_server_cpu_s")), fmt(r.get("arrived_per_server_cpu_s")),
         fmt(r.get("generator_cpu_pct"), 1), fmt(r.get("steal_pct"), 1), fmt(r.get("host_busy_pct")),
         fmt((r.get("loadavg") or [None])[0], 2),
         " ".join(notes),
@@ -82,8 +91,8 @@ def run_row(r):
 
 
 HEADER = ("| clients | UTC | p99<=800 & 100% | delivered | p50 ms | p95 ms | p99 ms | max ms | server CPU % | "
-          "server RSS MB | deliveries / server CPU-s | generator CPU % | steal % | host busy % | load1 | notes |\n"
-          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "server RSS MB | deliveries / server CPU-s | arrived / server CPU-s | generator CPU % | steal % | host busy % | load1 | notes |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
 def knee(runs):
@@ -111,12 +120,17 @@ def pairs(records):
         by_session[r.get("session")].append(r)
     for runs in by_session.values():
         runs.sort(key=lambda r: r.get("order", 0))
-        for a, b in zip(runs, runs[1:]):
+        i = 0
+        while i + 1 < len(runs):  # non-overlapping: A B | A B
+            a, b = runs[i], runs[i + 1]
             kinds = {a["setup"][:4], b["setup"][:4]}
             if kinds == {"ours", "peer"} and a["clients"] == b["clients"] and \
                     a["setup"][-2:] == b["setup"][-2:]:
                 ours, peer = (a, b) if a["setup"].startswith("ours") else (b, a)
                 out.append((ours, peer))
+                i += 2
+            else:
+                i += 1
     return out
 
 
@@ -185,7 +199,7 @@ def plots(records):
 
     groups = defaultdict(list)
     for r in records:
-        if r.get("latency_ms") and r["latency_ms"].get("p99") is not None:
+        if r.get("latency_ms") is not None:
             groups[scenario(r)].append(r)
     written = []
 
@@ -209,12 +223,22 @@ def plots(records):
         for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"), ("max", "x:")):
             cs, vs = median_by_c(runs, lambda r, k=key: r["latency_ms"].get(k))
             ax.plot(cs, vs, style, label=key)
-        bad = [r for r in runs if not r.get("latency_quotable")]
+        bad = [r for r in runs if not r.get("latency_quotable") and r["latency_ms"].get("p99") is not None]
         if bad:
             ax.scatter([r["clients"] for r in bad], [r["latency_ms"]["p99"] for r in bad], s=120,
                        facecolors="none", edgecolors="red", label="not quotable (steal>=10% / invalid)")
+        short = defaultdict(list)
+        for r in runs:  # say how much was delivered wherever it was not everything
+            if r.get("delivery_ratio") is not None and r["delivery_ratio"] < 1:
+                short[r["clients"]].append(100 * r["delivery_ratio"])
+        for c, ratios in short.items():
+            text = f"{min(ratios):.1f}%" if max(ratios) - min(ratios) < 0.05 else f"{min(ratios):.1f}-{max(ratios):.1f}%"
+            ax.annotate(f"{text}\ndelivered", xy=(c, 0.03), xycoords=("data", "axes fraction"),
+                        ha="center", va="bottom", fontsize=7, color="red")
         ax.axhline(P99_LIMIT_MS, color="grey", ls="--", lw=1, label="800 ms knee limit")
-        c_ticks(ax, sorted({r["clients"] for r in runs}))
+        cs_all = sorted({r["clients"] for r in runs})
+        c_ticks(ax, cs_all)
+        ax.set_xlim(cs_all[0] / 1.35, cs_all[-1] * 1.35)
         ax.set_yscale("log")
         ax.set_xlabel("clients (parties of 8, 1 update/s each)")
         ax.set_ylabel("delivery latency, ms (from scheduled send)")

@@ -186,7 +186,7 @@ def one_run(args, setup, clients, order, session):
         cmd = ["node", os.path.join(BENCH, "loadgen.js"), "--target", target, "--urls", ",".join(urls),
                "--clients", str(clients), "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--drain", str(args.drain), "--server-pids", ",".join(map(str, servers.pids())),
-               "--placement", placement, "--stamp", stamp]
+               "--placement", placement, "--stamp", stamp, "--deflate", args.client_deflate]
         if servers.redis is not None:  # Redis CPU is reported apart (aux_cpu_s), not as server CPU
             cmd += ["--aux-pids", str(servers.redis.pid)]
         print(f"== {setup}{'/' + args.async_mode if target == 'ours' else ''} C={clients} "
@@ -223,6 +223,8 @@ def one_run(args, setup, clients, order, session):
             single += ["--stamp", stamp]
     if args.placement:
         single += ["--placement", args.placement]
+    if args.client_deflate != "on":
+        single += ["--client-deflate", args.client_deflate]
     if target == "ours":
         for key, value in (args.ours_config or {}).items():
             single += ["--ours-config", f"{key}={value}"]
@@ -235,6 +237,7 @@ def one_run(args, setup, clients, order, session):
         "session": session,
         "order": order,
         "label": args.label,
+        "py_spy": bool(args.py_spy and target == "ours"),  # a profiler was attached: costs host CPU
         "started_at": started.isoformat() + "Z",
         "git_rev": git_rev(),
         "machine": machine(),
@@ -280,6 +283,8 @@ def main(argv=None):
     parser.add_argument("--ours-config", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for our server through bench/ours_server.py (a bench "
                              "variant, e.g. PARTY_POSITION_FLUSH_SECONDS=3600); repeatable")
+    parser.add_argument("--client-deflate", choices=("on", "off"), default="on",
+                        help="whether clients offer permessage-deflate (socket.io-client's default: on)")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--label", default="")
     parser.add_argument("--ours-port", type=int, default=5200)

@@ -18,6 +18,11 @@ interoperates with plain RedisManager emitters) and changes only that:
 - the listener has its own connection and retries every 0.1 s doubling to
   `SOCKETIO_QUEUE_RETRY_MAX` (2 s), so when Redis is back the queue is back
   within seconds, without a restart; `subscribed` tells whether it listens.
+  It has no read timeout (an idle channel is normal: a read timeout there
+  makes the stock manager reconnect in a loop) but pings an idle connection
+  every 5 s and abandons one silent for 15 s, since a connection that died
+  without a reset otherwise blocks forever (python-socketio issue #281,
+  Flask-SocketIO issue #1675).
 """
 import logging
 import threading

@@ -10,7 +10,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, LatLngSchema, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Id, LatLngSchema, Location, ObjectIdField, Text
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400

@@ -192,3 +192,31 @@ def test_rider_dropping_mid_ride_reconnects_to_the_other_server_with_nothing_los
     ben_socket.clear()
     assert again.call("party:update", {"party_id": party["id"], "location": position(8, 3)})["ok"]
     assert ben_socket.wait_for("party:update")["user_id"] == ann.id
+
+
+def test_a_script_closes_a_party_room_on_every_server(cluster, make_user):
+    # What `scripts/maintenance.py expire` does for an idle party: no app, only the queue.
+    from allynet import realtime
+    from tests.scaleout_support import REDIS_TEST_URL
+
+    a, b = cluster(2, processes_ok=True)
+    ann, ben = make_user(), make_user()
+    ann_socket, ben_socket = cluster.connect(a, ann), cluster.connect(b, ben)
+    party = create_party(a, ann)
+    assert ann_socket.call("party:join", {"party_id": party["id"]})["ok"]
+    assert ben_socket.call("party:join", {"invite_code": party["invite_code"]})["ok"]
+    room = realtime.party_room(party["id"])
+
+    realtime.external_emitter(REDIS_TEST_URL, channel=f"{cluster.prefix}-socketio")
+    try:
+        realtime.emit_to_room(room, "party:ended", {"party_id": party["id"]})
+        realtime.close_room(room)
+        realtime.emit_to_room(room, "party:update", {"party_id": party["id"], "user_id": "nobody"})
+        for sock, user in ((ann_socket, ann), (ben_socket, ben)):
+            realtime.emit_to_user(user.id, "test:marker", {})
+    finally:
+        realtime.uninstall_external_emitter()
+    for sock in (ann_socket, ben_socket):
+        sock.wait_for("test:marker")  # sent last, on the same channel: everything before it arrived
+        assert sock.received("party:ended") == [{"party_id": party["id"]}]
+        assert [u for u in sock.received("party:update") if u["user_id"] == "nobody"] == []

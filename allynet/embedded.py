@@ -7,15 +7,27 @@ with a status in its filter, unique indexes and `$inc` behave as they do on
 a server. Geo queries come from `geo_mongomock`, `$text` from
 `text_mongomock`. Lookups by `_id` go straight to the document instead of
 scanning the collection, as the server's `_id` index does.
+
+Two costs of mongomock grow with every write and would make the embedded
+server slow long before MongoDB would be: each unique-index check and each
+query runs the full filter over every document, and every access to a
+collection with a TTL index rescans it for expired documents. Here plain
+equality conditions pick the candidate documents from hash indexes
+(`embedded_index`; the full filter still decides), and the TTL sweep runs at most
+once a second per collection (MongoDB's own TTL monitor runs once a minute).
 """
 import functools
 import threading
+import time
+from datetime import datetime
 
 import mongomock
+from bson import ObjectId
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
+from mongomock.store import CollectionStore
 
-from allynet import geo_mongomock, text_mongomock
+from allynet import embedded_index, geo_mongomock, text_mongomock
 
 _WRITE_METHODS = (
     "insert_one", "insert_many", "update_one", "update_many", "replace_one",
@@ -64,19 +76,77 @@ def _by_id(filter_):
     return key
 
 
-def _with_id_lookup(original):
+_PLAIN = (str, int, float, ObjectId, datetime)
+TTL_SWEEP_SECONDS = 1.0
+
+
+def _plain_equalities(filter_):
+    """(path, value) pairs every matching document must equal, from the top level and `$and`."""
+    pairs, stack = [], [filter_]
+    while stack:
+        for field, condition in stack.pop().items():
+            if field == "$and" and isinstance(condition, list):
+                stack.extend(item for item in condition if isinstance(item, dict))
+            elif field.startswith("$"):
+                continue
+            elif isinstance(condition, dict) and set(condition) == {"$eq"}:
+                if isinstance(condition["$eq"], _PLAIN):
+                    pairs.append((field, condition["$eq"]))
+            elif isinstance(condition, _PLAIN):
+                pairs.append((field, condition))
+    return pairs
+
+
+_SPECIAL = _GEO_OPERATORS | {"$text", "$where", "$expr"}
+
+
+def _has_geo_or_text(value):
+    """True when any level of a filter uses an operator the geo/text layers must plan."""
+    if isinstance(value, dict):
+        return any(key in _SPECIAL or _has_geo_or_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_geo_or_text(item) for item in value)
+    return False
+
+
+def _with_fast_paths(original):
     @functools.wraps(original)
     def _iter_documents(self, filter):  # noqa: A002 - mongomock's name
         key = _by_id(filter)
-        if key is None:
+        if key is not None:
+            try:
+                document = self._store[key]
+            except KeyError:
+                return iter(())
+            return iter([document] if filter_applies(filter, document) else [])
+        if not isinstance(filter, dict) or _has_geo_or_text(filter):
             return original(self, filter)
-        try:
-            document = self._store[key]
-        except KeyError:
-            return iter(())
-        return iter([document] if filter_applies(filter, document) else [])
+        pairs = _plain_equalities(filter)
+        if not pairs:
+            return original(self, filter)
+        self._store._remove_expired_documents()
+        path, value = pairs[0]
+        candidates = embedded_index.candidate_documents(self._store, path, value)
+        if not candidates:
+            filter_applies(filter, {})  # malformed filters still fail, as on an empty collection
+        return (document for document in candidates if filter_applies(filter, document))
 
     return _iter_documents
+
+
+def _throttled_expiry(original):
+    @functools.wraps(original)
+    def _remove_expired_documents(self):
+        if not self._ttl_indexes:
+            return
+        state = vars(self)
+        now = time.monotonic()
+        if now - state.get("_allynet_swept_at", float("-inf")) < TTL_SWEEP_SECONDS:
+            return
+        state["_allynet_swept_at"] = now
+        original(self)
+
+    return _remove_expired_documents
 
 
 def install():
@@ -89,7 +159,10 @@ def install():
             return
         for name in _WRITE_METHODS:
             setattr(Collection, name, _serialised(getattr(Collection, name)))
-        Collection._iter_documents = _with_id_lookup(Collection._iter_documents)
+        Collection._iter_documents = _with_fast_paths(Collection._iter_documents)
+        CollectionStore._remove_expired_documents = _throttled_expiry(
+            CollectionStore._remove_expired_documents)
+        embedded_index.install()
         _installed = True
 
 

@@ -1,0 +1,95 @@
+"""The embedded store's fast paths give exactly what plain mongomock's full scans give."""
+import threading
+
+import mongomock
+import pytest
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymongo.errors import DuplicateKeyError
+
+from allynet import embedded
+
+VALUES = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["a", "b", "c"]), st.booleans(),
+                   st.floats(-2, 2).map(lambda f: round(f, 0)),
+                   st.lists(st.integers(-3, 3), max_size=3),
+                   st.fixed_dictionaries({"x": st.integers(-2, 2)}))
+DOCS = st.lists(st.fixed_dictionaries({}, optional={"k": VALUES, "n": VALUES, "s": VALUES}), max_size=25)
+UPDATES = st.lists(st.tuples(st.sampled_from(["k", "n", "s"]), VALUES, st.sampled_from(["k", "n"]), VALUES),
+                   max_size=8)
+QUERIES = st.lists(st.tuples(st.sampled_from(["k", "n", "s", "k.x", "n.x"]),
+                             st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["a", "b"]))),
+                   min_size=1, max_size=6)
+
+
+def _apply(collection, docs, updates):
+    if docs:
+        collection.insert_many([dict(doc, _id=i) for i, doc in enumerate(docs)])
+    for field, match, set_field, value in updates:
+        collection.update_many({field: match}, {"$set": {set_field: value}})
+    collection.delete_many({"s": "c"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCS, UPDATES, QUERIES)
+def test_equality_queries_match_a_full_scan(docs, updates, queries):
+    fast = embedded.make_client().db.c
+    fast.create_index("k")
+    _apply(fast, docs, updates)
+    reference = [dict(doc) for doc in fast.find({})]  # no equality: mongomock's own full scan
+    for field, value in queries:
+        expected = [doc["_id"] for doc in reference
+                    if mongomock.filtering.filter_applies({field: value}, doc)]
+        assert [doc["_id"] for doc in fast.find({field: value})] == expected
+        assert [doc["_id"] for doc in fast.find({"$and": [{field: value}, {}]})] == expected
+        assert fast.count_documents({field: value}) == len(expected)
+
+
+def test_unique_and_partial_unique_indexes_still_hold():
+    collection = embedded.make_client().db.members
+    collection.create_index([("party_id", 1), ("user_id", 1)], unique=True)
+    collection.create_index("user_id", unique=True, partialFilterExpression={"active": True})
+    user = ObjectId()
+    collection.insert_one({"party_id": 1, "user_id": user, "active": True})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"party_id": 1, "user_id": user, "active": False})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"party_id": 2, "user_id": user, "active": True})
+    collection.insert_one({"party_id": 2, "user_id": user, "active": False})
+    with pytest.raises(DuplicateKeyError):
+        collection.update_one({"party_id": 2}, {"$set": {"active": True}})
+    assert collection.find_one({"party_id": 2})["active"] is False  # the failed update left no trace
+    collection.update_one({"party_id": 1}, {"$set": {"active": False}})
+    collection.update_one({"party_id": 2}, {"$set": {"active": True}})
+    assert [d["party_id"] for d in collection.find({"user_id": user, "active": True})] == [2]
+    collection.delete_one({"party_id": 2})
+    collection.insert_one({"party_id": 3, "user_id": user, "active": True})
+    assert collection.count_documents({"user_id": user}) == 2
+
+
+def test_compare_and_set_by_id_is_atomic_under_threads():
+    collection = embedded.make_client().db.users
+    user_id = collection.insert_one({"slot": None}).inserted_id
+    winners = []
+
+    def claim(n):
+        if collection.find_one_and_update({"_id": user_id, "slot": None}, {"$set": {"slot": n}}):
+            winners.append(n)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    assert collection.find_one({"_id": user_id})["slot"] == winners[0]
+
+
+def test_drop_forgets_indexed_documents():
+    collection = embedded.make_client().db.c
+    collection.insert_many([{"k": 1}, {"k": 1}])
+    assert collection.count_documents({"k": 1}) == 2
+    collection.drop()
+    assert collection.count_documents({"k": 1}) == 0
+    collection.insert_one({"k": 1})
+    assert collection.count_documents({"k": 1}) == 1

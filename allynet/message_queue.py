@@ -23,6 +23,18 @@ interoperates with plain RedisManager emitters) and changes only that:
   every 5 s and abandons one silent for 15 s, since a connection that died
   without a reset otherwise blocks forever (python-socketio issue #281,
   Flask-SocketIO issue #1675).
+
+The hot path (issue 9) adds two things on the same channel:
+
+- `publish_encoded` carries an already-encoded Socket.IO packet for one room
+  as a plain frame (``#fast1`` header, see `FAST_PREFIX`), not as a JSON
+  envelope: the sender encodes the event once for every process, and a
+  receiver checks the room against its own rooms before touching the body,
+  so another process's party traffic costs a split and a dict lookup, never
+  a JSON decode or re-encode. Frames that are not JSON are skipped by stock
+  python-socketio listeners.
+- a JSON emit from another process to a room with no local socket is dropped
+  before python-socketio builds and encodes its packet.
 """
 import logging
 import threading
@@ -30,10 +42,30 @@ import time
 
 import socketio
 
+import engineio.packet
+
 from allynet import jsonutil
 from allynet import redis_client
 
 log = logging.getLogger(__name__)
+
+# Pre-encoded room frames: FAST_PREFIX host_id \n room \n skip_sid \n encoded Socket.IO packet.
+FAST_PREFIX = b"#fast1\n"
+
+
+def deliver_encoded(server, room, encoded, skip_sid=None):
+    """Send an encoded Socket.IO packet (str) to the sockets of `room` on this process,
+    one Engine.IO packet object shared by every recipient; returns how many got it."""
+    participants = server.manager.rooms.get("/", {}).get(room)
+    if not participants:
+        return 0
+    eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+    sent = 0
+    for sid, eio_sid in list(participants.items()):
+        if sid != skip_sid:
+            server._send_eio_packet(eio_sid, eio_pkt)
+            sent += 1
+    return sent
 
 
 class QueueManager(socketio.RedisManager):
@@ -79,6 +111,53 @@ class QueueManager(socketio.RedisManager):
             self._publish_down = False
         self.published += 1
         return result
+
+    def publish_encoded(self, room, encoded, skip_sid=None):
+        """Publish an encoded Socket.IO packet (str) for `room` to the other processes."""
+        frame = b"".join((FAST_PREFIX, self.host_id.encode(), b"\n", room.encode(), b"\n",
+                          (skip_sid or "").encode(), b"\n", encoded.encode()))
+        return self._publish_raw(frame)
+
+    def _publish_raw(self, frame):
+        # Same outage handling as _publish, without the JSON envelope.
+        if self._publish_down and time.monotonic() < self._down_until:
+            self.dropped += 1
+            return None
+        try:
+            result = self.publisher.publish(self.channel, frame)
+        except Exception as exc:
+            self.dropped += 1
+            if not self._publish_down:
+                log.warning("Socket.IO queue: publish failed (%s: %s); other processes miss events "
+                            "until Redis answers", type(exc).__name__, exc)
+            self._publish_down = True
+            self._down_until = time.monotonic() + self.retry_seconds
+            return None
+        if self._publish_down:
+            log.info("Socket.IO queue: publishing again")
+            self._publish_down = False
+        self.published += 1
+        return result
+
+    def _handle_fast(self, frame):
+        try:
+            host_id, room, skip_sid, encoded = frame[len(FAST_PREFIX):].split(b"\n", 3)
+        except ValueError:
+            return
+        if host_id.decode() == self.host_id:
+            return  # delivered locally before publishing
+        room = room.decode()
+        if room not in self.rooms.get("/", {}):
+            return  # no socket of that room here: the body is never decoded
+        deliver_encoded(self.server, room, encoded.decode(), skip_sid.decode() or None)
+
+    def _handle_emit(self, message):
+        """Deliver an emit; one from another process to a room with no local socket stops here."""
+        room = message.get("room")
+        if isinstance(room, str) and message.get("host_id") != self.host_id and \
+                room not in self.rooms.get(message.get("namespace") or "/", {}):
+            return
+        super()._handle_emit(message)
 
     def _listen(self):
         """Yield payloads from the channel forever, reconnecting quickly after an outage."""
@@ -137,6 +216,12 @@ class QueueManager(socketio.RedisManager):
     def _thread(self):
         """Deliver what other processes publish (the base loop, minus its error log on close)."""
         for message in self._listen():
+            if isinstance(message, bytes) and message.startswith(FAST_PREFIX):
+                try:
+                    self._handle_fast(message)
+                except Exception:
+                    log.exception("Socket.IO queue: handling a pre-encoded frame failed")
+                continue
             try:
                 data = message if isinstance(message, dict) else self.json.loads(message)
             except Exception:

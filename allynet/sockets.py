@@ -134,6 +134,25 @@ def _disconnect(*args):
             log.exception("disconnect hook %s failed", getattr(hook, "__name__", hook))
 
 
+class RefuseWebSocketCompression:
+    """WSGI middleware: Socket.IO websocket upgrades are answered without permessage-deflate.
+
+    socket.io-client offers it and eventlet's websocket and simple-websocket accept it,
+    neither with an option to refuse; each ~200-byte party frame would then be
+    zlib-compressed once per recipient for next to no gain (the Node reference server
+    does not compress either). Without the offer header the handshake negotiates none.
+    """
+
+    def __init__(self, wsgi_app, path="/socket.io"):
+        self.wsgi_app = wsgi_app
+        self.path = path
+
+    def __call__(self, environ, start_response):
+        if "HTTP_SEC_WEBSOCKET_EXTENSIONS" in environ and environ.get("PATH_INFO", "").startswith(self.path):
+            del environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"]
+        return self.wsgi_app(environ, start_response)
+
+
 def init_socketio(app, sio):
     """Bind `sio` to the app with the configured queue and register every handler."""
     from allynet.message_queue import make_client_manager
@@ -151,6 +170,8 @@ def init_socketio(app, sio):
         logger=False,
         engineio_logger=False,
     )
+    if not app.config.get("SOCKETIO_WS_COMPRESSION", True):
+        app.wsgi_app = RefuseWebSocketCompression(app.wsgi_app)
     sio.on_event("connect", _connect)
     sio.on_event("disconnect", _disconnect)
     for name, handler in HANDLERS:

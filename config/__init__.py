@@ -51,6 +51,7 @@ ENV_VARS = {
     "REDIS_KEY_PREFIX": str,
     "REDIS_SOCKET_TIMEOUT": float,
     "SOCKETIO_CHANNEL": str,
+    "SOCKETIO_WS_COMPRESSION": _bool,
     "RATELIMIT_KEY_PREFIX": str,
     "PROXY_FIX_HOPS": int,
 }
@@ -116,6 +117,8 @@ class Config:
     REDIS_RETRY_SECONDS = 1.0  # after a Redis failure, skip optional Redis work this long
     SOCKETIO_CHANNEL = "allynet-socketio"  # Redis pub/sub channel; same for every process of a deployment
     SOCKETIO_QUEUE_RETRY_MAX = 2.0  # longest pause between queue reconnect attempts
+    # real-time fast path (issue 9)
+    SOCKETIO_WS_COMPRESSION = False  # permessage-deflate on Socket.IO websockets: zlib per ~200-byte frame per recipient
     RATELIMIT_KEY_PREFIX = "allynet"
     PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
 

@@ -629,7 +629,7 @@ def record_update(*, db, user_id, sid, data):
     if "client_ts" in data:
         relayed["client_ts"] = ack["client_ts"] = data["client_ts"]
     # Relay first: the riders' latency must not wait for Mongo.
-    realtime.emit_to_room(realtime.party_room(party_id), "party:update", relayed, skip_sid=sid)
+    realtime.relay_to_room(realtime.party_room(party_id), "party:update", relayed, skip_sid=sid)
     if member.flushed_at is None or _seconds(now, member.flushed_at) >= config["PARTY_POSITION_FLUSH_SECONDS"]:
         if not _flush(db, party_id, uid, member, now):
             # Left on another process a moment ago (the room leave is still in the queue):

@@ -15,7 +15,6 @@ lowers the bcrypt cost to 4 (demo and test data only).
 """
 import argparse
 import calendar
-import contextlib
 import logging
 import math
 import random
@@ -29,7 +28,6 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from allynet import clock, geo, scripting, trust
-from allynet import db as db_module
 from allynet.auth.passwords import hash_password
 from allynet.db import INDEXES, ensure_indexes
 from allynet.errors import MONGO_DOWN_ERRORS
@@ -283,7 +281,7 @@ class CitySeeder:
     def insert(self, collection, documents, total, desc=None):
         """insert_many in batches with a progress bar; returns how many were inserted."""
         count = 0
-        with self.bulk_load(collection), scripting.progress(total, desc or collection, self.show_progress) as bar:
+        with scripting.progress(total, desc or collection, self.show_progress) as bar:
             for batch in scripting.batched(documents, self.plan.batch_size):
                 self.db[collection].insert_many(batch, ordered=True)
                 count += len(batch)
@@ -292,33 +290,6 @@ class CitySeeder:
         if count:
             log.info("seeded %d %s", count, collection)
         return count
-
-    @contextlib.contextmanager
-    def bulk_load(self, collection):
-        """On the embedded store, check unique and TTL indexes once after a bulk insert, not per document.
-
-        mongomock checks a unique index, and sweeps a TTL index, by scanning the
-        whole collection on every insert, so 10,000 users cost 10,000 scans (a
-        minute). Its create_index checks uniqueness in one pass, so those indexes
-        of the collection being filled are dropped and re-created after the load;
-        a duplicate still fails the seed (DuplicateKeyError). A real MongoDB
-        keeps every index throughout.
-        """
-        if not db_module.is_embedded(self.db.client):
-            yield
-            return
-        target = self.db[collection]
-        suspended = {name: spec for name, spec in target.index_information().items()
-                     if spec.get("unique") or "expireAfterSeconds" in spec}
-        for name in suspended:
-            target.drop_index(name)
-        try:
-            yield
-        finally:
-            for name, spec in suspended.items():
-                kept = ("unique", "partialFilterExpression", "sparse", "expireAfterSeconds")
-                options = {key: spec[key] for key in kept if key in spec}
-                target.create_index(spec["key"], name=name, **options)
 
     # steps ------------------------------------------------------------------------------------
 

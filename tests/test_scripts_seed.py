@@ -137,7 +137,7 @@ def test_confirmation_accepts_yes_on_a_terminal():
     assert seeding.confirm("Drop?", Terminal("\n")) is False
 
 
-def test_unique_emails_still_enforced_after_bulk_load(seed, db):
+def test_unique_emails_enforced_after_seeding(seed, db):
     assert seed(*SMALL) == 0
     info = db.users.index_information()
     assert info["email_unique"]["unique"] is True

@@ -30,6 +30,10 @@ class LogoutSchema(Schema):
     refresh_token = fields.String(validate=validate.Length(max=4096))
 
 
+class RefreshSchema(Schema):
+    """A body-less action: no body or `{}`; any field is refused."""
+
+
 class TokenPairSchema(Schema):
     access_token = fields.String()
     refresh_token = fields.String()
@@ -42,5 +46,6 @@ class AuthResultSchema(TokenPairSchema):
 register_schema = RegisterSchema()
 login_schema = LoginSchema()
 logout_schema = LogoutSchema()
+refresh_schema = RefreshSchema()
 token_pair_schema = TokenPairSchema()
 auth_result_schema = AuthResultSchema()

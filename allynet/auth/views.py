@@ -4,7 +4,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 
 from allynet.auth import bp, service
 from allynet.auth.decorators import auth_required
-from allynet.auth.schemas import (auth_result_schema, login_schema, logout_schema,
+from allynet.auth.schemas import (auth_result_schema, login_schema, logout_schema, refresh_schema,
                                   register_schema, token_pair_schema)
 from allynet.db import get_db
 from allynet.extensions import limiter
@@ -39,7 +39,8 @@ def login(data):
 @bp.post("/refresh")
 @jwt_required(refresh=True)
 @doc(summary="Rotate a refresh token", response=token_pair_schema, tags=["auth"], refresh=True)
-def refresh():
+@use_body(refresh_schema, optional=True)
+def refresh(data):
     return ok(token_pair_schema.dump(service.rotate(db=get_db(), payload=get_jwt())))
 
 

@@ -42,6 +42,10 @@ def main():
     port = int(os.environ.get("PORT", "5000"))
     raise_open_files_limit(MAX_CONNECTIONS + 1024)
     sio = app.extensions["socketio"]
+    if ASYNC_MODE == "eventlet":
+        from allynet import eventlet_ws
+
+        eventlet_ws.install()  # whole-integer unmasking of client frames (eventlet's is per byte)
     background.start(app)
     # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).
     start_listening(sio)

@@ -21,6 +21,9 @@ HANDLERS = []
 CONNECT_HOOKS = []
 DISCONNECT_HOOKS = []
 
+# Events whose handlers run without a Flask request context (see socket_event's request_context).
+BARE_EVENTS = set()
+
 # Per app (app.extensions[CONNECTIONS_KEY]): sid -> user id (ObjectId) of the sockets
 # connected to that app's Socket.IO server. Per app, not per module, so that two
 # servers in one process (the scale-out tests) know only their own sockets.
@@ -55,13 +58,17 @@ def _ack_error(code, message, details=None):
     return {"ok": False, "error": error}
 
 
-def socket_event(name, schema=None):
-    """Register a handler `fn(user_id=..., sid=..., data=...)` for a client event with an ack."""
+def socket_event(name, schema=None, request_context=True):
+    """Register a handler `fn(user_id=..., sid=..., data=...)` for a client event with an ack.
+
+    With `request_context=False` (hot paths: party:update) the handler runs in an app
+    context only: Flask-SocketIO builds a request context per event (a Request, URL
+    matching, session), which costs more than a small handler; such a handler must not
+    touch `flask.request`.
+    """
 
     def decorator(fn):
-        @functools.wraps(fn)
-        def handler(payload=None, *extra):
-            sid = request.sid
+        def run(sid, payload):
             user_id = _local_connections().get(sid)
             if user_id is None:
                 return _ack_error("unauthorized", "Not authenticated")
@@ -89,7 +96,14 @@ def socket_event(name, schema=None):
                 ack.update(result)
             return ack
 
+        @functools.wraps(fn)
+        def handler(payload=None, *extra):
+            return run(request.sid, payload)
+
+        handler.run = run
         HANDLERS.append((name, handler))
+        if not request_context:
+            BARE_EVENTS.add(name)
         return fn
 
     return decorator
@@ -166,6 +180,9 @@ def init_socketio(app, sio):
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
         cors_allowed_origins="*" if origins == "*" else [o.strip() for o in origins.split(",")],
         json=jsonutil,
+        # False: a client's events run in order in its own reader instead of one new
+        # greenlet/thread per event (a spawn per party:update was measurable, issue 9).
+        async_handlers=app.config.get("SOCKETIO_ASYNC_HANDLERS", True),
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         logger=False,
         engineio_logger=False,
@@ -175,5 +192,17 @@ def init_socketio(app, sio):
     sio.on_event("connect", _connect)
     sio.on_event("disconnect", _disconnect)
     for name, handler in HANDLERS:
-        sio.on_event(name, handler)
+        if name in BARE_EVENTS:
+            # Straight on the python-socketio server: same ack, no Flask-SocketIO request context.
+            sio.server.on(name, _bare_handler(app, handler.run), namespace="/")
+        else:
+            sio.on_event(name, handler)
+
+
+def _bare_handler(app, run):
+    def bare(sid, payload=None, *extra):
+        with app.app_context():
+            return run(sid, payload)
+
+    return bare
 

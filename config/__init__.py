@@ -52,6 +52,7 @@ ENV_VARS = {
     "REDIS_SOCKET_TIMEOUT": float,
     "SOCKETIO_CHANNEL": str,
     "SOCKETIO_WS_COMPRESSION": _bool,
+    "SOCKETIO_ASYNC_HANDLERS": _bool,
     "RATELIMIT_KEY_PREFIX": str,
     "PROXY_FIX_HOPS": int,
 }
@@ -119,6 +120,7 @@ class Config:
     SOCKETIO_QUEUE_RETRY_MAX = 2.0  # longest pause between queue reconnect attempts
     # real-time fast path (issue 9)
     SOCKETIO_WS_COMPRESSION = False  # permessage-deflate on Socket.IO websockets: zlib per ~200-byte frame per recipient
+    SOCKETIO_ASYNC_HANDLERS = False  # True: one greenlet/thread per Socket.IO event (python-socketio's default)
     RATELIMIT_KEY_PREFIX = "allynet"
     PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
 

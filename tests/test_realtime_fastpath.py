@@ -199,3 +199,52 @@ def test_jsonutil_refuses_what_it_refused_before():
     with pytest.raises(ValueError):
         jsonutil.loads("{not json")
     assert jsonutil.loads("[NaN]")[0] != jsonutil.loads("[NaN]")[0]  # stdlib leniency kept on input
+
+
+# ---- eventlet websocket unmasking --------------------------------------------
+
+def test_fast_unmasking_equals_eventlets():
+    import random
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eventlet's import-time deprecation notice
+        from eventlet.websocket import RFC6455WebSocket
+
+    from allynet.eventlet_ws import apply_mask
+
+    original = RFC6455WebSocket.__dict__["_apply_mask"]
+    original = getattr(original, "__func__", original)
+    if getattr(original, "__module__", "") == "allynet.eventlet_ws":
+        pytest.skip("already patched in this process")
+    rng = random.Random(9)
+    for length in (0, 1, 3, 4, 5, 125, 126, 200, 1000):
+        data = bytes(rng.getrandbits(8) for _ in range(length))
+        for mask in (bytes(rng.getrandbits(8) for _ in range(4)), [rng.getrandbits(8) for _ in range(4)]):
+            for offset in (0, 1, 2, 3, 7):
+                assert apply_mask(data, mask, offset=offset) == original(data, mask, offset=offset)
+                assert apply_mask(bytearray(data) + b"xyz", mask, length=length, offset=offset) == \
+                    original(bytearray(data) + b"xyz", mask, length=length, offset=offset)
+    data = b"\x00" * 8  # leading zero bytes survive the integer round trip
+    assert apply_mask(data, b"\x00\x00\x00\x00") == data
+
+
+# ---- party:update without a Flask request context ---------------------------
+
+def test_party_update_runs_straight_on_the_socketio_server(app):
+    from allynet import sockets
+
+    assert "party:update" in sockets.BARE_EVENTS
+    handler = app.extensions["socketio"].server.handlers["/"]["party:update"]
+    assert handler.__qualname__.startswith("_bare_handler")  # not Flask-SocketIO's request-context wrapper
+
+
+def test_bare_handler_acks_errors_like_the_others(client, make_user, socket_client):
+    ann = make_user()
+    sio = socket_client(ann)
+    ack = sio.emit("party:update", {"party_id": "5f0c9a1e2b3c4d5e6f708192", "location": {"lat": 1, "lng": 2}},
+                   callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] in ("not_found", "forbidden")
+    ack = sio.emit("party:update", "not an object", callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] in ("validation_error", "bad_request")
+    assert sio.is_connected()

@@ -67,7 +67,7 @@ def leave(*, user_id, sid, data):
 
 
 # No schema: validate_update is the cheap hand-written loader of the hot path.
-@socket_event("party:update")
+@socket_event("party:update", request_context=False)
 def update(*, user_id, sid, data):
     return service.record_update(db=get_db(), user_id=user_id, sid=sid, data=validate_update(data))
 

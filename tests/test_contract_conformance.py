@@ -32,10 +32,14 @@ PARTY_XFAIL = pytest.mark.xfail(strict=True, reason="parties: POST /parties/<id>
 
 
 def _routes():
-    """(method, rule, endpoint, takes_query) of every REST endpoint, read from a throw-away app."""
+    """(method, rule, endpoint, query parameter names) of every REST endpoint, read from a throw-away app."""
     app = create_app("testing")
-    return sorted((method, rule.rule, rule.endpoint,
-                   "query" in getattr(app.view_functions[rule.endpoint], "__apispec__", {}))
+
+    def query_fields(endpoint):
+        schema = getattr(app.view_functions[endpoint], "__apispec__", {}).get("query")
+        return tuple(sorted(schema.fields)) if schema is not None else ()
+
+    return sorted((method, rule.rule, rule.endpoint, query_fields(rule.endpoint))
                   for rule in app.url_map.iter_rules()
                   for method in rule.methods - {"HEAD", "OPTIONS"} if rule.endpoint != "static")
 
@@ -54,6 +58,7 @@ AUTHED_ROUTES = _params(route for route in ROUTES if route[2] not in PUBLIC)
 BODY_ROUTES = _params((route for route in ROUTES if route[0] in BODY_METHODS and route[2] not in REFRESH_ONLY),
                       body_rule=True)
 QUERY_ROUTES = _params(route for route in ROUTES if route[0] == "GET" and route[3])
+CURSOR_ROUTES = _params(route for route in ROUTES if "cursor" in route[3])
 
 
 def _fill(rule, value=MISSING_ID):
@@ -87,7 +92,7 @@ def shared(mongo_session):
                                          display_name="Admin", role="admin", is_helper=False, verified=False,
                                          location=None)
         token = auth_service.issue_tokens(user)["access_token"]
-    yield app.test_client(), {"Authorization": f"Bearer {token}"}
+    yield app.test_client(), {"Authorization": f"Bearer {token}"}, str(user["_id"])
     if mongo_session is not None:
         db.users.delete_many({"_id": user["_id"]})
 
@@ -96,6 +101,7 @@ def assert_error(response, status, code):
     """The contract's error shape with this status and code."""
     body = response.get_json()
     assert response.status_code == status, (response.status_code, body)
+    assert response.mimetype == "application/json"
     assert body["success"] is False and set(body) == {"success", "error"}, body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
@@ -129,6 +135,7 @@ def assert_ok(response, status=200, resource=True):
     """The success envelope; `resource`: data is one object with an `id`."""
     body = response.get_json()
     assert response.status_code == status, (response.status_code, body)
+    assert response.mimetype == "application/json"
     assert body["success"] is True and "data" in body, body
     assert set(body) <= {"success", "data", "message", "meta"}
     assert walk_wire(body) == []
@@ -166,7 +173,7 @@ def test_every_endpoint_is_classified_and_documented(app, client):
 @pytest.mark.parametrize("route", ID_ROUTES, )
 @pytest.mark.parametrize("bad_id", MALFORMED_IDS)
 def test_malformed_id_is_404_for_every_method(shared, route, bad_id):
-    client, headers = shared
+    client, headers, _ = shared
     method, rule = route[:2]
     response = client.open(_fill(rule, bad_id), method=method, headers=headers, json={})
     assert_error(response, 404, "not_found")
@@ -174,7 +181,7 @@ def test_malformed_id_is_404_for_every_method(shared, route, bad_id):
 
 @pytest.mark.parametrize("route", ID_ROUTES, )
 def test_unknown_id_is_4xx_never_500(shared, route):
-    client, headers = shared
+    client, headers, _ = shared
     method, rule = route[:2]
     response = client.open(_fill(rule), method=method, headers=headers)
     assert 400 <= response.status_code < 500, response.get_json()
@@ -193,17 +200,48 @@ def test_missing_or_bad_token_is_401(shared, route, authorization):
 
 @pytest.mark.parametrize("route", BODY_ROUTES, )
 def test_unknown_body_field_is_400_validation_error(shared, route):
-    client, headers = shared
+    client, headers, _ = shared
     method, rule = route[:2]
     response = client.open(_fill(rule), method=method, headers=headers, json={"bogus_field": 1})
     assert_error(response, 400, "validation_error")
     assert "bogus_field" in response.get_json()["error"]["details"]
 
 
+@pytest.mark.parametrize("path,method,body,field", [
+    ("/profile/location", "PUT", {"lat": 1, "lng": 2, "alt": 3}, "alt"),
+    ("/profile", "PATCH", {"preferences": {"theme": "dark"}}, "preferences"),
+    ("/emergencies", "POST", {"type": "fire", "location": {"lat": 1, "lng": 2, "alt": 3}}, "location"),
+    ("/help-requests", "POST", {"title": "abc", "description": "d", "category": "pets", "location": PARIS,
+                                "budget": {"amount": 1, "currency": "EUR", "tip": 1}}, "budget"),
+    ("/skills", "POST", {"name": "ab", "category": "pets", "location": PARIS,
+                         "rate": {"amount": 1, "currency": "EUR", "unit": "hour", "x": 1}}, "rate"),
+    ("/routes", "POST", {"name": "r", "waypoints": [PARIS, {"lat": 1, "lng": 2, "z": 0}]}, "waypoints"),
+    ("/reports", "POST", {"type": "police", "location": {"lat": 1, "lng": 2, "geometry": {}}}, "location"),
+])
+def test_unknown_nested_fields_are_400(shared, path, method, body, field):
+    client, headers, _ = shared
+    response = client.open(API + path, method=method, headers=headers, json=body)
+    assert_error(response, 400, "validation_error")
+    assert field in response.get_json()["error"]["details"]
+
+
+def test_too_deep_and_too_large_bodies(shared, app):
+    client, headers, _ = shared
+    deep = {}
+    cursor = deep
+    for _ in range(100):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    assert_error(client.put(f"{API}/profile", headers=headers, json={"preferences": deep}), 400, "bad_request")
+    big = '{"display_name": "' + "x" * (client.application.config["MAX_CONTENT_LENGTH"] + 1) + '"}'
+    assert_error(client.put(f"{API}/profile", headers=headers, data=big, content_type="application/json"),
+                 413, "payload_too_large")
+
+
 @pytest.mark.parametrize("route", BODY_ROUTES, )
 @pytest.mark.parametrize("raw", ["[1, 2]", '"text"', "42", "null", "{not json", "{\"a\": 1"])
 def test_non_object_or_non_json_body_is_400_bad_request(shared, route, raw):
-    client, headers = shared
+    client, headers, _ = shared
     method, rule = route[:2]
     response = client.open(_fill(rule), method=method, headers=headers, data=raw,
                            content_type="application/json")
@@ -212,7 +250,7 @@ def test_non_object_or_non_json_body_is_400_bad_request(shared, route, raw):
 
 @pytest.mark.parametrize("route", BODY_ROUTES)
 def test_non_json_content_type_is_400_bad_request(shared, route):
-    client, headers = shared
+    client, headers, _ = shared
     method, rule = route[:2]
     response = client.open(_fill(rule), method=method, headers=headers, data="a=1",
                            content_type="application/x-www-form-urlencoded")
@@ -222,9 +260,22 @@ def test_non_json_content_type_is_400_bad_request(shared, route):
 @pytest.mark.parametrize("route", QUERY_ROUTES)
 def test_unknown_query_parameter_is_400_validation_error(shared, route):
     """Every endpoint that takes query parameters refuses unknown ones."""
-    client, headers = shared
+    client, headers, _ = shared
     response = client.get(f"{_fill(route[1])}?bogus_param=1", headers=headers)
     assert_error(response, 400, "validation_error")
+
+
+@pytest.mark.parametrize("route", CURSOR_ROUTES)
+def test_forged_cursor_is_400_validation_error(shared, route):
+    client, headers, admin_id = shared
+    path = route[1].replace("<oid:user_id>", admin_id)
+    if "<oid:party_id>" in path:  # the caller must be a member to reach the cursor
+        party = client.post(f"{API}/parties", headers=headers, json={"name": "cursor"}).get_json()["data"]
+        path = path.replace("<oid:party_id>", party["id"])
+    near = "&near=48.85,2.35" if route[2].startswith("help_requests") else ""  # required without a profile location
+    response = client.get(f"{_fill(path)}?cursor=not-a-cursor{near}", headers=headers)
+    assert_error(response, 400, "validation_error")
+    assert "cursor" in response.get_json()["error"]["details"]
 
 
 def test_unknown_paths_and_methods_answer_the_error_shape(client, admin):
@@ -395,6 +446,11 @@ def test_emergency_shapes_http_and_sockets(client, make_user, socket_client):
     assert len(alerts) == 1 and walk_wire(alerts) == []
     assert alerts[0]["id"] == emergency_id and isinstance(alerts[0]["distance_m"], (int, float))
 
+    stranger = make_user()
+    assert_error(client.get(f"{API}/emergencies/{emergency_id}", headers=stranger.headers), 404, "not_found")
+    ack = socket_client(stranger).emit("emergency:join", {"emergency_id": emergency_id}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "not_found"
+    assert_ok(client.get(f"{API}/emergencies/{emergency_id}", headers=helper.headers))
     ack = helper_sio.emit("emergency:join", {"emergency_id": emergency_id}, callback=True)
     assert ack["ok"] is True
     nearby = assert_list(client.get(f"{API}/emergencies?near=48.857,2.353&radius_m=1000", headers=helper.headers))
@@ -479,6 +535,8 @@ def test_report_and_alert_shapes(client, make_user):
     for feature in collection["features"]:
         assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Point"
         assert "_id" not in feature["properties"] and feature["properties"]["expires_at"].endswith("Z")
+    by_id = {feature["id"]: feature["geometry"]["coordinates"] for feature in collection["features"]}
+    assert by_id[alert["id"]] == [NEAR_PARIS["lng"], NEAR_PARIS["lat"]]  # GeoJSON order: [lng, lat]
 
 
 def test_party_and_route_shapes_http_and_sockets(client, make_user, socket_client):
@@ -553,12 +611,31 @@ def test_socket_refusals_have_the_error_shape(make_user, socket_client, event, p
     assert ack["ok"] is False and isinstance(ack["error"]["code"], str) and ack["error"]["message"]
 
 
-def test_socket_connection_needs_a_valid_token(make_user, socket_client):
+@pytest.mark.parametrize("event,payload", [
+    ("party:create", {"name": "ride", "bogus": 1}),
+    ("party:join", {"party_id": MISSING_ID, "bogus": 1}),
+    ("party:leave", {"party_id": MISSING_ID, "bogus": 1}),
+    ("party:update", {"party_id": MISSING_ID, "location": PARIS, "bogus": 1}),
+    ("party:update", {"party_id": MISSING_ID, "location": {**PARIS, "alt": 1}}),
+    ("party:message", {"party_id": MISSING_ID, "text": "hi", "bogus": 1}),
+    ("party:alert", {"party_id": MISSING_ID, "type": "police", "location": PARIS, "bogus": 1}),
+    ("emergency:join", {"emergency_id": MISSING_ID, "bogus": 1}),
+    ("emergency:message", {"emergency_id": MISSING_ID, "text": "hi", "bogus": 1}),
+])
+def test_socket_unknown_fields_are_validation_errors(make_user, socket_client, event, payload):
+    ack = socket_client(make_user()).emit(event, payload, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "validation_error", ack
+
+
+def test_socket_connection_needs_a_valid_token(app, make_user, socket_client):
     assert not socket_client(token="garbage").is_connected()
     assert not socket_client().is_connected()
     user = make_user()
     assert not socket_client(token=user["refresh_token"]).is_connected()
     assert socket_client(user).is_connected()
+    # The query-string form of the token works too.
+    assert socket_client(query_string=f"token={user['access_token']}").is_connected()
+    assert not socket_client(query_string="token=garbage").is_connected()
 
 
 def test_error_helper_matches(client):

@@ -640,3 +640,35 @@ def test_socket_connection_needs_a_valid_token(app, make_user, socket_client):
 
 def test_error_helper_matches(client):
     assert error_code(client.get(f"{API}/profile")) == "unauthorized"
+
+
+# ---- numbers and vocabularies the contract names ------------------------------------------------
+
+def test_contract_defaults_and_vocabularies():
+    from datetime import timedelta
+
+    import config
+    from allynet.emergencies import schemas as emergency_schemas
+    from allynet.emergencies import service as emergency_service
+    from allynet.parties import schemas as party_schemas
+    from allynet.reports import schemas as report_schemas
+    from allynet.reports import service as report_service
+    from allynet.users import schemas as user_schemas
+
+    assert config.Config.JWT_ACCESS_TOKEN_EXPIRES == timedelta(minutes=15)
+    assert config.Config.JWT_REFRESH_TOKEN_EXPIRES == timedelta(days=30)
+    assert (config.Config.ESCALATION_SECONDS, config.Config.LEFT_BEHIND_M, config.Config.TRAIL_RETENTION_DAYS,
+            config.Config.PARTY_STOPPED_ALERT_SECONDS) == (60, 2000, 30, 300)
+    assert (emergency_service.DEFAULT_RADIUS_M, emergency_service.MAX_RADIUS_M, emergency_service.MAX_EXTRA_WAVES,
+            emergency_service.MAX_HELPERS_PER_WAVE) == (5000, 20000, 3, 50)
+    assert set(emergency_schemas.EMERGENCY_TYPES) == {"medical", "fire", "crime", "accident", "breakdown", "other"}
+    assert set(report_schemas.REPORT_TYPES) == {"speed_camera", "police", "hazard", "accident", "road_closure",
+                                                "traffic", "weather"}
+    assert set(report_schemas.MODERATION_ACTIONS) == {"approve", "reject", "hide"}
+    assert {kind: lifetime.total_seconds() / 3600 for kind, lifetime in report_service.LIFETIMES.items()
+            if lifetime is not None} == {"police": 2, "accident": 3, "traffic": 1, "weather": 6, "hazard": 24,
+                                         "road_closure": 24}
+    assert report_service.LIFETIMES.get("speed_camera") is None  # approved cameras stay
+    assert set(party_schemas.STATUSES) == {"riding", "stopped", "paused", "sos"}
+    assert party_schemas.INVITE_CODE_LENGTH == 8 and not set("01OIL") & set(party_schemas.INVITE_ALPHABET)
+    assert set(user_schemas.ROLES) == {"user", "moderator", "admin"}

@@ -1,11 +1,26 @@
-"""A faster websocket unmasking for eventlet (issue 9), applied by wsgi.py under eventlet.
+"""Websocket speed-ups for eventlet (issue 9), installed by wsgi.py under eventlet only.
 
-Every frame a client sends is masked (RFC 6455 5.3). eventlet's
-`RFC6455WebSocket._apply_mask` unmasks byte by byte in Python, building one
-`bytes` object per byte: for a ~200-byte `party:update` that is a few
-hundred allocations per received event. `apply_mask` does the same XOR on
-whole integers. Same signature and result (see tests/test_realtime_fastpath.py).
+1. Unmasking. Every frame a client sends is masked (RFC 6455 5.3). eventlet's
+   `RFC6455WebSocket._apply_mask` unmasks byte by byte in Python, building one
+   `bytes` object per byte: a few hundred allocations per `party:update`.
+   `apply_mask` does the same XOR on whole integers (same result, tested).
+
+2. Direct fan-out writes. Engine.IO hands every outgoing packet to a writer
+   greenlet per socket through a queue: per recipient a queue put, a wake-up,
+   a timer for the get timeout, a switch, and a send under the socket timeout
+   (another timer). For a fan-out packet, `send_direct` writes the websocket
+   frame (built once for all recipients) straight to the socket instead, but
+   only when that is exactly what the writer would do next: the socket is a
+   settled websocket without compression, its writer is parked on an empty
+   queue (so nothing queued or half-sent can be overtaken), and the socket
+   lock is free. The write is non-blocking: a client that cannot take the
+   whole frame gets the rest from a greenlet that holds the socket lock until
+   it is sent (the writer waits for it, order kept) and a client that cannot
+   take any of it gets the packet through the queue as before. A slow client
+   therefore never stalls the sender's fan-out.
 """
+import errno
+import struct
 
 
 def apply_mask(data, mask, length=None, offset=0):
@@ -19,9 +34,94 @@ def apply_mask(data, mask, length=None, offset=0):
     return value.to_bytes(length, "little")
 
 
+def text_frame(text):
+    """An unmasked, uncompressed, final websocket text frame carrying `text` (server to client)."""
+    payload = text.encode("utf-8")
+    length = len(payload)
+    if length > 65535:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    elif length > 125:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BB", 0x81, length)
+    return header + payload
+
+
+_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+def send_direct(eio_socket, text, cache, spawn=None):
+    """Write Engine.IO packet `text` to `eio_socket`'s websocket now, if that cannot reorder or
+    block (see the module docstring); True when sent or handed to a finishing greenlet, False
+    when the caller must queue it. `cache` (a dict shared by one fan-out) holds the frame."""
+    ws = getattr(eio_socket, "_allynet_ws", None)
+    if ws is None or ws.websocket_closed or eio_socket.closed or not eio_socket.upgraded or \
+            getattr(eio_socket, "upgrading", False):
+        return False
+    queue = eio_socket.queue
+    if queue.qsize() or not queue.getting():
+        return False  # the writer has (or is sending) packets: queue behind them
+    extensions = getattr(ws, "extensions", None)
+    if extensions is None or "permessage-deflate" in extensions:
+        return False  # not RFC 6455, or a compressed socket: its own frames
+    lock = ws._sendlock
+    if not lock.acquire(blocking=False):
+        return False
+    handed_off = False
+    try:
+        frame = cache.get("frame")
+        if frame is None:
+            frame = cache["frame"] = text_frame(text)
+        try:
+            sent = ws.socket.fd.send(frame)
+        except OSError as exc:
+            if exc.errno in _WOULD_BLOCK:
+                return False
+            return False  # a broken socket: the queued path and the reader deal with it
+        if sent >= len(frame):
+            return True
+        if sent <= 0:
+            return False
+        rest = frame[sent:]
+
+        def finish():
+            try:
+                ws.socket.sendall(rest)
+            except Exception:
+                pass  # the reader sees the broken connection
+            finally:
+                lock.release()
+
+        if spawn is None:
+            from eventlet import spawn_n as spawn
+        spawn(finish)
+        handed_off = True
+        return True
+    finally:
+        if not handed_off:
+            lock.release()
+
+
+def _keep_websocket(original):
+    def _websocket_handler(self, ws):
+        self._allynet_ws = ws
+        try:
+            return original(self, ws)
+        finally:
+            self._allynet_ws = None
+
+    _websocket_handler.allynet_original = original
+    return _websocket_handler
+
+
 def install():
-    """Replace eventlet's per-byte unmasking (idempotent); returns the class patched."""
+    """Install both speed-ups (idempotent)."""
+    from engineio import socket as eio_socket
     from eventlet import websocket
 
+    from allynet import message_queue
+
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
-    return websocket.RFC6455WebSocket
+    if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
+        eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
+    message_queue.direct_send = send_direct

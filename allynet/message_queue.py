@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 FAST_PREFIX = b"#fast1\n"
 
 
+# Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
+# writing a fan-out packet straight to an idle websocket; None: every packet goes through Engine.IO.
+direct_send = None
+
+
 def deliver_encoded(server, room, encoded, skip_sid=None):
     """Send an encoded Socket.IO packet (str) to the sockets of `room` on this process,
     one Engine.IO packet object shared by every recipient; returns how many got it."""
@@ -60,10 +65,15 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
     if not participants:
         return 0
     eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+    direct = direct_send
+    sockets = server.eio.sockets
+    text = "4" + encoded  # the Engine.IO MESSAGE packet, as its writer would encode it
+    cache = {}
     sent = 0
     for sid, eio_sid in list(participants.items()):
         if sid != skip_sid:
-            server._send_eio_packet(eio_sid, eio_pkt)
+            if direct is None or not direct(sockets.get(eio_sid), text, cache):
+                server._send_eio_packet(eio_sid, eio_pkt)
             sent += 1
     return sent
 

@@ -248,3 +248,209 @@ def test_bare_handler_acks_errors_like_the_others(client, make_user, socket_clie
     ack = sio.emit("party:update", "not an object", callback=True)
     assert ack["ok"] is False and ack["error"]["code"] in ("validation_error", "bad_request")
     assert sio.is_connected()
+
+
+# ---- the real server under eventlet (direct fan-out writes active) ----------
+
+@pytest.fixture(scope="module")
+def eventlet_server():
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from tests.test_server_e2e import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
+           "SOCKETIO_ASYNC_MODE": "eventlet", "MAX_UPDATE_HZ": "1000", "RATELIMIT_ENABLED": "0",
+           "BCRYPT_ROUNDS": "4"}
+    for key in ("MONGO_URI", "REDIS_URL", "ALLYNET_ENV"):
+        env.pop(key, None)
+    proc = subprocess.Popen([sys.executable, "wsgi.py"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("wsgi.py did not start")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_fan_out_over_real_websockets_arrives_complete_and_in_order(eventlet_server):
+    import threading
+
+    import requests
+    import socketio
+
+    api = f"{eventlet_server}/api/v1"
+    riders = []
+    for i in range(4):
+        body = {"email": f"fast{i}@example.com", "password": "a good password", "display_name": f"r{i}"}
+        response = requests.post(f"{api}/auth/register", json=body, timeout=10)
+        assert response.status_code == 201, response.text
+        riders.append(response.json()["data"])
+    tokens = [rider["access_token"] for rider in riders]
+    headers = [{"Authorization": f"Bearer {token}"} for token in tokens]
+    party = requests.post(f"{api}/parties", json={"name": "fast"}, headers=headers[0], timeout=10).json()["data"]
+    for h in headers[1:3]:  # riders 0-2 are members; rider 3 is connected but outside
+        assert requests.post(f"{api}/parties/join", json={"invite_code": party["invite_code"]},
+                             headers=h, timeout=10).status_code == 200
+
+    received = [[] for _ in tokens]
+    lock = threading.Lock()
+    clients = []
+    for i, token in enumerate(tokens):
+        client = socketio.Client(reconnection=False)
+        client.on("party:update", lambda data, i=i: (lock.acquire(), received[i].append(data), lock.release()))
+        # Rider 1 starts on long-polling and upgrades: the direct path must wait for the upgrade.
+        transports = ["polling", "websocket"] if i == 1 else ["websocket"]
+        client.connect(eventlet_server, auth={"token": token}, transports=transports, wait_timeout=10)
+        clients.append(client)
+    try:
+        rounds = 40
+        for n in range(rounds):  # a burst: frames queue up behind each other on the way out
+            for sender in (0, 2):
+                ack = clients[sender].call("party:update", {
+                    "party_id": party["id"], "location": {"lat": 45 + n / 1000, "lng": 5.0},
+                    "heading": n, "status": "riding"}, timeout=10)
+                assert ack["ok"], ack
+        wait_until(lambda: len(received[1]) >= 2 * rounds and len(received[0]) >= rounds
+                   and len(received[2]) >= rounds, timeout=10, message="every update")
+        clients[3].call("party:join", {"party_id": party["id"]}, timeout=10)  # a round trip on the outsider
+        with lock:
+            for member, senders in ((0, [2]), (1, [0, 2]), (2, [0])):
+                got = received[member]
+                assert len(got) == rounds * len(senders)  # each once, never its own
+                for sender in senders:
+                    headings = [u["heading"] for u in got if u["user_id"] == _user_id(riders[sender])]
+                    assert headings == [float(n) for n in range(rounds)], (member, sender)  # in order
+            assert received[3] == []
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def _user_id(registered):
+    return registered["user"]["id"]
+
+
+# ---- direct writes: the decisions, with stand-in sockets ---------------------
+
+class _FakeFd:
+    def __init__(self, accept):
+        self.accept, self.sent = accept, b""
+
+    def send(self, data):
+        if self.accept == "eagain":
+            import errno
+
+            raise BlockingIOError(errno.EAGAIN, "would block")
+        n = len(data) if self.accept is None else min(self.accept, len(data))
+        self.sent += bytes(data[:n])
+        return n
+
+
+class _FakeGreenSocket:
+    def __init__(self, accept):
+        self.fd = _FakeFd(accept)
+        self.rest = b""
+
+    def sendall(self, data):
+        self.rest += data
+
+
+class _FakeQueue:
+    def __init__(self, queued=0, waiting=1):
+        self.queued, self.waiting = queued, waiting
+
+    def qsize(self):
+        return self.queued
+
+    def getting(self):
+        return self.waiting
+
+
+def _fake_socket(accept=None, queued=0, waiting=1, extensions=None):
+    import threading
+    from types import SimpleNamespace
+
+    ws = SimpleNamespace(websocket_closed=False, extensions=extensions or {}, _sendlock=threading.Semaphore(),
+                         socket=_FakeGreenSocket(accept))
+    return SimpleNamespace(_allynet_ws=ws, closed=False, upgraded=True, upgrading=False,
+                           queue=_FakeQueue(queued, waiting))
+
+
+def _lock_free(sock):
+    if sock._allynet_ws._sendlock.acquire(blocking=False):
+        sock._allynet_ws._sendlock.release()
+        return True
+    return False
+
+
+def test_direct_write_sends_one_shared_frame_to_idle_websockets():
+    from allynet.eventlet_ws import send_direct, text_frame
+
+    cache = {}
+    socks = [_fake_socket() for _ in range(3)]
+    assert all(send_direct(sock, '42["party:update",{}]', cache) for sock in socks)
+    frame = text_frame('42["party:update",{}]')
+    assert [sock._allynet_ws.socket.fd.sent for sock in socks] == [frame] * 3
+    assert all(_lock_free(sock) for sock in socks)
+
+
+def test_direct_write_never_overtakes_or_blocks():
+    from allynet.eventlet_ws import send_direct
+
+    for sock in (_fake_socket(queued=1), _fake_socket(waiting=0), _fake_socket(accept="eagain"),
+                 _fake_socket(extensions={"permessage-deflate": {}}), None):
+        assert send_direct(sock, "42[]", {}) is False  # the caller queues it through Engine.IO
+        if sock is not None:
+            assert sock._allynet_ws.socket.fd.sent == b"" and _lock_free(sock)
+    upgrading = _fake_socket()
+    upgrading.upgrading = True
+    assert send_direct(upgrading, "42[]", {}) is False
+
+
+def test_a_partial_write_is_finished_under_the_socket_lock():
+    from allynet.eventlet_ws import send_direct, text_frame
+
+    spawned = []
+    sock = _fake_socket(accept=5)
+    text = '42["party:update",{"x":"' + "y" * 300 + '"}]'
+    assert send_direct(sock, text, {}, spawn=spawned.append) is True
+    assert not _lock_free(sock)  # the writer (or another fan-out) waits for the rest
+    spawned[0]()
+    ws = sock._allynet_ws
+    assert ws.socket.fd.sent + ws.socket.rest == text_frame(text) and _lock_free(sock)
+
+
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 200, 65535, 65536, 70000])
+def test_text_frame_is_what_eventlet_would_send(size):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from eventlet.websocket import RFC6455WebSocket
+
+    from allynet.eventlet_ws import text_frame
+
+    ws = RFC6455WebSocket.__new__(RFC6455WebSocket)
+    ws.extensions, ws.client = {}, False
+    text = "é" * (size // 2) + "x" * (size % 2)
+    assert text_frame(text) == ws._pack_message(text)

@@ -8,6 +8,7 @@ import functools
 import json
 
 from flask import jsonify, request
+from marshmallow import Schema
 from werkzeug.routing import BaseConverter, ValidationError as RoutingValidationError
 from bson import ObjectId
 
@@ -100,6 +101,24 @@ def use_query(schema):
         return _record(wrapper, query=schema)
 
     return decorator
+
+
+class EmptyBodySchema(Schema):
+    """An action with no parameters: no body or `{}`; any field is refused."""
+
+
+empty_body_schema = EmptyBodySchema()
+
+
+def no_body(view):
+    """Refuse every body but none or `{}` (unknown fields 400, non-objects 400)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        empty_body_schema.load(json_body(optional=True))
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True, **extra):

@@ -25,10 +25,6 @@ PARIS = {"lat": 48.8566, "lng": 2.3522}
 NEAR_PARIS = {"lat": 48.8570, "lng": 2.3530}
 
 
-# Known discrepancies in allynet/parties/ (owned by another engineer): these actions ignore the body.
-PARTY_BODYLESS = {"parties.leave_party", "parties.end_party"}
-PARTY_XFAIL = pytest.mark.xfail(strict=True, reason="parties: POST /parties/<id>/leave and /end ignore the "
-                                                    "body; unknown fields / non-object bodies must be 400")
 
 
 def _routes():
@@ -47,16 +43,14 @@ def _routes():
 ROUTES = _routes()
 
 
-def _params(routes, body_rule=False):
-    return [pytest.param(route, id=f"{route[0]} {route[1]}",
-                         marks=[PARTY_XFAIL] if body_rule and route[2] in PARTY_BODYLESS else [])
+def _params(routes):
+    return [pytest.param(route, id=f"{route[0]} {route[1]}")
             for route in routes]
 
 
 ID_ROUTES = _params(route for route in ROUTES if "<oid:" in route[1])
 AUTHED_ROUTES = _params(route for route in ROUTES if route[2] not in PUBLIC)
-BODY_ROUTES = _params((route for route in ROUTES if route[0] in BODY_METHODS and route[2] not in REFRESH_ONLY),
-                      body_rule=True)
+BODY_ROUTES = _params(route for route in ROUTES if route[0] in BODY_METHODS and route[2] not in REFRESH_ONLY)
 QUERY_ROUTES = _params(route for route in ROUTES if route[0] == "GET" and route[3])
 CURSOR_ROUTES = _params(route for route in ROUTES if "cursor" in route[3])
 
@@ -315,8 +309,6 @@ def test_refresh_refuses_unknown_body_fields(client, make_user):
         "access_token", "refresh_token"}
 
 
-@pytest.mark.xfail(strict=True, reason="parties (owned by another engineer): POST /parties/<id>/leave and "
-                                       "/end ignore the body; unknown fields and non-object bodies must be 400")
 @pytest.mark.parametrize("action", ["leave", "end"])
 def test_party_actions_refuse_unknown_fields(client, make_user, action):
     leader = make_user()

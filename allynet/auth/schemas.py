@@ -30,9 +30,6 @@ class LogoutSchema(Schema):
     refresh_token = fields.String(validate=validate.Length(max=4096))
 
 
-class RefreshSchema(Schema):
-    """A body-less action: no body or `{}`; any field is refused."""
-
 
 class TokenPairSchema(Schema):
     access_token = fields.String()
@@ -46,6 +43,5 @@ class AuthResultSchema(TokenPairSchema):
 register_schema = RegisterSchema()
 login_schema = LoginSchema()
 logout_schema = LogoutSchema()
-refresh_schema = RefreshSchema()
 token_pair_schema = TokenPairSchema()
 auth_result_schema = AuthResultSchema()

@@ -4,11 +4,11 @@ from flask_jwt_extended import get_jwt, jwt_required
 
 from allynet.auth import bp, service
 from allynet.auth.decorators import auth_required
-from allynet.auth.schemas import (auth_result_schema, login_schema, logout_schema, refresh_schema,
+from allynet.auth.schemas import (auth_result_schema, login_schema, logout_schema,
                                   register_schema, token_pair_schema)
 from allynet.db import get_db
 from allynet.extensions import limiter
-from allynet.http import doc, ok, use_body
+from allynet.http import doc, no_body, ok, use_body
 
 
 def _email_key():
@@ -39,8 +39,8 @@ def login(data):
 @bp.post("/refresh")
 @jwt_required(refresh=True)
 @doc(summary="Rotate a refresh token", response=token_pair_schema, tags=["auth"], refresh=True)
-@use_body(refresh_schema, optional=True)
-def refresh(data):
+@no_body
+def refresh():
     return ok(token_pair_schema.dump(service.rotate(db=get_db(), payload=get_jwt())))
 
 

@@ -42,9 +42,6 @@ class RespondSchema(Schema):
     eta_minutes = fields.Integer(strict=True, allow_none=True, validate=validate.Range(0, MAX_ETA_MINUTES))
 
 
-class EmptySchema(Schema):
-    """Actions without a body (an empty object is accepted, any field is refused)."""
-
 
 class NearQuerySchema(Schema):
     """GET /emergencies?near=lat,lng&radius_m=."""
@@ -154,7 +151,6 @@ class MessageSchema(Schema):
 
 create_schema = CreateEmergencySchema()
 respond_schema = RespondSchema()
-empty_schema = EmptySchema()
 near_query_schema = NearQuerySchema()
 mine_query_schema = MineQuerySchema()
 join_event_schema = JoinEventSchema()

@@ -4,10 +4,10 @@ from flask import current_app, request
 from allynet.auth.decorators import auth_required, current_user_id, user_or_ip_key
 from allynet.db import get_db
 from allynet.emergencies import bp, service
-from allynet.emergencies.schemas import (create_result_schema, create_schema, emergency_schema, empty_schema,
+from allynet.emergencies.schemas import (create_result_schema, create_schema, emergency_schema,
                                          mine_query_schema, near_query_schema, nearby_schema, respond_schema)
 from allynet.extensions import limiter
-from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 
 TAGS = ["emergencies"]
 IDEMPOTENCY_HEADER = [{
@@ -76,8 +76,8 @@ def respond(emergency_id, data):
 @auth_required
 @doc(summary="An alerted helper declines; never alerted again for this SOS", response=emergency_schema,
      tags=TAGS)
-@use_body(empty_schema, optional=True)
-def decline(emergency_id, data):
+@no_body
+def decline(emergency_id):
     emergency = service.decline(db=get_db(), emergency_id=emergency_id, helper_id=current_user_id())
     return ok(emergency_schema.dump(emergency))
 
@@ -86,8 +86,8 @@ def decline(emergency_id, data):
 @auth_required
 @doc(summary="Resolve (owner or admin); the room gets emergency.resolved and is closed",
      response=emergency_schema, tags=TAGS)
-@use_body(empty_schema, optional=True)
-def resolve(emergency_id, data):
+@no_body
+def resolve(emergency_id):
     emergency = service.resolve(db=get_db(), emergency_id=emergency_id, actor_id=current_user_id())
     return ok(emergency_schema.dump(emergency))
 
@@ -95,7 +95,7 @@ def resolve(emergency_id, data):
 @bp.post("/emergencies/<oid:emergency_id>/cancel")
 @auth_required
 @doc(summary="Cancel (owner); the room is closed", response=emergency_schema, tags=TAGS)
-@use_body(empty_schema, optional=True)
-def cancel(emergency_id, data):
+@no_body
+def cancel(emergency_id):
     emergency = service.cancel(db=get_db(), emergency_id=emergency_id, actor_id=current_user_id())
     return ok(emergency_schema.dump(emergency))

@@ -123,9 +123,6 @@ class OfferCreateSchema(Schema):
     price = fields.Nested(MoneySchema, allow_none=True)
 
 
-class HelpRequestActionSchema(Schema):
-    """Actions without parameters: no body or `{}`; any field is refused (unknown fields are never ignored)."""
-
 
 class AcceptSchema(Schema):
     offer_id = ObjectIdField(required=True)
@@ -154,5 +151,4 @@ help_request_create_schema = HelpRequestCreateSchema()
 help_request_update_schema = HelpRequestUpdateSchema()
 offer_create_schema = OfferCreateSchema()
 accept_schema = AcceptSchema()
-action_schema = HelpRequestActionSchema()
 help_request_list_query_schema = HelpRequestListQuerySchema()

@@ -2,11 +2,11 @@
 from allynet.auth.decorators import auth_required, current_user_id
 from allynet.db import get_db
 from allynet.help_requests import bp, service
-from allynet.help_requests.schemas import (accept_schema, action_schema, help_request_create_schema,
+from allynet.help_requests.schemas import (accept_schema, help_request_create_schema,
                                            help_request_list_query_schema,
                                            help_request_schema, help_request_update_schema, offer_create_schema,
                                            offer_schema)
-from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 
 TAGS = ["help_requests"]
 
@@ -81,8 +81,8 @@ def accept_offer(request_id, data):
 @doc(summary="Mark your assigned help request completed (raises the helper's trust score). "
              "Socket.IO: help_request.status_changed to owner and helper",
      response=help_request_schema, tags=TAGS)
-@use_body(action_schema, optional=True)
-def complete_help_request(request_id, data):
+@no_body
+def complete_help_request(request_id):
     document = service.complete(db=get_db(), user_id=current_user_id(), request_id=request_id)
     return ok(help_request_schema.dump(document))
 
@@ -91,7 +91,7 @@ def complete_help_request(request_id, data):
 @auth_required
 @doc(summary="Cancel your open or assigned help request. Socket.IO: help_request.status_changed to the owner "
              "and the helper (or, while open, the offerers)", response=help_request_schema, tags=TAGS)
-@use_body(action_schema, optional=True)
-def cancel_help_request(request_id, data):
+@no_body
+def cancel_help_request(request_id):
     document = service.cancel(db=get_db(), user_id=current_user_id(), request_id=request_id)
     return ok(help_request_schema.dump(document))

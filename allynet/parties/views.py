@@ -5,7 +5,7 @@ actions on an existing party by a non-member are 403 `forbidden`.
 """
 from allynet.auth.decorators import auth_required, current_user_id
 from allynet.db import get_db
-from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 from allynet.parties import bp, service
 from allynet.parties.schemas import (history_item_schema, history_query_schema, party_create_schema,
                                      party_join_schema, party_schema, route_create_schema,
@@ -61,6 +61,7 @@ def get_party(party_id):
 @auth_required
 @doc(summary="Leave the party (leader hands over; the last one out ends it; 403 if not a member)",
      response=party_schema, tags=["parties"])
+@no_body
 def leave_party(party_id):
     db = get_db()
     return ok(_state(db, service.leave_party(db=db, user_id=current_user_id(), party_id=party_id)))
@@ -69,6 +70,7 @@ def leave_party(party_id):
 @bp.post("/parties/<oid:party_id>/end")
 @auth_required
 @doc(summary="End the party (leader only: 403 otherwise)", response=party_schema, tags=["parties"])
+@no_body
 def end_party(party_id):
     db = get_db()
     return ok(_state(db, service.end_party(db=db, user_id=current_user_id(), party_id=party_id)))

@@ -130,8 +130,7 @@ def close_stale_sos(*, db, max_hours, dry_run=False, now=None):
         try:
             # The service's own close: one compare-and-set with the timeline entry, then the
             # owner's active_emergency_id released and everyone told. `by` None: the system did it.
-            emergencies_service._close(db=db, emergency=emergency, status="cancelled", actor_id=None,
-                                       owner_only=False)
+            emergencies_service.cancel_as_system(db=db, emergency=emergency)
         except AllyNetError:
             continue  # resolved or cancelled meanwhile
         audit.record(db=db, actor_id=None, action="emergency.expire", target_type="emergency",

@@ -525,6 +525,11 @@ def cancel(*, db, emergency_id, actor_id):
     return _close(db=db, emergency=emergency, status="cancelled", actor_id=actor_id, owner_only=True)
 
 
+def cancel_as_system(*, db, emergency):
+    """The system calls off an SOS (maintenance: open too long); `by` is None in the timeline."""
+    return _close(db=db, emergency=emergency, status="cancelled", actor_id=None, owner_only=False)
+
+
 def decline(*, db, emergency_id, helper_id):
     """An alerted helper declines: never alerted again for this SOS; declining twice is a no-op."""
     emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=helper_id)

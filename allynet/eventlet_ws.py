@@ -19,7 +19,7 @@
    take any of it gets the packet through the queue as before. A slow client
    therefore never stalls the sender's fan-out.
 """
-import errno
+import ssl
 import struct
 
 
@@ -47,9 +47,6 @@ def text_frame(text):
     return header + payload
 
 
-_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
-
-
 def send_direct(eio_socket, text, cache, spawn=None):
     """Write Engine.IO packet `text` to `eio_socket`'s websocket now, if that cannot reorder or
     block (see the module docstring); True when sent or handed to a finishing greenlet, False
@@ -72,12 +69,13 @@ def send_direct(eio_socket, text, cache, spawn=None):
         frame = cache.get("frame")
         if frame is None:
             frame = cache["frame"] = text_frame(text)
+        fd = ws.socket.fd
+        if isinstance(fd, ssl.SSLSocket):
+            return False  # TLS in this process (normally it ends at the proxy): records, not bytes
         try:
-            sent = ws.socket.fd.send(frame)
-        except OSError as exc:
-            if exc.errno in _WOULD_BLOCK:
-                return False
-            return False  # a broken socket: the queued path and the reader deal with it
+            sent = fd.send(frame)
+        except OSError:
+            return False  # would block: queue it; broken: the queued path and the reader deal with it
         if sent >= len(frame):
             return True
         if sent <= 0:

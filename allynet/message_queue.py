@@ -103,24 +103,7 @@ class QueueManager(socketio.RedisManager):
 
     def _publish(self, data):
         """Publish to the other processes; on an outage log, drop, and never raise or block long."""
-        if self._publish_down and time.monotonic() < self._down_until:
-            self.dropped += 1
-            return None
-        try:
-            result = self.publisher.publish(self.channel, self.json.dumps(data))
-        except Exception as exc:  # any failure here must not reach the emitting request
-            self.dropped += 1
-            if not self._publish_down:
-                log.warning("Socket.IO queue: publish failed (%s: %s); other processes miss events "
-                            "until Redis answers", type(exc).__name__, exc)
-            self._publish_down = True
-            self._down_until = time.monotonic() + self.retry_seconds
-            return None
-        if self._publish_down:
-            log.info("Socket.IO queue: publishing again")
-            self._publish_down = False
-        self.published += 1
-        return result
+        return self._publish_raw(self.json.dumps(data))
 
     def publish_encoded(self, room, encoded, skip_sid=None):
         """Publish an encoded Socket.IO packet (str) for `room` to the other processes."""
@@ -129,7 +112,7 @@ class QueueManager(socketio.RedisManager):
         return self._publish_raw(frame)
 
     def _publish_raw(self, frame):
-        # Same outage handling as _publish, without the JSON envelope.
+        # An outage is logged once, drops the frame and pauses publishing for retry_seconds.
         if self._publish_down and time.monotonic() < self._down_until:
             self.dropped += 1
             return None

@@ -1,10 +1,12 @@
 """Opaque cursors for list endpoints: `meta.next_cursor` in, `?cursor=` back."""
 import base64
 import json
+import math
 
 from bson import ObjectId
 
 from allynet.errors import ValidationFailed
+from allynet.fields import object_id
 
 
 def encode_cursor(values):
@@ -24,3 +26,43 @@ def decode_cursor(cursor, length):
     if not isinstance(values, list) or len(values) != length:
         raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
     return values
+
+
+def decode_ranked_cursor(cursor):
+    """(distance or score, id) of the last item of the previous page; 400 when it is not one."""
+    rank, last_id = decode_cursor(cursor, 2)
+    last_id = object_id(last_id)
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)) or not math.isfinite(rank) \
+            or last_id is None:
+        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+    return float(rank), last_id
+
+
+def page_of(items, limit, rank_field):
+    """Cut a fetched `limit + 1` batch to a page; the cursor holds the last item's (rank, id)."""
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor([items[-1][rank_field], items[-1]["_id"]])
+
+
+def nearest_page(collection, *, near, radius_m, query, limit, cursor=None, projection=None):
+    """One page of `collection` within `radius_m` of `near` ({lat, lng}), nearest first, with `distance_m`.
+
+    `$geoNear` is the first stage (distances come from the database); ties in
+    distance are ordered by id, so pages never skip or repeat an item.
+    """
+    point = {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
+    pipeline = [
+        {"$geoNear": {"near": point, "key": "location", "distanceField": "distance_m",
+                      "maxDistance": radius_m, "spherical": True, "query": query}},
+        {"$sort": {"distance_m": 1, "_id": 1}},
+    ]
+    if cursor:
+        last_distance, last_id = decode_ranked_cursor(cursor)
+        pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
+                                             {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
+    pipeline.append({"$limit": limit + 1})
+    if projection:
+        pipeline.append({"$project": projection})
+    return page_of(list(collection.aggregate(pipeline)), limit, "distance_m")

@@ -20,16 +20,14 @@ Events (Socket.IO, through allynet.realtime, each to `user:<id>` rooms):
   owner and the people involved: all offerers on accept, the helper on
   complete, the helper (or, while open, the offerers) on cancel.
 """
-import math
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 
 from allynet import clock, realtime, trust
 from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from allynet.fields import object_id
 from allynet.help_requests.schemas import help_request_schema, offer_schema
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.pagination import nearest_page
 
 MAX_OFFERS = 100
 # Fields left out of lists: offers are private to the owner and each offerer.
@@ -67,26 +65,11 @@ def list_nearby(*, db, user_id, near=None, radius_m, status="open", category=Non
     """
     if near is None:
         near = _profile_location(db=db, user_id=user_id)
-    point = {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
     query = {"status": status}
     if category is not None:
         query["category"] = category
-    pipeline = [
-        {"$geoNear": {"near": point, "key": "location", "distanceField": "distance_m",
-                      "maxDistance": radius_m, "spherical": True, "query": query}},
-        {"$sort": {"distance_m": 1, "_id": 1}},
-    ]
-    if cursor:
-        last_distance, last_id = _decode_distance_cursor(cursor)
-        pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
-                                             {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
-    pipeline += [{"$limit": limit + 1}, {"$project": LIST_PROJECTION}]
-    items = list(db.help_requests.aggregate(pipeline))
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = encode_cursor([items[-1]["distance_m"], items[-1]["_id"]])
-    return items, next_cursor
+    return nearest_page(db.help_requests, near=near, radius_m=radius_m, query=query, limit=limit,
+                        cursor=cursor, projection=LIST_PROJECTION)
 
 
 def get_or_raise(*, db, request_id):
@@ -266,12 +249,3 @@ def _profile_location(*, db, user_id):
         raise ValidationFailed(details={"near": ["Required when your profile has no location."]})
     lng, lat = point["coordinates"][:2]
     return {"lat": lat, "lng": lng}
-
-
-def _decode_distance_cursor(cursor):
-    distance, last_id = decode_cursor(cursor, 2)
-    last_id = object_id(last_id)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance) \
-            or last_id is None:
-        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
-    return float(distance), last_id

@@ -11,14 +11,13 @@ Search plans, each one a real MongoDB server accepts:
 `q` only ever goes to `$search` as a string, so regex characters are text.
 Pages are cursor-based: (distance or text score, id) when ranked, id otherwise.
 """
-import math
 
 from pymongo import DESCENDING, ReturnDocument
 
 from allynet import clock, geo
 from allynet.errors import Forbidden, NotFound, ValidationFailed
 from allynet.fields import object_id
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.pagination import decode_cursor, decode_ranked_cursor, encode_cursor, nearest_page, page_of
 from allynet.users import service as users_service
 
 
@@ -58,7 +57,7 @@ def search(*, db, near=None, radius_m, category=None, q=None, limit, cursor=None
             return _best_match(db=db, query=query, q=q, limit=limit, cursor=cursor)
         return _newest_first(db=db, query=query, limit=limit, cursor=cursor)
     if q is None:
-        return _geo_near(db=db, near=near, radius_m=radius_m, query=query, limit=limit, cursor=cursor)
+        return nearest_page(db.skills, near=near, radius_m=radius_m, query=query, limit=limit, cursor=cursor)
     return _text_near(db=db, near=near, radius_m=radius_m, query=query, q=q, limit=limit, cursor=cursor)
 
 
@@ -97,25 +96,6 @@ def _raise_refusal(*, db, skill_id):
     raise Forbidden("Only the owner can change this skill")
 
 
-def _point(near):
-    return {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
-
-
-def _geo_near(*, db, near, radius_m, query, limit, cursor):
-    pipeline = [
-        {"$geoNear": {"near": _point(near), "key": "location", "distanceField": "distance_m",
-                      "maxDistance": radius_m, "spherical": True, "query": query}},
-        # Ties in distance are ordered by id so that pages never skip or repeat one.
-        {"$sort": {"distance_m": 1, "_id": 1}},
-    ]
-    if cursor:
-        last_distance, last_id = _decode_ranked_cursor(cursor)
-        pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
-                                             {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
-    pipeline.append({"$limit": limit + 1})
-    return _page_by_distance(list(db.skills.aggregate(pipeline)), limit)
-
-
 def _text_near(*, db, near, radius_m, query, q, limit, cursor):
     area = {"$geoWithin": {"$centerSphere": [[near["lng"], near["lat"]], radius_m / geo.EARTH_RADIUS_M]}}
     found = list(db.skills.find({**query, "$text": {"$search": q}, "location": area}))
@@ -124,16 +104,9 @@ def _text_near(*, db, near, radius_m, query, q, limit, cursor):
         document["distance_m"] = geo.haversine_m(near["lng"], near["lat"], lng, lat)
     found.sort(key=lambda document: (document["distance_m"], document["_id"]))
     if cursor:
-        last = _decode_ranked_cursor(cursor)
+        last = decode_ranked_cursor(cursor)
         found = [document for document in found if (document["distance_m"], document["_id"]) > last]
-    return _page_by_distance(found[:limit + 1], limit)
-
-
-def _page_by_distance(items, limit):
-    if len(items) <= limit:
-        return items, None
-    items = items[:limit]
-    return items, encode_cursor([items[-1]["distance_m"], items[-1]["_id"]])
+    return page_of(found[:limit + 1], limit, "distance_m")
 
 
 def _best_match(*, db, query, q, limit, cursor):
@@ -144,15 +117,11 @@ def _best_match(*, db, query, q, limit, cursor):
         {"$sort": {"text_score": -1, "_id": -1}},
     ]
     if cursor:
-        last_score, last_id = _decode_ranked_cursor(cursor)
+        last_score, last_id = decode_ranked_cursor(cursor)
         pipeline.append({"$match": {"$or": [{"text_score": {"$lt": last_score}},
                                              {"text_score": last_score, "_id": {"$lt": last_id}}]}})
     pipeline.append({"$limit": limit + 1})
-    items = list(db.skills.aggregate(pipeline))
-    if len(items) <= limit:
-        return items, None
-    items = items[:limit]
-    return items, encode_cursor([items[-1]["text_score"], items[-1]["_id"]])
+    return page_of(list(db.skills.aggregate(pipeline)), limit, "text_score")
 
 
 def _newest_first(*, db, query, limit, cursor):
@@ -167,13 +136,3 @@ def _newest_first(*, db, query, limit, cursor):
         return items, None
     items = items[:limit]
     return items, encode_cursor([items[-1]["_id"]])
-
-
-def _decode_ranked_cursor(cursor):
-    """(distance or score, id) of the last item of the previous page."""
-    distance, last_id = decode_cursor(cursor, 2)
-    last_id = object_id(last_id)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance) \
-            or last_id is None:
-        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
-    return float(distance), last_id

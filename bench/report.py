@@ -189,6 +189,35 @@ def tables(records):
     return "\n".join(lines)
 
 
+def rest_tables(path):
+    """The REST figure: wrk under party load (docs/bench/rest.jsonl)."""
+    if not os.path.exists(path):
+        return ""
+    lines = ["### REST under party load (wrk, 1 thread)\n"]
+    for rec in load(path):
+        load_ = rec.get("party_load") or {}
+        lat = load_.get("latency_ms") or {}
+        m = rec.get("machine", {})
+        ratio = load_.get("delivery_ratio")
+        delivered = "—" if ratio is None else f"{100 * ratio:.2f}%"
+        lines.append(f"`{rec.get('command')}` — {rec.get('started_at')}, {m.get('nproc')} × {m.get('cpu_model')}, "
+                     f"git {rec.get('git_rev')}, async mode {rec.get('async_mode')}, wrk {rec.get('wrk_duration_s')} s "
+                     f"per cell, {rec.get('seeded_reports', 0)} reports seeded within ~5 km. Party load meanwhile: {load_.get('clients')} clients, "
+                     f"{delivered} delivered, "
+                     f"p99 {fmt(lat.get('p99'), 1)} ms, server CPU {fmt(load_.get('server_cpu_pct'), 1)} %, "
+                     f"steal {fmt(load_.get('steal_pct'), 1)} %, load1 {fmt((load_.get('loadavg') or [None])[0], 2)}.\n")
+        lines.append("| endpoint | connections | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors |\n"
+                     "|---|---:|---:|---:|---:|---:|---:|---|")
+        for e in rec.get("endpoints", []):
+            lines.append(f"| `GET {e.get('url')}` | {e.get('concurrency')} | {fmt(e.get('requests_per_s'), 1)} | "
+                         f"{fmt(e.get('p50_ms'), 1)} | {fmt(e.get('p90_ms'), 1)} | {fmt(e.get('p99_ms'), 1)} | "
+                         f"{e.get('non_2xx')} | {e.get('socket_errors') or ''} |")
+        for sk in rec.get("skipped", []):
+            lines.append(f"\nSkipped `{sk['endpoint']}`: HTTP {sk['status']} before the run (endpoint not available).")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def plots(records):
     """latency vs clients per scenario, plus the cross-scenario p99 and efficiency plots."""
     import matplotlib
@@ -285,7 +314,7 @@ def main(argv=None):
     parser.add_argument("--print", action="store_true")
     args = parser.parse_args(argv)
     records = load(args.results)
-    text = tables(records)
+    text = tables(records) + "\n" + rest_tables(os.path.join(os.path.dirname(os.path.abspath(args.results)), "rest.jsonl"))
     if args.print:
         print(text)
         return 0

@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -76,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--party-clients", type=int, default=500)
     parser.add_argument("--wrk-duration", type=int, default=15)
     parser.add_argument("--concurrency", default="16,64")
+    parser.add_argument("--seed-reports", type=int, default=200, help="reports created near the point first")
     parser.add_argument("--async-mode", default="eventlet", choices=("eventlet", "gevent", "threading"))
     parser.add_argument("--stamp", default="heading")
     parser.add_argument("--results", default=RESULTS)
@@ -93,7 +95,7 @@ def main(argv=None):
               "git_rev": bench_run.git_rev(), "wrk_duration_s": args.wrk_duration, "endpoints": [],
               "skipped": [],
               "command": f"python bench/rest.py --party-clients {args.party_clients} "
-                         f"--wrk-duration {args.wrk_duration} --async-mode {args.async_mode}"}
+                         f"--wrk-duration {args.wrk_duration} --async-mode {args.async_mode} --seed-reports {args.seed_reports}"}
     gen = None
     try:
         (base,) = servers.start()
@@ -101,6 +103,19 @@ def main(argv=None):
             "email": f"wrk-{int(time.time())}@example.com", "password": "bench-password-1",
             "display_name": "wrk"})
         token = body["data"]["access_token"]
+        seeded = 0
+        rng = random.Random(9)
+        for i in range(args.seed_reports):  # something for /alerts to find and sort (non-camera reports are active, hence listed, at once)
+            try:
+                code, _ = post_json(f"{base}/api/v1/reports", {
+                    "type": ("hazard", "traffic", "accident", "police")[i % 4],
+                    "location": {"lat": LAT + rng.uniform(-0.04, 0.04), "lng": LNG + rng.uniform(-0.06, 0.06)},
+                    "description": f"bench report {i}"}, token)
+                seeded += code == 201
+            except urllib.error.HTTPError as exc:
+                if not record.get("seed_error"):
+                    record["seed_error"] = f"HTTP {exc.code}: {exc.read()[:200]!r}"
+        record["seeded_reports"] = seeded
         endpoints = [("profile", f"{base}/api/v1/profile"),
                      ("alerts", f"{base}/api/v1/alerts?lat={LAT}&lng={LNG}&radius_m=5000")]
         todo = []

@@ -1,4 +1,8 @@
 """Small helpers for tests (import as `from tests.helpers import ...`)."""
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def events_named(sio_client, name):
@@ -9,3 +13,11 @@ def events_named(sio_client, name):
 def error_code(response):
     """The contract error code of a Flask test response."""
     return response.get_json()["error"]["code"]
+
+
+def load_script(name):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"allynet_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

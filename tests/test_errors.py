@@ -5,6 +5,7 @@ import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
 from tests.helpers import error_code
+from tests.scaleout_support import free_port
 
 PROFILE = "/api/v1/profile"
 REGISTER = "/api/v1/auth/register"
@@ -110,11 +111,7 @@ def test_mongo_outage_is_503(client, make_user, monkeypatch):
 
 def test_real_unreachable_mongo_answers_503_quickly(app_factory, make_user):
     """A pymongo client pointed at a closed port: 503 within the selection timeout, not a hang."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = app_factory(MONGO_CLIENT=None, MONGO_URI=f"mongodb://127.0.0.1:{port}/",
                       MONGO_SERVER_SELECTION_TIMEOUT_MS=300)
     response = app.test_client().post(REGISTER, json={"email": "a@example.com", "password": "long enough",
@@ -133,11 +130,7 @@ def test_health_and_ready(client):
 
 
 def test_ready_reports_unreachable_redis(app_factory):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = app_factory()
     app.config["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     response = app.test_client().get("/readyz")

@@ -254,42 +254,14 @@ def test_bare_handler_acks_errors_like_the_others(client, make_user, socket_clie
 
 @pytest.fixture(scope="module")
 def eventlet_server():
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    from tests.scaleout_support import WsgiProcess
 
-    import requests
-
-    from tests.test_server_e2e import free_port
-
-    root = Path(__file__).resolve().parent.parent
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
-           "SOCKETIO_ASYNC_MODE": "eventlet", "MAX_UPDATE_HZ": "1000", "RATELIMIT_ENABLED": "0",
-           "BCRYPT_ROUNDS": "4"}
-    for key in ("MONGO_URI", "REDIS_URL", "ALLYNET_ENV"):
-        env.pop(key, None)
-    proc = subprocess.Popen([sys.executable, "wsgi.py"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("wsgi.py did not start")
-    yield base
-    proc.terminate()
+    process = WsgiProcess({"SOCKETIO_ASYNC_MODE": "eventlet", "MAX_UPDATE_HZ": "1000",
+                           "RATELIMIT_ENABLED": "0"})
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield process.wait_ready(timeout=30).url
+    finally:
+        process.stop()
 
 
 def test_fan_out_over_real_websockets_arrives_complete_and_in_order(eventlet_server):

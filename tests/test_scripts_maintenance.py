@@ -1,5 +1,4 @@
 """scripts/maintenance.py: each subcommand on a shared store, what it changes, and that --dry-run changes nothing."""
-import importlib.util
 import json
 import socket
 import subprocess
@@ -11,18 +10,11 @@ import pytest
 from bson import ObjectId
 
 from allynet import maintenance, seeding
+from tests.helpers import load_script
 from allynet.db import is_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTRE = {"lat": 45.764, "lng": 4.8357}
-
-
-def load_script(name):
-    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"allynet_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

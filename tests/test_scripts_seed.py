@@ -1,5 +1,4 @@
 """scripts/seed.py and the ALLYNET_DEMO start-up loader: what a seeded city looks like to clients."""
-import importlib.util
 import io
 import math
 import subprocess
@@ -11,17 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allynet import create_app, geo, seeding
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--users", "120", "--fast-hashes", "--no-progress", "--seed", "7"]
-
-
-def load_script(name):
-    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"allynet_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,58 +1,24 @@
 """The real server: `python wsgi.py` in a subprocess, driven over HTTP and a real Socket.IO client."""
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import socketio
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.scaleout_support import WsgiProcess
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
-           "ALLYNET_BOOTSTRAP_ADMIN": "root@example.com:rootpassword"}
-    for key in ("MONGO_URI", "REDIS_URL", "ALLYNET_ENV", "SOCKETIO_ASYNC_MODE"):
-        env.pop(key, None)
+    env = {"ALLYNET_BOOTSTRAP_ADMIN": "root@example.com:rootpassword"}
     if os.environ.get("MONGO_TEST_URI"):
-        env["MONGO_URI"] = os.environ["MONGO_TEST_URI"]
-        env["MONGO_DB"] = f"allynet_e2e_{port}"
-    proc = subprocess.Popen([sys.executable, "wsgi.py"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stdout.read().decode(errors="replace"))
-    if proc.poll() is not None:
-        pytest.fail("server exited: " + proc.stdout.read().decode(errors="replace"))
-    yield base
-    proc.terminate()
+        env.update(MONGO_URI=os.environ["MONGO_TEST_URI"], MONGO_DB=f"allynet_e2e_{os.getpid()}")
+    process = WsgiProcess(env)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield process.wait_ready(timeout=30).url
+    finally:
+        process.stop()
 
 
 def test_newcomer_flow_over_http_and_socketio(server):

@@ -27,7 +27,7 @@ from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.store import CollectionStore
 
-from allynet import embedded_index, geo_mongomock, text_mongomock
+from allynet import doccopy, embedded_index, geo_mongomock, text_mongomock
 
 _WRITE_METHODS = (
     "insert_one", "insert_many", "update_one", "update_many", "replace_one",
@@ -163,6 +163,7 @@ def install():
         CollectionStore._remove_expired_documents = _throttled_expiry(
             CollectionStore._remove_expired_documents)
         embedded_index.install()
+        doccopy.install()
         _installed = True
 
 

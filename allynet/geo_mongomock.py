@@ -79,6 +79,8 @@ from mongomock import helpers as mm_helpers
 from mongomock.collection import Collection
 from pymongo.errors import OperationFailure, WriteError
 
+from allynet.doccopy import copy_document
+
 try:
     from allynet.geo import EARTH_RADIUS_M, haversine_m
 except Exception:  # loaded standalone (by path) next to geo.py, or the package is mid-edit
@@ -1222,10 +1224,10 @@ def _run_geo_near(collection, options):
         raise _no_index(collection)
     out = []
     for distance, doc, location in near_expr.rank(collection._iter_documents(query)):
-        doc = copy.deepcopy(doc)
+        doc = copy_document(doc)
         _set_path(doc, opts["distanceField"], distance * opts["multiplier"])
         if "includeLocs" in opts:
-            _set_path(doc, opts["includeLocs"], copy.deepcopy(location))
+            _set_path(doc, opts["includeLocs"], copy_document(location))
         out.append(doc)
     return out
 
@@ -1301,7 +1303,7 @@ def _patch_apply_update(original):
     def apply_update(self, existing_document, *args, **kwargs):
         if not _indexes_of_kind(self, "2dsphere"):
             return original(self, existing_document, *args, **kwargs)
-        snapshot = copy.deepcopy(existing_document)
+        snapshot = copy_document(existing_document)
         result = original(self, existing_document, *args, **kwargs)
         problem = _write_problem(self, existing_document)
         if problem:

@@ -93,3 +93,41 @@ def test_drop_forgets_indexed_documents():
     assert collection.count_documents({"k": 1}) == 0
     collection.insert_one({"k": 1})
     assert collection.count_documents({"k": 1}) == 1
+
+
+BSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+              st.binary(max_size=4), st.datetimes(), st.builds(ObjectId)),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(st.text(max_size=4), children, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), BSON_VALUES, max_size=5))
+def test_document_copy_is_an_independent_deep_copy(document):
+    import copy
+
+    from allynet.doccopy import copy_document
+
+    copied = copy_document(document)
+    assert copied == copy.deepcopy(document)
+
+    def containers(value):
+        if isinstance(value, (dict, list)):
+            yield value
+            for item in (value.values() if isinstance(value, dict) else value):
+                yield from containers(item)
+
+    originals = {id(c) for c in containers(document)}
+    assert not any(id(c) in originals for c in containers(copied))  # no container shared
+
+
+def test_updates_do_not_leak_into_documents_read_earlier():
+    collection = embedded.make_client().db.c
+    collection.insert_one({"_id": 1, "where": {"type": "Point", "coordinates": [1.0, 2.0]}, "tags": ["a"]})
+    before = collection.find_one({"_id": 1})
+    collection.update_one({"_id": 1}, {"$set": {"where.coordinates": [3.0, 4.0]}, "$push": {"tags": "b"}})
+    assert before == {"_id": 1, "where": {"type": "Point", "coordinates": [1.0, 2.0]}, "tags": ["a"]}
+    before["tags"].append("local")
+    assert collection.find_one({"_id": 1})["tags"] == ["a", "b"]

@@ -9,7 +9,7 @@ import logging
 
 import pymongo
 from flask import current_app
-from pymongo import ASCENDING, DESCENDING, GEOSPHERE, TEXT
+from pymongo import ASCENDING, DESCENDING, GEOSPHERE, TEXT, UpdateOne
 from pymongo.errors import OperationFailure
 
 from allynet import embedded
@@ -164,3 +164,14 @@ def _same_index(current, keys, opts):
         if option in opts and current.get(option) != opts[option]:
             return False
     return True
+
+
+def update_batch(collection, updates):
+    """Apply [(filter, update)] as one unordered bulk write; returns how many matched.
+
+    mongomock's bulk_write does not take the UpdateOne of pymongo 4.x, so the
+    embedded store gets the same updates one by one.
+    """
+    if is_embedded(collection.database.client):
+        return sum(collection.update_one(query, update).matched_count for query, update in updates)
+    return collection.bulk_write([UpdateOne(query, update) for query, update in updates], ordered=False).matched_count

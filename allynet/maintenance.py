@@ -15,12 +15,11 @@ import sys
 from collections import Counter, defaultdict
 from datetime import timedelta
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING
 from pymongo.errors import OperationFailure, PyMongoError
 
 from allynet import audit, clock, realtime, scripting, trust
-from allynet import db as db_module
-from allynet.db import INDEXES, ensure_indexes
+from allynet.db import INDEXES, ensure_indexes, update_batch
 from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
 from allynet.fields import iso
 
@@ -176,17 +175,6 @@ def purge_trails(*, db, older_than_days, dry_run=False, batch_size=DEFAULT_BATCH
     if removed:
         log.info("removed %d trail points older than %s days", removed, older_than_days)
     return {"trail_points_removed": removed}
-
-
-def update_batch(collection, updates):
-    """Apply [(filter, update)] as one unordered bulk write; returns how many matched.
-
-    mongomock's bulk_write does not take the UpdateOne of pymongo 4.x, so the
-    embedded store gets the same updates one by one.
-    """
-    if db_module.is_embedded(collection.database.client):
-        return sum(collection.update_one(query, update).matched_count for query, update in updates)
-    return collection.bulk_write([UpdateOne(query, update) for query, update in updates], ordered=False).matched_count
 
 
 # --- recompute-trust -------------------------------------------------------------------------

@@ -324,6 +324,8 @@ def test_leader_on_another_process_is_read_from_mongo(app_factory, db, make_user
     bob_sio = second.extensions["socketio"].test_client(second, auth={"token": bob["access_token"]})
     try:
         assert alice_sio.emit("party:update", {"party_id": party["id"], "location": MUNICH}, callback=True)["ok"]
+        with first.app_context():
+            assert service.flush_positions(first) == 1  # the first server's flush loop runs
         far = {"lat": MUNICH["lat"] + 0.05, "lng": MUNICH["lng"]}
         assert bob_sio.emit("party:update", {"party_id": party["id"], "location": far}, callback=True)["ok"]
         alerts = events_named(bob_sio, "party:alert")  # the second server's room: Bob's own socket

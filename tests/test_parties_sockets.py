@@ -132,23 +132,29 @@ def test_non_object_payloads_refused(ride, payload):
     assert ride.sio["bob"].is_connected()
 
 
-def test_last_position_kept_for_late_joiners_and_written_at_most_every_flush_interval(
+def test_positions_are_written_by_the_flush_loop_and_kept_for_late_joiners(
         ride, db, clock, socket_client, make_user, client, app):
+    from allynet.parties.service import flush_positions
+
     bob = ride.users["bob"]
-    interval = app.config["PARTY_POSITION_FLUSH_SECONDS"]
-    t0 = clock.current
     update(ride.sio["bob"], ride.id, near(0.001), speed_kmh=30, status="riding")
-    clock.advance(seconds=interval / 2)
+    clock.advance(seconds=0.5)
     update(ride.sio["bob"], ride.id, near(0.002), speed_kmh=31)
     stored = db.party_members.find_one({"user_id": bob["_id"], "active": True})
-    assert stored["last_update_at"] == t0  # the second update stayed in memory
+    assert stored.get("last_update_at") is None  # no Mongo write on the live path
     # ... but GET already shows it (this process overlays what it holds).
     got = client.get(f"{API}/parties/{ride.id}", headers=ride.users["alice"].headers).get_json()["data"]
     assert {m["user_id"]: m for m in got["members"]}[bob.id]["last_speed_kmh"] == 31
-    clock.advance(seconds=interval / 2)
+    clock.advance(seconds=0.5)
     update(ride.sio["bob"], ride.id, near(0.003), speed_kmh=32, status="stopped")
+    update(ride.sio["carol"], ride.id, near(0.004), speed_kmh=20)
+    assert flush_positions(app) == 2  # bob and carol, in one bulk write
     stored = db.party_members.find_one({"user_id": bob["_id"], "active": True})
     assert stored["last_speed_kmh"] == 32 and stored["status"] == "stopped"
+    assert stored["last_location"] == {"type": "Point", "coordinates": [MUNICH["lng"], MUNICH["lat"] + 0.003]}
+    assert stored["last_update_at"] == clock.current
+    assert db.party_members.find_one({"user_id": ride.users["carol"]["_id"], "active": True})["last_speed_kmh"] == 20
+    assert flush_positions(app) == 0  # nothing new to write
     # A late joiner gets the current state in the join ack.
     dave = make_user()
     dave_sio = socket_client(dave)
@@ -168,6 +174,45 @@ def test_disconnect_writes_the_pending_position(ride, db, clock):
     ride.sio["bob"].disconnect()
     stored = db.party_members.find_one({"user_id": ride.users["bob"]["_id"], "active": True})
     assert stored["last_location"]["coordinates"] == [MUNICH["lng"], MUNICH["lat"] + 0.005]
+
+
+def test_flush_drops_a_rider_who_left_elsewhere_and_reads_back_episode_flags(ride, db, app, clock):
+    from allynet.parties.service import flush_positions
+
+    bob, carol = ride.users["bob"], ride.users["carol"]
+    assert update(ride.sio["bob"], ride.id, near(0.001))["ok"]
+    assert update(ride.sio["carol"], ride.id, near(0.001))["ok"]
+    # Another process decided an episode for carol and took bob out (its queue message not here yet).
+    db.party_members.update_one({"user_id": carol["_id"], "active": True}, {"$set": {"stopped_alerted": True}})
+    db.party_members.update_one({"user_id": bob["_id"], "active": True}, {"$set": {"active": False}})
+    assert flush_positions(app) == 2
+    stale = db.party_members.find_one({"user_id": bob["_id"]})
+    assert stale.get("last_location") is None  # an inactive membership is never written
+    clock.advance(seconds=1)
+    drain(ride)
+    ack = update(ride.sio["bob"], ride.id, near(0.002))
+    assert ack["ok"] is False and ack["error"]["code"] in ("forbidden", "not_found")
+    assert events_named(ride.sio["alice"], "party:update") == []
+    assert update(ride.sio["carol"], ride.id, near(0.002))["ok"]
+    assert len(events_named(ride.sio["alice"], "party:update")) == 1
+
+
+def test_a_failed_flush_keeps_positions_for_the_next_round(ride, db, app, monkeypatch):
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from allynet.parties import service
+
+    assert update(ride.sio["bob"], ride.id, near(0.001), speed_kmh=44)["ok"]
+
+    def down(*args, **kwargs):
+        raise ServerSelectionTimeoutError("down")
+
+    monkeypatch.setattr(service, "update_batch", down)
+    with pytest.raises(ServerSelectionTimeoutError):
+        service.flush_positions(app)
+    monkeypatch.undo()
+    assert service.flush_positions(app) == 1
+    assert db.party_members.find_one({"user_id": ride.users["bob"]["_id"], "active": True})["last_speed_kmh"] == 44
 
 
 def test_trail_is_sampled_not_written_per_update(ride, db, clock):

@@ -23,8 +23,9 @@ Who may see what (documented in the OpenAPI spec too):
 
 The live path (`party:update`, 1 Hz per rider) stays in process memory: the
 membership of each socket is cached (invalidated on leave/end), the last
-position is written to Mongo at most every `PARTY_POSITION_FLUSH_SECONDS`
-(and on leave/disconnect), the trail is sampled every `TRAIL_SAMPLE_SECONDS`.
+position is written to Mongo by a background loop every `PARTY_POSITION_FLUSH_SECONDS`,
+all pending positions of the process in one bulk write (and at once on
+leave/disconnect/end), the trail is sampled every `TRAIL_SAMPLE_SECONDS`.
 A leave or end on ANOTHER server process reaches this one through the
 Socket.IO queue (leave_room / close_room of the user's sockets, whose sids the
 shared presence store lists); a cached membership is trusted only while the
@@ -37,11 +38,12 @@ import threading
 from datetime import datetime
 
 from bson import ObjectId
-from flask import current_app
+from flask import current_app, has_app_context
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from allynet import clock, realtime
+from allynet.db import update_batch
 from allynet.background import periodic
 from allynet.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from allynet.fields import iso, point_to_latlng
@@ -77,7 +79,13 @@ def active_party_member_ids(*, db, user_id):
 
 
 def active_parties_near(*, db, location, radius_m):
-    """Ids of active parties with a current member last seen within `radius_m` of a GeoJSON point."""
+    """Ids of active parties with a current member last seen within `radius_m` of a GeoJSON point.
+
+    Positions this process holds unsaved are written first, so its own riders count
+    with their latest position; other processes' are at most one flush interval old.
+    """
+    if has_app_context():
+        flush_positions(current_app)
     cursor = db.party_members.find(
         {"last_location": {"$nearSphere": {"$geometry": location, "$maxDistance": float(radius_m)}},
          "active": True},
@@ -108,11 +116,11 @@ class _Member:
     """What this process knows of one rider of one party, between Mongo writes."""
 
     __slots__ = ("location", "speed_kmh", "heading", "status", "stopped_since", "ts", "dirty",
-                 "flushed_at", "trail_at", "tokens", "bucket_at", "left_behind", "stopped_alerted")
+                 "trail_at", "tokens", "bucket_at", "left_behind", "stopped_alerted")
 
     def __init__(self):
         self.location = self.speed_kmh = self.heading = self.status = None
-        self.stopped_since = self.ts = self.flushed_at = self.trail_at = self.bucket_at = None
+        self.stopped_since = self.ts = self.trail_at = self.bucket_at = None
         self.dirty = self.left_behind = self.stopped_alerted = False
         self.tokens = 0.0
 
@@ -245,7 +253,7 @@ def socket_disconnected(*, db, user_id, sid):
     if not still_here:
         member = live.parties.get(party_id, _PartyLive()).members.get(uid)
         if member is not None and member.dirty:
-            _flush(db, party_id, uid, member, clock.now())
+            _flush(db, party_id, uid, member)
     _emit_presence(party_id)
 
 
@@ -448,7 +456,7 @@ def end_party(*, db, user_id, party_id):
     if state is not None:
         for uid, member in list(state.members.items()):
             if member.dirty:
-                _flush(db, pid, uid, member, now)
+                _flush(db, pid, uid, member)
     db.party_members.update_many({"party_id": party_id, "active": True},
                                  {"$set": {"active": False, "left_at": now, "left_reason": "ended"}})
     realtime.emit_to_room(realtime.party_room(pid), "party:ended", {"party_id": pid, "ended_at": iso(now)})
@@ -546,7 +554,7 @@ def _position_fields(member):
             "status": member.status, "stopped_since": member.stopped_since, "last_update_at": member.ts}
 
 
-def _flush(db, party_id, user_id, member, now):
+def _flush(db, party_id, user_id, member):
     """Write the rider's last position; False when they are no longer an active member.
 
     The same round trip brings back the episode flags, so this process follows
@@ -557,12 +565,57 @@ def _flush(db, party_id, user_id, member, now):
         {"$set": _position_fields(member)},
         projection={"left_behind_alerted": 1, "stopped_alerted": 1},
     )
-    member.flushed_at, member.dirty = now, False
+    member.dirty = False
     if doc is None:
         return False
     member.left_behind = bool(doc.get("left_behind_alerted"))
     member.stopped_alerted = bool(doc.get("stopped_alerted"))
     return True
+
+
+@periodic("party_position_flush", interval=lambda cfg: cfg["PARTY_POSITION_FLUSH_SECONDS"])
+def flush_positions(app):
+    """Write every position this process holds unsaved: one bulk write and one read, whatever the count.
+
+    The read brings back the episode flags (so this process follows alerts and
+    resets decided elsewhere) and who is still an active member: a rider who
+    left on another process a moment ago (the room leave still in the queue)
+    is dropped here, so their later updates are refused before being relayed.
+    Returns how many positions were written.
+    """
+    live = app.extensions.get(LIVE_KEY)
+    if live is None:
+        return 0
+    db = app.extensions["allynet_db"]
+    with live.lock:
+        pending = [(pid, uid, member, _position_fields(member))
+                   for pid, state in list(live.parties.items())
+                   for uid, member in list(state.members.items()) if member.dirty]
+        for _, _, member, _ in pending:
+            member.dirty = False
+    if not pending:
+        return 0
+    keys = [(ObjectId(pid), ObjectId(uid)) for pid, uid, _, _ in pending]
+    try:
+        update_batch(db.party_members, [
+            ({"party_id": party_oid, "user_id": user_oid, "active": True}, {"$set": fields})
+            for (party_oid, user_oid), (_, _, _, fields) in zip(keys, pending)])
+        current = {(doc["party_id"], doc["user_id"]): doc for doc in db.party_members.find(
+            {"user_id": {"$in": [user_oid for _, user_oid in keys]}, "active": True},
+            projection={"party_id": 1, "user_id": 1, "left_behind_alerted": 1, "stopped_alerted": 1})}
+    except Exception:
+        with live.lock:  # the next round writes them again (a newer position wins either way)
+            for _, _, member, _ in pending:
+                member.dirty = True
+        raise
+    for key, (pid, uid, member, _) in zip(keys, pending):
+        doc = current.get(key)
+        if doc is None:
+            _drop_stale_membership(live, pid, uid)
+            continue
+        member.left_behind = bool(doc.get("left_behind_alerted"))
+        member.stopped_alerted = bool(doc.get("stopped_alerted"))
+    return len(pending)
 
 
 def _ensure_member_socket(db, live, user_id, sid, party_id):
@@ -628,14 +681,9 @@ def record_update(*, db, user_id, sid, data):
     ack = {"ts": ts}
     if "client_ts" in data:
         relayed["client_ts"] = ack["client_ts"] = data["client_ts"]
-    # Relay first: the riders' latency must not wait for Mongo.
+    # Relay first: the riders' latency must not wait for Mongo. The position itself is
+    # written by flush_positions, with every other pending one, in one bulk write.
     realtime.relay_to_room(realtime.party_room(party_id), "party:update", relayed, skip_sid=sid)
-    if member.flushed_at is None or _seconds(now, member.flushed_at) >= config["PARTY_POSITION_FLUSH_SECONDS"]:
-        if not _flush(db, party_id, uid, member, now):
-            # Left on another process a moment ago (the room leave is still in the queue):
-            # stop here; every later update is refused before it is relayed.
-            _drop_stale_membership(live, party_id, uid)
-            raise Forbidden("You are no longer a member of this party")
     if member.trail_at is None or _seconds(now, member.trail_at) >= config["TRAIL_SAMPLE_SECONDS"]:
         member.trail_at = now
         db.trail_points.insert_one({"party_id": ObjectId(party_id), "user_id": user_id, "ts": now,
@@ -751,6 +799,7 @@ def sweep_episodes(app):
     """
     db = app.extensions["allynet_db"]
     config = app.config
+    flush_positions(app)  # decide from this process's latest positions too
     now = clock.now()
     by_party = {}
     for doc in db.party_members.find({"active": True}, projection={

@@ -18,6 +18,10 @@
    it is sent (the writer waits for it, order kept) and a client that cannot
    take any of it gets the packet through the queue as before. A slow client
    therefore never stalls the sender's fan-out.
+
+3. Direct single packets. Every other packet python-socketio sends to one
+   client (the ack of each `party:update` above all) takes the same direct
+   write under the same conditions, else Engine.IO's queue as before.
 """
 import ssl
 import struct
@@ -100,6 +104,22 @@ def send_direct(eio_socket, text, cache, spawn=None):
             lock.release()
 
 
+def _direct_send_packet(original):
+    """socketio.Server._send_packet writing a text packet straight to an idle websocket
+    (acks above all: one per `party:update`), through Engine.IO otherwise."""
+
+    def _send_packet(self, eio_sid, pkt):
+        encoded = pkt.encode()
+        if isinstance(encoded, list):  # binary attachments: Engine.IO's own framing
+            for part in encoded:
+                self.eio.send(eio_sid, part)
+        elif not send_direct(self.eio.sockets.get(eio_sid), "4" + encoded, {}):
+            self.eio.send(eio_sid, encoded)
+
+    _send_packet.allynet_original = original
+    return _send_packet
+
+
 def _keep_websocket(original):
     def _websocket_handler(self, ws):
         self._allynet_ws = ws
@@ -113,7 +133,8 @@ def _keep_websocket(original):
 
 
 def install():
-    """Install both speed-ups (idempotent)."""
+    """Install the speed-ups (idempotent)."""
+    import socketio
     from engineio import socket as eio_socket
     from eventlet import websocket
 
@@ -122,4 +143,6 @@ def install():
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
         eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
+    if not hasattr(socketio.Server._send_packet, "allynet_original"):
+        socketio.Server._send_packet = _direct_send_packet(socketio.Server._send_packet)
     message_queue.direct_send = send_direct

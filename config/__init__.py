@@ -106,7 +106,7 @@ class Config:
     SOS_MAX_HOURS = 24.0
     # parties
     PARTY_PRESENCE_TTL_SECONDS = 90.0  # a crashed process's sockets leave presence after this
-    PARTY_POSITION_FLUSH_SECONDS = 2.0  # last position written to Mongo at most this often per member (1 Hz riders: every 2nd update)
+    PARTY_POSITION_FLUSH_SECONDS = 2.0  # pending rider positions written to Mongo this often, all in one bulk write per process
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
     PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo (riders on other processes)
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops

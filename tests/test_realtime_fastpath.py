@@ -412,6 +412,31 @@ def test_a_partial_write_is_finished_under_the_socket_lock():
     assert ws.socket.fd.sent + ws.socket.rest == text_frame(text) and _lock_free(sock)
 
 
+def test_single_packets_such_as_acks_take_the_direct_write_when_it_is_safe():
+    from types import SimpleNamespace
+
+    import socketio
+
+    from allynet.eventlet_ws import _direct_send_packet, text_frame
+
+    queued = []
+    idle, busy = _fake_socket(), _fake_socket(queued=1)
+    server = SimpleNamespace(eio=SimpleNamespace(sockets={"idle": idle, "busy": busy},
+                                                 send=lambda sid, data: queued.append((sid, data))))
+    send_packet = _direct_send_packet(None)
+    ack = socketio.packet.Packet(socketio.packet.ACK, data=[{"ok": True}], id=7)
+    send_packet(server, "idle", ack)
+    assert idle._allynet_ws.socket.fd.sent == text_frame("4" + ack.encode()) and queued == []
+    send_packet(server, "busy", ack)  # something is queued: behind it, through Engine.IO
+    send_packet(server, "gone", ack)
+    assert queued == [("busy", ack.encode()), ("gone", ack.encode())]
+    assert busy._allynet_ws.socket.fd.sent == b""
+    queued.clear()
+    binary = socketio.packet.Packet(socketio.packet.EVENT, data=["file", b"\x00\x01"])
+    send_packet(server, "idle", binary)  # attachments keep Engine.IO's framing
+    assert [sid for sid, _ in queued] == ["idle", "idle"]
+
+
 @pytest.mark.parametrize("size", [0, 5, 125, 126, 200, 65535, 65536, 70000])
 def test_text_frame_is_what_eventlet_would_send(size):
     import warnings

@@ -12,7 +12,7 @@ Two costs of mongomock grow with every write and would make the embedded
 server slow long before MongoDB would be: each unique-index check and each
 query runs the full filter over every document, and every access to a
 collection with a TTL index rescans it for expired documents. Here plain
-equality conditions pick the candidate documents from hash indexes
+equality and `$in` conditions pick the candidate documents from hash indexes
 (`embedded_index`; the full filter still decides), and the TTL sweep runs at most
 once a second per collection (MongoDB's own TTL monitor runs once a minute).
 """
@@ -97,6 +97,49 @@ def _plain_equalities(filter_):
     return pairs
 
 
+def _plain_in_lists(filter_):
+    """(path, values) for each `{path: {$in: [plain values]}}` of the top level and `$and`."""
+    found, stack = [], [filter_]
+    while stack:
+        for field, condition in stack.pop().items():
+            if field == "$and" and isinstance(condition, list):
+                stack.extend(item for item in condition if isinstance(item, dict))
+            elif not field.startswith("$") and isinstance(condition, dict) and \
+                    isinstance(condition.get("$in"), list) and \
+                    all(value is None or isinstance(value, _PLAIN) for value in condition["$in"]):
+                found.append((field, condition["$in"]))
+    return found
+
+
+class _HashedList(list):
+    """An `$in` list of plain values that answers `in` from a set (mongomock tests each
+    document's value with `in`, a linear scan: O(documents x values) for a batch read)."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self._set = set(values)
+
+    def __contains__(self, value):
+        try:
+            return value in self._set
+        except TypeError:  # an unhashable document value (array, sub-document): compare as a list
+            return list.__contains__(self, value)
+
+
+def _with_hashed_in(filter_):
+    """`filter_` with each plain `$in` list (top level and `$and`) answering `in` from a set."""
+    result = {}
+    for field, condition in filter_.items():
+        if field == "$and" and isinstance(condition, list):
+            condition = [_with_hashed_in(item) if isinstance(item, dict) else item for item in condition]
+        elif not field.startswith("$") and isinstance(condition, dict) and \
+                isinstance(condition.get("$in"), list) and \
+                all(value is None or isinstance(value, _PLAIN) for value in condition["$in"]):
+            condition = dict(condition, **{"$in": _HashedList(condition["$in"])})
+        result[field] = condition
+    return result
+
+
 _SPECIAL = _GEO_OPERATORS | {"$text", "$where", "$expr"}
 
 
@@ -122,11 +165,21 @@ def _with_fast_paths(original):
         if not isinstance(filter, dict) or _has_geo_or_text(filter):
             return original(self, filter)
         pairs = _plain_equalities(filter)
-        if not pairs:
+        in_lists = _plain_in_lists(filter)
+        if not pairs and not in_lists:
             return original(self, filter)
         self._store._remove_expired_documents()
-        path, value = pairs[0]
-        candidates = embedded_index.candidate_documents(self._store, path, value)
+        candidates = None
+        if pairs:
+            path, value = pairs[0]
+            candidates = embedded_index.candidate_documents(self._store, path, value)
+        if in_lists:
+            path, values = min(in_lists, key=lambda item: len(item[1]))
+            if candidates is None or len(values) < len(candidates):
+                narrower = embedded_index.candidate_documents_any(self._store, path, values)
+                if candidates is None or len(narrower) < len(candidates):
+                    candidates = narrower
+            filter = _with_hashed_in(filter)  # noqa: A001 - mongomock's name
         if not candidates:
             filter_applies(filter, {})  # malformed filters still fail, as on an empty collection
         return (document for document in candidates if filter_applies(filter, document))

@@ -1,6 +1,6 @@
 """Hash indexes for the embedded store, so equality lookups don't scan.
 
-MongoDB answers `{user_id: X}` or a unique-index check from a B-tree;
+MongoDB answers `{user_id: X}`, `{user_id: {$in: [...]}}` or a unique-index check from a B-tree;
 mongomock runs the whole filter over every document, which makes every write
 O(n) and bulk inserts O(n^2). This keeps, per collection and per field path
 that an equality query has used, a map value -> document ids, maintained at
@@ -105,13 +105,21 @@ def reindex(store, key):
 
 def candidate_documents(store, path, value):
     """The documents that may hold `value` at `path`, in insertion order."""
+    return candidate_documents_any(store, path, (value,))
+
+
+def candidate_documents_any(store, path, values):
+    """The documents that may hold any of `values` at `path` (an `$in`), in insertion order."""
     state = _state(store)
     index = state["_allynet_paths"].get(path)
     if index is None:
         index = _PathIndex(path, store._documents)
         state["_allynet_paths"][path] = index
     seq = state["_allynet_seq"]
-    keys = sorted(index.candidates(value), key=lambda k: seq.get(k, 0))
+    found = set()
+    for value in values:
+        found |= index.candidates(value)
+    keys = sorted(found, key=lambda k: seq.get(k, 0))
     documents = store._documents
     return [documents[key] for key in keys if key in documents]
 

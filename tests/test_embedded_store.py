@@ -43,6 +43,13 @@ def test_equality_queries_match_a_full_scan(docs, updates, queries):
         assert [doc["_id"] for doc in fast.find({field: value})] == expected
         assert [doc["_id"] for doc in fast.find({"$and": [{field: value}, {}]})] == expected
         assert fast.count_documents({field: value}) == len(expected)
+        others = [other for _, other in queries]
+        expected_in = [doc["_id"] for doc in reference
+                       if mongomock.filtering.filter_applies({field: {"$in": others}}, doc)]
+        assert [doc["_id"] for doc in fast.find({field: {"$in": others}})] == expected_in
+        assert [doc["_id"] for doc in fast.find({"$and": [{field: {"$in": others, "$ne": "a"}}]})] == \
+            [i for i in expected_in if mongomock.filtering.filter_applies(
+                {field: {"$ne": "a"}}, next(doc for doc in reference if doc["_id"] == i))]
 
 
 def test_unique_and_partial_unique_indexes_still_hold():

@@ -3,7 +3,7 @@
 mongomock deep-copies a document on every update (a rollback snapshot), on
 every read it returns and in several aggregation stages; `copy.deepcopy`
 spends most of that time in its generic dispatch and memo bookkeeping. A
-stored document is a tree of plain dicts and lists whose leaves are
+stored document is a tree of dicts (plain or ordered) and lists whose leaves are
 immutable BSON values, so copying the containers and sharing the leaves
 gives the same result. Anything else (SON, tuples, sets, mutable custom
 types) goes to `copy.deepcopy`, so the result is always a faithful copy.
@@ -16,6 +16,7 @@ import decimal
 import re
 import types
 import uuid
+from collections import OrderedDict
 
 from bson import Decimal128, ObjectId, Timestamp
 from bson.int64 import Int64
@@ -35,6 +36,8 @@ def copy_document(value, memo=None):
         return {key: copy_document(item) for key, item in value.items()}
     if kind is list:
         return [copy_document(item) for item in value]
+    if kind is OrderedDict:  # how mongomock keeps some documents
+        return OrderedDict([(key, copy_document(item)) for key, item in value.items()])
     if kind in IMMUTABLE:
         return value
     return _copy.deepcopy(value, memo)

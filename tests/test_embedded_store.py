@@ -47,6 +47,8 @@ def test_equality_queries_match_a_full_scan(docs, updates, queries):
         expected_in = [doc["_id"] for doc in reference
                        if mongomock.filtering.filter_applies({field: {"$in": others}}, doc)]
         assert [doc["_id"] for doc in fast.find({field: {"$in": others}})] == expected_in
+        assert [doc["_id"] for doc in fast.find({field: {"$nin": others}})] == \
+            [doc["_id"] for doc in reference if doc["_id"] not in expected_in]
         assert [doc["_id"] for doc in fast.find({"$and": [{field: {"$in": others, "$ne": "a"}}]})] == \
             [i for i in expected_in if mongomock.filtering.filter_applies(
                 {field: {"$ne": "a"}}, next(doc for doc in reference if doc["_id"] == i))]
@@ -111,14 +113,17 @@ BSON_VALUES = st.recursive(
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.text(max_size=4), BSON_VALUES, max_size=5))
-def test_document_copy_is_an_independent_deep_copy(document):
+@given(st.dictionaries(st.text(max_size=4), BSON_VALUES, max_size=5), st.booleans())
+def test_document_copy_is_an_independent_deep_copy(document, ordered):
     import copy
+    from collections import OrderedDict
 
     from allynet.doccopy import copy_document
 
+    if ordered:
+        document = OrderedDict(document, nested=OrderedDict(inner=[document]))
     copied = copy_document(document)
-    assert copied == copy.deepcopy(document)
+    assert copied == copy.deepcopy(document) and type(copied) is type(document)
 
     def containers(value):
         if isinstance(value, (dict, list)):

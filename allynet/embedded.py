@@ -22,9 +22,10 @@ import time
 from datetime import datetime
 
 import mongomock
-from bson import ObjectId
-from mongomock.collection import Collection
+from bson import BSON, ObjectId
 from mongomock import filtering as mongomock_filtering
+from mongomock import helpers as mongomock_helpers
+from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.store import CollectionStore
 
@@ -202,6 +203,91 @@ def _with_fast_paths(original):
     return _iter_documents
 
 
+def _set_fields(document):
+    """The fields of an update that only `$set`s top-level fields (not `_id`), else None."""
+    if type(document) is not dict or len(document) != 1 or "$set" not in document:
+        return None
+    fields = document["$set"]
+    if type(fields) is not dict or not fields:
+        return None
+    for name in fields:
+        if type(name) is not str or not name or name == "_id" or name[0] == "$" or "." in name or "\0" in name:
+            return None
+    return fields
+
+
+def _index_fields(index):
+    """Top-level field names an index reads: its keys and its partial filter's."""
+    names = {key.split(".")[0] for key, _ in geo_mongomock._key_pairs(index.get("key", []))}
+    stack = [index.get("partialFilterExpression") or {}]
+    while stack:
+        for key, value in stack.pop().items():
+            if key.startswith("$"):
+                stack.extend(item for item in (value if isinstance(value, list) else [value])
+                             if isinstance(item, dict))
+            else:
+                names.add(key.split(".")[0])
+    return names
+
+
+def _with_fast_set(original):
+    """mongomock's `_update` for the common case, `{$set: {top-level fields}}` without upsert:
+    the matched documents are changed in place without mongomock's per-document deep-copy
+    snapshot, generic updater walk and full re-validation; what MongoDB would refuse (a value
+    BSON cannot hold, an invalid geo key, a unique index violation) is refused the same way,
+    leaving the document as it was."""
+
+    @functools.wraps(original)
+    def _update(self, spec, document, upsert=False, manipulate=False, multi=False, check_keys=False,
+                hint=None, session=None, collation=None, let=None, array_filters=None, **kwargs):
+        fields = None if (upsert or manipulate or check_keys or hint or session or collation or let
+                          or array_filters or kwargs) else _set_fields(document)
+        if fields is None or not isinstance(spec, dict):
+            return original(self, spec, document, upsert, manipulate, multi, check_keys, hint=hint,
+                            session=session, collation=collation, let=let, array_filters=array_filters,
+                            **kwargs)
+        spec = mongomock_helpers.patch_datetime_awareness_in_document(spec)
+        fields = mongomock_helpers.patch_datetime_awareness_in_document(fields)
+        BSON.encode(fields)  # what the driver would refuse to send
+        names = set(fields)
+        indexes = self._store.indexes.values()
+        check_unique = [index for index in indexes if index.get("unique") and names & _index_fields(index)]
+        check_geo = any(names & _index_fields(index) for index in indexes
+                        if any(kind == "2dsphere" for _, kind in geo_mongomock._key_pairs(index.get("key", []))))
+        matched = modified = 0
+        for existing in list(self._iter_documents(spec)):
+            matched += 1
+            missing = object()
+            before = {name: existing.get(name, missing) for name in fields}
+            if any(old is missing or old != fields[name] or type(old) is not type(fields[name])
+                   for name, old in before.items()):
+                for name, value in fields.items():
+                    existing[name] = doccopy.copy_document(value)
+                try:
+                    problem = geo_mongomock._write_problem(self, existing) if check_geo else None
+                    if problem:
+                        raise geo_mongomock._write_error(problem)
+                    if check_unique:
+                        embedded_index.reindex(self._store, existing["_id"])
+                        self._ensure_uniques(existing)
+                except Exception:
+                    for name, old in before.items():
+                        if old is missing:
+                            existing.pop(name, None)
+                        else:
+                            existing[name] = old
+                    embedded_index.reindex(self._store, existing["_id"])
+                    raise
+                embedded_index.reindex(self._store, existing["_id"])
+                modified += 1
+            if not multi:
+                break
+        return {"connectionId": self.database.client._id, "err": None, "n": matched,
+                "nModified": modified, "ok": 1, "upserted": None, "updatedExisting": matched > 0}
+
+    return _update
+
+
 def _throttled_expiry(original):
     @functools.wraps(original)
     def _remove_expired_documents(self):
@@ -228,6 +314,7 @@ def install():
         for name in _WRITE_METHODS:
             setattr(Collection, name, _serialised(getattr(Collection, name)))
         Collection._iter_documents = _with_fast_paths(Collection._iter_documents)
+        Collection._update = _with_fast_set(Collection._update)
         CollectionStore._remove_expired_documents = _throttled_expiry(
             CollectionStore._remove_expired_documents)
         embedded_index.install()

@@ -143,3 +143,56 @@ def test_updates_do_not_leak_into_documents_read_earlier():
     assert before == {"_id": 1, "where": {"type": "Point", "coordinates": [1.0, 2.0]}, "tags": ["a"]}
     before["tags"].append("local")
     assert collection.find_one({"_id": 1})["tags"] == ["a", "b"]
+
+
+# No booleans among other values: mongomock counts 0 -> false as "not modified" (Python's 0 == False),
+# MongoDB (and the fast path) as modified.
+SCALARS = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["a", "b"]))
+GEO = st.sampled_from([None, {"type": "Point", "coordinates": [11.5, 48.1]},
+                       {"type": "Point", "coordinates": [500, 0]},  # not a valid geo key: refused
+                       {"type": "Point", "coordinates": [11.5, 48.2]}])
+SET_DOCS = st.lists(st.fixed_dictionaries({}, optional={"u": st.just(0), "x": SCALARS, "active": st.booleans()}),
+                    max_size=8)
+SET_FIELDS = st.fixed_dictionaries({}, optional={
+    "u": SCALARS, "g": st.integers(0, 3), "active": st.booleans(), "loc": GEO,
+    "x": st.one_of(SCALARS, st.lists(st.integers(0, 2), max_size=2), st.fixed_dictionaries({"k": SCALARS}))})
+SET_UPDATES = st.lists(st.tuples(st.sampled_from([{}, {"g": 0}, {"g": 1}, {"x": "a"}, {"active": True}]),
+                                 SET_FIELDS.filter(bool), st.booleans()), max_size=6)
+
+
+def _set_collection(docs):
+    from pymongo import GEOSPHERE
+
+    collection = embedded.make_client().db.c
+    collection.create_index("u", unique=True, sparse=True)
+    collection.create_index("g", unique=True, partialFilterExpression={"active": True})
+    collection.create_index([("loc", GEOSPHERE)])
+    for i, doc in enumerate(docs):
+        doc = dict(doc, _id=i, g=i)
+        if "u" in doc:
+            doc["u"] = i  # unique to start with; updates may collide
+        collection.insert_one(doc)
+    return collection
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SET_DOCS, SET_UPDATES)
+def test_fast_set_updates_match_mongomocks_own(docs, updates):
+    fast, reference = _set_collection(docs), _set_collection(docs)
+    for query, fields, multi in updates:
+        outcomes = []
+        for collection, update in ((fast, {"$set": fields}),
+                                   # an extra no-op operator sends the same change through mongomock's path
+                                   (reference, {"$set": fields, "$unset": {"never_there": ""}})):
+            method = collection.update_many if multi else collection.update_one
+            try:
+                result = method(query, update)
+                outcomes.append(("ok", result.matched_count, result.modified_count))
+            except Exception as exc:  # noqa: BLE001 - the same refusal is what is compared
+                outcomes.append((type(exc).__name__,))
+        assert outcomes[0] == outcomes[1], (query, fields, multi)
+        assert list(fast.find({})) == list(reference.find({}))
+        for field in ("u", "g", "x"):
+            for value in (0, 1, "a", None):
+                assert [d["_id"] for d in fast.find({field: value})] == \
+                    [d["_id"] for d in reference.find({field: value})]

@@ -19,7 +19,10 @@
    take any of it gets the packet through the queue as before. A slow client
    therefore never stalls the sender's fan-out.
 
-3. Direct single packets. Every other packet python-socketio sends to one
+3. Buffered reads (`BufferedReads`): one `recv` per burst of client frames
+   instead of three or four per frame.
+
+4. Direct single packets. Every other packet python-socketio sends to one
    client (the ack of each `party:update` above all) takes the same direct
    write under the same conditions, else Engine.IO's queue as before.
 """
@@ -120,9 +123,46 @@ def _direct_send_packet(original):
     return _send_packet
 
 
+class BufferedReads:
+    """A websocket's socket whose reads come from one large `recv` at a time.
+
+    eventlet's frame parser reads a client frame in three or four `recv` calls
+    (2-byte header, extended length, mask, payload), each a syscall and a
+    trip through the green socket. This takes whatever the kernel holds (up
+    to `size` bytes) in one call and answers the parser's small reads from
+    it; a read blocks (through the green socket, timeouts unchanged) only when
+    the buffer is empty, and returns no more than asked, so the parser sees
+    the same bytes in the same order. Everything else is the socket's own.
+    """
+
+    def __init__(self, sock, size=65536):
+        self._sock = sock
+        self._size = size
+        self._buffer = b""
+        self._pos = 0
+
+    def recv(self, bufsize, flags=0):
+        if flags or bufsize <= 0:
+            return self._sock.recv(bufsize, flags)
+        pos = self._pos
+        if pos >= len(self._buffer):
+            data = self._sock.recv(max(bufsize, self._size))
+            if len(data) <= bufsize:
+                return data
+            self._buffer, pos = data, 0
+        end = pos + bufsize
+        self._pos = end
+        return self._buffer[pos:end]
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
 def _keep_websocket(original):
     def _websocket_handler(self, ws):
         self._allynet_ws = ws
+        if not isinstance(ws.socket, BufferedReads):
+            ws.socket = BufferedReads(ws.socket)
         try:
             return original(self, ws)
         finally:

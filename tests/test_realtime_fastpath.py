@@ -229,6 +229,50 @@ def test_fast_unmasking_equals_eventlets():
     assert apply_mask(data, b"\x00\x00\x00\x00") == data
 
 
+class _ChunkedSocket:
+    """Hands out a byte stream in the chunk sizes given (what a TCP peer may do)."""
+
+    def __init__(self, data, sizes):
+        self.data, self.sizes, self.calls = data, list(sizes), 0
+
+    def recv(self, bufsize, flags=0):
+        self.calls += 1
+        size = self.sizes.pop(0) if self.sizes else len(self.data)
+        chunk, self.data = self.data[:min(size, bufsize)], self.data[min(size, bufsize):]
+        return chunk
+
+
+def test_buffered_reads_give_eventlets_parser_the_same_messages_with_fewer_recvs():
+    import random
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from eventlet.websocket import RFC6455WebSocket
+
+    from allynet.eventlet_ws import BufferedReads
+
+    rng = random.Random(4)
+    client = RFC6455WebSocket(None, {}, client=True)
+    texts = ["x" * n for n in (1, 2, 125, 126, 170, 300, 70000)] + \
+        ['42["party:update",{"n":%d}]' % i for i in range(50)]
+    stream = b"".join(client._pack_message(text, masked=True) for text in texts)
+
+    def parse(sock):
+        ws = RFC6455WebSocket(sock, {}, client=False)
+        return [ws.wait() for _ in texts]
+
+    plain = _ChunkedSocket(stream, [])
+    assert parse(plain) == texts
+    for sizes in ([len(stream)], [1] * 40, [rng.randint(1, 400) for _ in range(500)], [3, 7, 65536, 5]):
+        raw = _ChunkedSocket(stream, sizes)
+        assert parse(BufferedReads(raw)) == texts, sizes[:5]
+    whole = _ChunkedSocket(stream, [len(stream)])
+    assert parse(BufferedReads(whole)) == texts
+    assert whole.calls < len(texts) < plain.calls  # one recv for many frames, not three or four per frame
+    assert BufferedReads(_ChunkedSocket(b"", [])).recv(10) == b""  # a closed peer still reads as closed
+
+
 # ---- party:update without a Flask request context ---------------------------
 
 def test_party_update_runs_straight_on_the_socketio_server(app):

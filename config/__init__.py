@@ -106,7 +106,10 @@ class Config:
     SOS_MAX_HOURS = 24.0
     # parties
     PARTY_PRESENCE_TTL_SECONDS = 90.0  # a crashed process's sockets leave presence after this
-    PARTY_POSITION_FLUSH_SECONDS = 2.0  # pending rider positions written to Mongo this often, all in one bulk write per process
+    # Pending rider positions are written in one bulk write per process this often. None: 2 s with
+    # MongoDB (what other processes read); 30 s with the embedded store, which has no other process
+    # and whose readers of stored positions (sweep, alerts near parties) flush first anyway.
+    PARTY_POSITION_FLUSH_SECONDS = None
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
     PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo (riders on other processes)
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
@@ -156,6 +159,10 @@ CONFIGS = {
 }
 
 
+POSITION_FLUSH_SECONDS = 2.0
+EMBEDDED_POSITION_FLUSH_SECONDS = 30.0
+
+
 class ConfigError(RuntimeError):
     """The configuration cannot run in the chosen environment."""
 
@@ -177,6 +184,10 @@ def load(name=None, overrides=None, environ=None):
                 except ValueError as exc:
                     raise ConfigError(f"{key}={raw!r} is not valid: {exc}") from exc
     values.update(overrides or {})
+    if values.get("PARTY_POSITION_FLUSH_SECONDS") is None:
+        embedded = not values.get("MONGO_URI") and values.get("MONGO_CLIENT") is None
+        values["PARTY_POSITION_FLUSH_SECONDS"] = EMBEDDED_POSITION_FLUSH_SECONDS if embedded \
+            else POSITION_FLUSH_SECONDS
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
         values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
     if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):

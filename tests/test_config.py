@@ -23,6 +23,14 @@ def test_environment_overrides_and_redis_storage():
     assert values["MAX_CONTENT_LENGTH"] == 1000
 
 
+def test_position_flush_interval_follows_the_store_unless_set():
+    assert config.load("development", environ={})["PARTY_POSITION_FLUSH_SECONDS"] == 30.0
+    with_mongo = config.load("development", environ={"MONGO_URI": "mongodb://db:27017"})
+    assert with_mongo["PARTY_POSITION_FLUSH_SECONDS"] == 2.0
+    chosen = config.load("development", environ={"PARTY_POSITION_FLUSH_SECONDS": "5"})
+    assert chosen["PARTY_POSITION_FLUSH_SECONDS"] == 5.0
+
+
 def test_bad_environment_value_is_a_clear_error():
     with pytest.raises(config.ConfigError, match="MAX_CONTENT_LENGTH"):
         config.load("development", environ={"MAX_CONTENT_LENGTH": "lots"})

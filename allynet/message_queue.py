@@ -24,7 +24,7 @@ interoperates with plain RedisManager emitters) and changes only that:
   without a reset otherwise blocks forever (python-socketio issue #281,
   Flask-SocketIO issue #1675).
 
-The hot path (issue 9) adds two things on the same channel:
+The hot path (issue 9) adds three things on the same channel:
 
 - `publish_encoded` carries an already-encoded Socket.IO packet for one room
   as a plain frame (``#fast1`` header, see `FAST_PREFIX`), not as a JSON
@@ -35,6 +35,14 @@ The hot path (issue 9) adds two things on the same channel:
   python-socketio listeners.
 - a JSON emit from another process to a room with no local socket is dropped
   before python-socketio builds and encodes its packet.
+- party rooms are routed: each process records in a Redis set per room
+  whether it has a socket there (on the first enter and last leave, and all
+  of them again after every (re)subscribe, since Redis may have restarted
+  empty), and announces the change on the channel so the others drop their
+  cached answer. `publish_encoded` skips the publish when no other process
+  is in the room (answer cached `remote_cache_seconds`; True when Redis
+  cannot be asked). A rider joining on another process can miss the updates
+  sent in the milliseconds before the announcement arrives, as with any join.
 """
 import logging
 import threading
@@ -51,6 +59,12 @@ log = logging.getLogger(__name__)
 
 # Pre-encoded room frames: FAST_PREFIX host_id \n room \n skip_sid \n encoded Socket.IO packet.
 FAST_PREFIX = b"#fast1\n"
+
+# Routed rooms: a process publishes their pre-encoded traffic only when another process has a
+# socket in the room, as recorded in the Redis set <channel>:room-hosts:<room> (host ids).
+ROUTED_PREFIXES = ("party:",)
+ROOM_HOSTS_METHOD = "allynet_room_hosts"  # "a process's set changed": the others drop their cache
+ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extra publishes; they age out
 
 
 # Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
@@ -100,13 +114,96 @@ class QueueManager(socketio.RedisManager):
         # Listener liveness: ping an idle connection this often; reconnect after this much silence.
         self.ping_every = 5.0
         self.stale_after = 15.0
+        # Routed rooms (see publish_encoded): room -> (expires at, another process has a socket there).
+        self._remote = {}
+        self.remote_cache_seconds = 2.0
+        self.skipped = 0
 
     def _publish(self, data):
         """Publish to the other processes; on an outage log, drop, and never raise or block long."""
         return self._publish_raw(self.json.dumps(data))
 
+    # ---- routed rooms: publish a party's traffic only when another process has a member there ----
+
+    def _routed(self, namespace, room):
+        return namespace in (None, "/") and isinstance(room, str) and room.startswith(ROUTED_PREFIXES)
+
+    def _hosts_key(self, room):
+        return f"{self.channel}:room-hosts:{room}"
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
+        first = self._routed(namespace, room) and room not in self.rooms.get("/", {})
+        result = super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if first:
+            self._announce(room, present=True)
+        return result
+
+    def basic_leave_room(self, sid, namespace, room):
+        was_here = self._routed(namespace, room) and room in self.rooms.get("/", {})
+        result = super().basic_leave_room(sid, namespace, room)
+        if was_here and room not in self.rooms.get("/", {}):
+            self._announce(room, present=False)
+        return result
+
+    def _announce(self, room, *, present):
+        """Record in Redis whether this process has a socket in `room`, and tell the others."""
+        if self.write_only:
+            return
+        try:
+            with self.publisher.pipeline(transaction=False) as pipe:
+                if present:
+                    pipe.sadd(self._hosts_key(room), self.host_id)
+                    pipe.expire(self._hosts_key(room), ROOM_HOSTS_TTL_SECONDS)
+                else:
+                    pipe.srem(self._hosts_key(room), self.host_id)
+                pipe.execute()
+        except Exception as exc:  # the others publish to a room they cannot check (fail open)
+            log.debug("Socket.IO queue: room hosts of %s not recorded (%s)", room, exc)
+        self._publish({"method": ROOM_HOSTS_METHOD, "room": room, "host_id": self.host_id})
+
+    def _announce_all(self):
+        """After (re)subscribing, Redis may have restarted empty: record every local routed room
+        again and have every process forget what it cached."""
+        rooms = [room for room in list(self.rooms.get("/", {})) if self._routed("/", room)]
+        if rooms:
+            try:
+                with self.publisher.pipeline(transaction=False) as pipe:
+                    for room in rooms:
+                        pipe.sadd(self._hosts_key(room), self.host_id)
+                        pipe.expire(self._hosts_key(room), ROOM_HOSTS_TTL_SECONDS)
+                    pipe.execute()
+            except Exception as exc:
+                log.debug("Socket.IO queue: room hosts not recorded (%s)", exc)
+        self._remote.clear()
+        self._publish({"method": ROOM_HOSTS_METHOD, "room": None, "host_id": self.host_id})
+
+    def has_remote_members(self, room):
+        """Whether another process has a socket in routed `room` (cached; True when unsure)."""
+        now = time.monotonic()
+        entry = self._remote.get(room)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        try:
+            hosts = self.publisher.smembers(self._hosts_key(room))
+            remote = any(host != self.host_id.encode() for host in hosts)
+        except Exception:
+            remote = True  # Redis unsure: publish (and drop on an outage) rather than skip
+        self._remote[room] = (now + self.remote_cache_seconds, remote)
+        return remote
+
+    def _handle_room_hosts(self, message):
+        room = message.get("room")
+        if room is None:
+            self._remote.clear()
+        else:
+            self._remote.pop(room, None)
+
     def publish_encoded(self, room, encoded, skip_sid=None):
-        """Publish an encoded Socket.IO packet (str) for `room` to the other processes."""
+        """Publish an encoded Socket.IO packet (str) for `room` to the other processes; for a
+        routed room (a party) only when another process has a socket in it."""
+        if self._routed("/", room) and not self.has_remote_members(room):
+            self.skipped += 1
+            return None
         frame = b"".join((FAST_PREFIX, self.host_id.encode(), b"\n", room.encode(), b"\n",
                           (skip_sid or "").encode(), b"\n", encoded.encode()))
         return self._publish_raw(frame)
@@ -182,6 +279,7 @@ class QueueManager(socketio.RedisManager):
                     last_seen = now
                     if message["type"] == "subscribe":
                         delay = 0.1
+                        self._announce_all()
                         if failed:
                             log.info("Socket.IO queue: listening again on %s", self.channel)
                             failed = False
@@ -224,6 +322,9 @@ class QueueManager(socketio.RedisManager):
             try:
                 if data["method"] == "callback":
                     self._handle_callback(data)
+                elif data["method"] == ROOM_HOSTS_METHOD:
+                    if data.get("host_id") != self.host_id:
+                        self._handle_room_hosts(data)
                 elif data.get("host_id") != self.host_id:
                     handler = getattr(self, f"_handle_{data['method']}", None)
                     if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room"):

@@ -110,6 +110,79 @@ def test_fast_frames_reach_members_on_the_other_server_and_nobody_else(cluster, 
     assert len(ben_sock.received("party:update")) == len(dan_sock.received("party:update")) == 1
 
 
+def _join_room(server, user, room):
+    with server.app.app_context():
+        for sid in list(server.sio.server.manager.rooms["/"][realtime.user_room(user.id)]):
+            realtime.enter_room(sid, room)
+
+
+def _leave_room(server, user, room):
+    with server.app.app_context():
+        for sid in list(server.sio.server.manager.rooms["/"][realtime.user_room(user.id)]):
+            realtime.leave_room(sid, room)
+
+
+def _relay(server, room, payload):
+    with server.app.app_context():
+        assert realtime.relay_to_room(room, "party:update", payload)
+
+
+def test_party_traffic_is_published_only_while_another_server_has_a_member(cluster, make_user):
+    a, b = cluster(2)
+    ann, dan, ben = make_user(), make_user(), make_user()
+    ann_sock, dan_sock, ben_sock = cluster.connect(a, ann), cluster.connect(a, dan), cluster.connect(b, ben)
+    room = "party:routed-test"
+    _join_room(a, ann, room)
+    _join_room(a, dan, room)
+    published = a.queue.published
+    _relay(a, room, dict(PAYLOAD, heading=1.0))
+    _relay(a, room, dict(PAYLOAD, heading=2.0))
+    wait_until(lambda: len(dan_sock.received("party:update")) == 2, timeout=5, message="local delivery")
+    assert a.queue.published == published  # the whole party is here: nothing goes to Redis
+    # Ben joins on b: a hears of it through the queue and publishes from then on.
+    _join_room(b, ben, room)
+    wait_until(lambda: a.queue.has_remote_members(room), timeout=5, message="a learns of b's member")
+    _relay(a, room, dict(PAYLOAD, heading=3.0))
+    assert ben_sock.wait_for("party:update")["heading"] == 3.0
+    assert a.queue.published == published + 1
+    # Ben leaves: a stops publishing again.
+    _leave_room(b, ben, room)
+    wait_until(lambda: not a.queue.has_remote_members(room), timeout=5, message="a learns ben left")
+    _relay(a, room, dict(PAYLOAD, heading=4.0))
+    wait_until(lambda: len(dan_sock.received("party:update")) == 4, timeout=5, message="local delivery")
+    assert a.queue.published == published + 1
+    assert [u["heading"] for u in ben_sock.received("party:update")] == [3.0]
+
+
+def test_room_hosts_are_recorded_again_after_redis_loses_them(cluster, make_user):
+    a, b = cluster(2)
+    ann, ben = make_user(), make_user()
+    cluster.connect(a, ann)
+    ben_sock = cluster.connect(b, ben)
+    room = "party:restart-test"
+    _join_room(a, ann, room)
+    _join_room(b, ben, room)
+    a.queue.publisher.delete(b.queue._hosts_key(room))  # what a Redis restart does to the sets
+    a.queue._remote.clear()
+    assert a.queue.has_remote_members(room) is False
+    b.queue._announce_all()  # what b's listener does when it subscribes again
+    wait_until(lambda: a.queue.has_remote_members(room), timeout=5, message="b's rooms recorded again")
+    _relay(a, room, PAYLOAD)
+    assert ben_sock.wait_for("party:update") == PAYLOAD
+
+
+def test_a_server_that_cannot_ask_redis_publishes(cluster, make_user, monkeypatch):
+    a, _ = cluster(2)
+    room = "party:unsure"
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(a.queue.publisher, "smembers", down)
+    a.queue._remote.clear()
+    assert a.queue.has_remote_members(room) is True
+
+
 def test_a_server_without_the_room_drops_the_frame_without_decoding_it(cluster, make_user):
     a, b = cluster(2)
     ben = make_user()

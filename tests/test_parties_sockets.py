@@ -215,6 +215,34 @@ def test_a_failed_flush_keeps_positions_for_the_next_round(ride, db, app, monkey
     assert db.party_members.find_one({"user_id": ride.users["bob"]["_id"], "active": True})["last_speed_kmh"] == 44
 
 
+def test_flush_writes_in_batches_and_a_failed_batch_is_kept_for_the_next_round(ride, db, app, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from allynet.parties import service
+
+    monkeypatch.setattr(service, "FLUSH_BATCH", 1)
+    for name, speed in (("alice", 10), ("bob", 20), ("carol", 30)):
+        assert update(ride.sio[name], ride.id, near(0.001), speed_kmh=speed)["ok"]
+    real, calls = service.update_batch, []
+
+    def second_batch_fails(collection, updates):
+        calls.append(len(updates))
+        if len(calls) == 2:
+            raise AutoReconnect("lost the server")
+        return real(collection, updates)
+
+    monkeypatch.setattr(service, "update_batch", second_batch_fails)
+    with pytest.raises(AutoReconnect):
+        service.flush_positions(app)
+    stored = {doc["user_id"]: doc.get("last_speed_kmh") for doc in db.party_members.find({"active": True})}
+    assert sorted(speed for speed in stored.values() if speed is not None) == [10]  # the first batch landed
+    monkeypatch.setattr(service, "update_batch", real)
+    assert service.flush_positions(app) == 2  # the failed one and the one never tried
+    stored = {doc["user_id"]: doc.get("last_speed_kmh") for doc in db.party_members.find({"active": True})}
+    assert sorted(stored.values()) == [10, 20, 30]
+    assert service.flush_positions(app) == 0
+
+
 def test_trail_is_sampled_not_written_per_update(ride, db, clock):
     for second in range(20):  # 1 Hz for 20 s
         assert update(ride.sio["bob"], ride.id, near(second / 10000))["ok"]

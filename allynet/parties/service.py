@@ -35,6 +35,7 @@ import logging
 import math
 import secrets
 import threading
+import time
 from datetime import datetime
 
 from bson import ObjectId
@@ -59,6 +60,7 @@ REMOTE_POSITION_RELOAD_SECONDS = 2.0
 LOCAL_LEADER_FRESH_SECONDS = 10.0
 RIDING_FRESH_SECONDS = 120.0
 STOPPED_SWEEP_SECONDS = 1.0
+FLUSH_BATCH = 200  # riders per bulk write of the position flush
 EARTH_RADIUS_M = 6371008.8
 
 
@@ -575,47 +577,59 @@ def _flush(db, party_id, user_id, member):
 
 @periodic("party_position_flush", interval=lambda cfg: cfg["PARTY_POSITION_FLUSH_SECONDS"])
 def flush_positions(app):
-    """Write every position this process holds unsaved: one bulk write and one read, whatever the count.
+    """Write every position this process holds unsaved, `FLUSH_BATCH` riders per bulk write.
 
-    The read brings back the episode flags (so this process follows alerts and
-    resets decided elsewhere) and who is still an active member: a rider who
-    left on another process a moment ago (the room leave still in the queue)
-    is dropped here, so their later updates are refused before being relayed.
-    Returns how many positions were written.
+    Each batch is one bulk write and one read; the read brings back the
+    episode flags (so this process follows alerts and resets decided
+    elsewhere) and who is still an active member: a rider who left on another
+    process a moment ago (the room leave still in the queue) is dropped here,
+    so their later updates are refused before being relayed. Between batches
+    the live path gets the process back (the embedded store writes on the
+    CPU). Returns how many positions were written.
     """
     live = app.extensions.get(LIVE_KEY)
     if live is None:
         return 0
     db = app.extensions["allynet_db"]
     with live.lock:
-        pending = [(pid, uid, member, _position_fields(member))
-                   for pid, state in list(live.parties.items())
-                   for uid, member in list(state.members.items()) if member.dirty]
-        for _, _, member, _ in pending:
-            member.dirty = False
-    if not pending:
-        return 0
-    keys = [(ObjectId(pid), ObjectId(uid)) for pid, uid, _, _ in pending]
+        dirty = [(pid, uid, member) for pid, state in list(live.parties.items())
+                 for uid, member in list(state.members.items()) if member.dirty]
+    written = 0
+    for start in range(0, len(dirty), FLUSH_BATCH):
+        if start:
+            time.sleep(0)  # a cooperative yield under eventlet/gevent; a GIL hand-over with threads
+        with live.lock:
+            batch = [(pid, uid, member, _position_fields(member))
+                     for pid, uid, member in dirty[start:start + FLUSH_BATCH] if member.dirty]
+            for _, _, member, _ in batch:
+                member.dirty = False
+        if batch:
+            _flush_batch(db, live, batch)
+            written += len(batch)
+    return written
+
+
+def _flush_batch(db, live, batch):
+    keys = [(ObjectId(pid), ObjectId(uid)) for pid, uid, _, _ in batch]
     try:
         update_batch(db.party_members, [
             ({"party_id": party_oid, "user_id": user_oid, "active": True}, {"$set": fields})
-            for (party_oid, user_oid), (_, _, _, fields) in zip(keys, pending)])
+            for (party_oid, user_oid), (_, _, _, fields) in zip(keys, batch)])
         current = {(doc["party_id"], doc["user_id"]): doc for doc in db.party_members.find(
             {"user_id": {"$in": [user_oid for _, user_oid in keys]}, "active": True},
             projection={"party_id": 1, "user_id": 1, "left_behind_alerted": 1, "stopped_alerted": 1})}
     except Exception:
         with live.lock:  # the next round writes them again (a newer position wins either way)
-            for _, _, member, _ in pending:
+            for _, _, member, _ in batch:
                 member.dirty = True
         raise
-    for key, (pid, uid, member, _) in zip(keys, pending):
+    for key, (pid, uid, member, _) in zip(keys, batch):
         doc = current.get(key)
         if doc is None:
             _drop_stale_membership(live, pid, uid)
             continue
         member.left_behind = bool(doc.get("left_behind_alerted"))
         member.stopped_alerted = bool(doc.get("stopped_alerted"))
-    return len(pending)
 
 
 def _ensure_member_socket(db, live, user_id, sid, party_id):

@@ -3,6 +3,8 @@
 
     python bench/report.py                 # rewrite the generated block of docs/BENCHMARKS.md + plots
     python bench/report.py --print         # print the tables only
+    python bench/report.py --results docs/bench/session2/results.jsonl --block session2
+                                           # one session's runs: own block, plots beside its results
 
 The generated block sits between `<!-- results:begin -->` and `<!-- results:end -->`; everything
 else in BENCHMARKS.md is hand-written and left alone.
@@ -233,7 +235,7 @@ def rest_tables(path):
     return "\n".join(lines)
 
 
-def plots(records):
+def plots(records, directory=PLOTS):
     """latency vs clients per scenario, plus the cross-scenario p99 and efficiency plots."""
     import matplotlib
 
@@ -290,7 +292,7 @@ def plots(records):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = os.path.join(PLOTS, "latency-" + re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-") + ".png")
+        path = os.path.join(directory, "latency-" + re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-") + ".png")
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
@@ -319,7 +321,7 @@ def plots(records):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        path = os.path.join(PLOTS, fname)
+        path = os.path.join(directory, fname)
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
@@ -330,7 +332,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", default=RESULTS)
     parser.add_argument("--print", action="store_true")
+    parser.add_argument("--block", default=None,
+                        help="write between <!-- results:BLOCK:begin/end --> instead of the default "
+                             "markers, and the plots next to --results (one block per session)")
     args = parser.parse_args(argv)
+    begin, end = (BEGIN, END) if args.block is None else \
+        (f"<!-- results:{args.block}:begin -->", f"<!-- results:{args.block}:end -->")
+    plot_dir = PLOTS if args.block is None else os.path.dirname(os.path.abspath(args.results))
     records = load(args.results)
     text = tables(records) + "\n" + rest_tables(os.path.join(os.path.dirname(os.path.abspath(args.results)), "rest.jsonl"))
     if args.print:
@@ -338,11 +346,13 @@ def main(argv=None):
         return 0
     with open(DOC) as fh:
         doc = fh.read()
-    head, _, rest = doc.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    if begin not in doc:
+        doc = doc.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    head, _, rest = doc.partition(begin)
+    _, _, tail = rest.partition(end)
     with open(DOC, "w") as fh:
-        fh.write(f"{head}{BEGIN}\n\n{text}\n{END}{tail}")
-    for path in plots(records):
+        fh.write(f"{head}{begin}\n\n{text}\n{end}{tail}")
+    for path in plots(records, plot_dir):
         print(os.path.relpath(path, ROOT))
     return 0
 

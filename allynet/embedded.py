@@ -82,35 +82,41 @@ _PLAIN = (str, int, float, ObjectId, datetime)
 TTL_SWEEP_SECONDS = 1.0
 
 
-def _plain_equalities(filter_):
-    """(path, value) pairs every matching document must equal, from the top level and `$and`."""
-    pairs, stack = [], [filter_]
+def _conditions(filter_):
+    """(field, condition) of the top level and of `$and` (recursively): what every match satisfies."""
+    stack = [filter_]
     while stack:
         for field, condition in stack.pop().items():
             if field == "$and" and isinstance(condition, list):
                 stack.extend(item for item in condition if isinstance(item, dict))
-            elif field.startswith("$"):
-                continue
-            elif isinstance(condition, dict) and set(condition) == {"$eq"}:
-                if isinstance(condition["$eq"], _PLAIN):
-                    pairs.append((field, condition["$eq"]))
-            elif isinstance(condition, _PLAIN):
-                pairs.append((field, condition))
+            elif not field.startswith("$"):
+                yield field, condition
+
+
+def _plain_in(condition):
+    """The `$in` list of a condition when every value in it is plain, else None."""
+    if isinstance(condition, dict) and isinstance(condition.get("$in"), list) and \
+            all(value is None or isinstance(value, _PLAIN) for value in condition["$in"]):
+        return condition["$in"]
+    return None
+
+
+def _plain_equalities(filter_):
+    """(path, value) pairs every matching document must equal."""
+    pairs = []
+    for field, condition in _conditions(filter_):
+        if isinstance(condition, dict) and set(condition) == {"$eq"}:
+            if isinstance(condition["$eq"], _PLAIN):
+                pairs.append((field, condition["$eq"]))
+        elif isinstance(condition, _PLAIN):
+            pairs.append((field, condition))
     return pairs
 
 
 def _plain_in_lists(filter_):
-    """(path, values) for each `{path: {$in: [plain values]}}` of the top level and `$and`."""
-    found, stack = [], [filter_]
-    while stack:
-        for field, condition in stack.pop().items():
-            if field == "$and" and isinstance(condition, list):
-                stack.extend(item for item in condition if isinstance(item, dict))
-            elif not field.startswith("$") and isinstance(condition, dict) and \
-                    isinstance(condition.get("$in"), list) and \
-                    all(value is None or isinstance(value, _PLAIN) for value in condition["$in"]):
-                found.append((field, condition["$in"]))
-    return found
+    """(path, values) for each `{path: {$in: [plain values]}}` every matching document must meet."""
+    return [(field, values) for field, values in
+            ((field, _plain_in(condition)) for field, condition in _conditions(filter_)) if values is not None]
 
 
 class _HashedList(list):
@@ -148,9 +154,7 @@ def _with_hashed_in(filter_):
     for field, condition in filter_.items():
         if field == "$and" and isinstance(condition, list):
             condition = [_with_hashed_in(item) if isinstance(item, dict) else item for item in condition]
-        elif not field.startswith("$") and isinstance(condition, dict) and \
-                isinstance(condition.get("$in"), list) and \
-                all(value is None or isinstance(value, _PLAIN) for value in condition["$in"]):
+        elif not field.startswith("$") and _plain_in(condition) is not None:
             condition = dict(condition, **{"$in": _HashedList(condition["$in"])})
         result[field] = condition
     return result

@@ -196,3 +196,23 @@ def test_fast_set_updates_match_mongomocks_own(docs, updates):
             for value in (0, 1, "a", None):
                 assert [d["_id"] for d in fast.find({field: value})] == \
                     [d["_id"] for d in reference.find({field: value})]
+
+
+def test_expired_documents_go_once_a_minute_as_with_mongodbs_ttl_monitor(monkeypatch):
+    from datetime import datetime, timedelta
+
+    clock = [1000.0]
+    monkeypatch.setattr(embedded.time, "monotonic", lambda: clock[0])
+    collection = embedded.make_client().db.ttl_docs
+    collection.create_index("expires_at", expireAfterSeconds=0)
+    past = datetime.utcnow() - timedelta(minutes=1)
+    collection.insert_many([{"_id": 1, "expires_at": past}, {"_id": 2, "expires_at": past + timedelta(days=1)}])
+    clock[0] += 59
+    assert collection.count_documents({}) == 2  # like MongoDB: expired, still there until the next sweep
+    clock[0] += 1
+    assert [doc["_id"] for doc in collection.find()] == [2]
+    collection.insert_one({"_id": 3, "expires_at": past})
+    clock[0] += 59
+    assert collection.find_one({"_id": 3}) is not None
+    clock[0] += 1
+    assert collection.find_one({"_id": 3}) is None

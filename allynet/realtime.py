@@ -16,6 +16,7 @@ import logging
 from flask import current_app, has_app_context
 
 from allynet import jsonutil
+from allynet.message_queue import deliver_encoded, queue_of
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def relay_to_room(room, event, data, skip_sid=None):
     sio = _server()
     if sio is None or sio.server is None:
         return emit_to_room(room, event, data, skip_sid=skip_sid)
-    from allynet.message_queue import deliver_encoded, queue_of
-
     try:
         # A Socket.IO EVENT packet on "/" without ack id is "2" + the JSON array (socketio.Packet.encode).
         encoded = "2" + jsonutil.dumps([event, data])

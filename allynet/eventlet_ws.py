@@ -25,7 +25,20 @@
 4. Direct single packets. Every other packet python-socketio sends to one
    client (the ack of each `party:update` above all) takes the same direct
    write under the same conditions, else Engine.IO's queue as before.
+
+5. One-step frames (`fast_wait`). A client's `party:update` is one small,
+   final, masked text frame, usually alone in its `recv`. When the buffer
+   holds such a frame whole, it is unmasked and decoded in one step instead
+   of eventlet's per-frame generator, message object, incremental UTF-8
+   decoder and four buffered reads. Anything else (control, fragmented,
+   binary, compressed, oversized or partly received frames, bad UTF-8) goes
+   to eventlet's own parser, which reads the same bytes from the same buffer.
+
+6. TCP_NODELAY on websocket connections: a rider's frame leaves at once
+   instead of waiting behind Nagle's algorithm for the peer's delayed ACK
+   (up to 40 ms); Node's `ws` sets it too.
 """
+import socket
 import ssl
 import struct
 
@@ -76,7 +89,7 @@ def send_direct(eio_socket, text, cache, spawn=None):
         frame = cache.get("frame")
         if frame is None:
             frame = cache["frame"] = text_frame(text)
-        fd = ws.socket.fd
+        fd = getattr(ws, "_allynet_fd", None) or ws.socket.fd
         if isinstance(fd, ssl.SSLSocket):
             return False  # TLS in this process (normally it ends at the proxy): records, not bytes
         try:
@@ -158,10 +171,61 @@ class BufferedReads:
         return getattr(self._sock, name)
 
 
+def fast_wait(original):
+    """RFC6455WebSocket.wait reading a whole small text frame from the BufferedReads buffer in one
+    step when it is there (see the module docstring), else eventlet's own parser (`original`)."""
+
+    def wait(self):
+        sock = self.socket
+        if type(sock) is not BufferedReads or self.websocket_closed or self.iterator.gi_frame is None:
+            return original(self)
+        if sock._pos >= len(sock._buffer):
+            try:
+                data = sock._sock.recv(sock._size)
+            except Exception:
+                # What eventlet's frame generator does with a failed read: close, end, raise.
+                self.iterator.close()
+                self.close(close_data=(1011, "Internal Server Error"))
+                raise
+            if not data:
+                self.iterator.close()  # the peer closed: this and every later wait return None
+                return None
+            sock._buffer, sock._pos = data, 0
+        buffer, pos = sock._buffer, sock._pos
+        end = len(buffer)
+        # FIN + text opcode, no RSV bits; masked (every client frame is); no 64-bit length.
+        if end - pos < 6 or buffer[pos] != 0x81 or buffer[pos + 1] < 0x80 or buffer[pos + 1] == 0xFF:
+            return original(self)
+        length = buffer[pos + 1] & 0x7F
+        start = pos + 2
+        if length == 126:
+            length = (buffer[pos + 2] << 8) | buffer[pos + 3]
+            start = pos + 4
+        stop = start + 4 + length
+        if stop > end or length > self.max_frame_length:
+            return original(self)
+        try:
+            text = apply_mask(buffer[start + 4:stop], buffer[start:start + 4]).decode("utf-8")
+        except UnicodeDecodeError:
+            return original(self)  # eventlet closes with 1007
+        sock._pos = stop
+        return text
+
+    wait.allynet_original = original
+    return wait
+
+
 def _keep_websocket(original):
     def _websocket_handler(self, ws):
         self._allynet_ws = ws
         if not isinstance(ws.socket, BufferedReads):
+            raw = getattr(ws.socket, "fd", None)
+            if isinstance(raw, socket.socket) and raw.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            ws._allynet_fd = raw
             ws.socket = BufferedReads(ws.socket)
         try:
             return original(self, ws)
@@ -181,6 +245,8 @@ def install():
     from allynet import message_queue
 
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
+    if not hasattr(websocket.RFC6455WebSocket.wait, "allynet_original"):
+        websocket.RFC6455WebSocket.wait = fast_wait(websocket.RFC6455WebSocket.wait)
     if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
         eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
     if not hasattr(socketio.Server._send_packet, "allynet_original"):

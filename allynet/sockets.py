@@ -9,6 +9,7 @@ import functools
 import logging
 
 from flask import current_app, request
+from flask import globals as flask_globals
 from marshmallow import ValidationError
 
 from allynet import jsonutil
@@ -191,18 +192,81 @@ def init_socketio(app, sio):
         app.wsgi_app = RefuseWebSocketCompression(app.wsgi_app)
     sio.on_event("connect", _connect)
     sio.on_event("disconnect", _disconnect)
+    bare = {}
     for name, handler in HANDLERS:
         if name in BARE_EVENTS:
             # Straight on the python-socketio server: same ack, no Flask-SocketIO request context.
-            sio.server.on(name, _bare_handler(app, handler.run), namespace="/")
+            bare[name] = _bare_handler(app, handler.run)
+            sio.server.on(name, bare[name], namespace="/")
         else:
             sio.on_event(name, handler)
+    if bare and not sio.server.async_handlers:
+        # Engine.IO calls it for every message; Flask-SocketIO's test client calls the attribute.
+        sio.server._handle_eio_message = _bare_event_dispatch(sio.server, bare)
+        sio.server.eio.on("message", sio.server._handle_eio_message)
 
 
 def _bare_handler(app, run):
+    """`run` in an app context of `app`: one shared AppContext object set straight into Flask's
+    context variable (bare handlers keep nothing in `g`; the app has no teardown_appcontext
+    functions or context signals to honour), or Flask's own push where that variable is gone."""
+    context_var = getattr(flask_globals, "_cv_app", None)
+    shared = app.app_context()
+
     def bare(sid, payload=None, *extra):
-        with app.app_context():
+        if context_var is None:
+            with app.app_context():
+                return run(sid, payload)
+        current = context_var.get(None)
+        if current is not None and current.app is app:
             return run(sid, payload)
+        token = context_var.set(shared)
+        try:
+            return run(sid, payload)
+        finally:
+            context_var.reset(token)
 
     return bare
+
+
+def _bare_event_dispatch(server, bare):
+    """Engine.IO `message` handler: a plain Socket.IO EVENT for a bare event on "/"
+    (`2<id>["name",...]`) is decoded once and answered with its ACK (`3<id>[ack]`) here; every other packet goes to
+    python-socketio's own dispatch, which would do the same with packet objects in between."""
+    import engineio.packet
+
+    from allynet import message_queue
+
+    original = server._handle_eio_message
+    prefixes = tuple((jsonutil.dumps([name])[:-1] + ",", handler) for name, handler in bare.items())
+    manager = server.manager
+
+    def handle(eio_sid, data):
+        if type(data) is not str or not data.startswith("2") or eio_sid in server._binary_packet:
+            return original(eio_sid, data)
+        end = 1
+        while data[end:end + 1].isdigit():
+            end += 1
+        for prefix, handler in prefixes:
+            if data.startswith(prefix, end):
+                break
+        else:
+            return original(eio_sid, data)
+        try:
+            args = jsonutil.loads(data[end:])
+        except Exception:  # not JSON after all: python-socketio's decoder has the last word
+            return original(eio_sid, data)
+        sid = manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not manager.is_connected(sid, "/"):
+            return original(eio_sid, data)
+        result = handler(sid, *args[1:])
+        if end > 1:  # the client asked for an acknowledgement
+            ack = "3" + str(int(data[1:end])) + jsonutil.dumps([result])
+            direct = message_queue.direct_send
+            if direct is None or not direct(server.eio.sockets.get(eio_sid), "4" + ack, {}):
+                server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, ack))
+        return None
+
+    handle.allynet_original = original
+    return handle
 

@@ -346,6 +346,109 @@ def test_buffered_reads_give_eventlets_parser_the_same_messages_with_fewer_recvs
     assert BufferedReads(_ChunkedSocket(b"", [])).recv(10) == b""  # a closed peer still reads as closed
 
 
+def _client_frames(frames):
+    """Masked client frames (opcode, payload bytes, fin) as a browser would send them."""
+    import os
+    import struct
+
+    out = b""
+    for opcode, payload, fin in frames:
+        mask = os.urandom(4)
+        length = len(payload)
+        first = (0x80 if fin else 0) | opcode
+        if length > 65535:
+            header = struct.pack("!BBQ", first, 0x80 | 127, length)
+        elif length > 125:
+            header = struct.pack("!BBH", first, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BB", first, 0x80 | length)
+        out += header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return out
+
+
+class _RecordingSocket(_ChunkedSocket):
+    """A _ChunkedSocket that also takes what the websocket writes back (pongs, close frames)."""
+
+    def __init__(self, data, sizes):
+        super().__init__(data, sizes)
+        self.written = b""
+
+    def sendall(self, data):
+        self.written += data
+
+    def shutdown(self, how):
+        pass
+
+    def close(self):
+        pass
+
+
+def _one_step_frames_case(frames, sizes):
+    """The messages (and what was written back) of eventlet's parser and of fast_wait's."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from eventlet.websocket import RFC6455WebSocket
+
+    from allynet.eventlet_ws import BufferedReads, fast_wait
+
+    original = getattr(RFC6455WebSocket.wait, "allynet_original", RFC6455WebSocket.wait)
+    slow_calls = []
+    fast = fast_wait(lambda ws: slow_calls.append(1) or original(ws))
+    stream = _client_frames(frames)
+    results = []
+    for wait, wrap in ((original, lambda s: s), (fast, BufferedReads)):
+        raw = _RecordingSocket(stream, list(sizes))
+        ws = RFC6455WebSocket(wrap(raw), {}, client=False)
+        messages = []
+        for _ in range(len(frames) + 2):
+            try:
+                messages.append(wait(ws))
+            except Exception as exc:  # noqa: BLE001 - the same failure from both
+                messages.append(type(exc).__name__)
+                break
+        results.append((messages, raw.written[:4]))
+    return results + [len(slow_calls)]
+
+
+@pytest.mark.parametrize("sizes", [[], [1] * 200, [2, 3, 5, 7, 11, 13] * 40, [65536]])
+def test_one_step_frames_read_what_eventlets_parser_reads(sizes):
+    text = '42["party:update",{"party_id":"5f0c9a1e2b3c4d5e6f708192","location":{"lat":1,"lng":2}}]'
+    frames = [(1, text.encode(), True), (1, b"", True), (1, ("\u00e9" * 70).encode(), True),
+              (9, b"ping", True),  # a ping between two messages: answered, then the next message
+              (1, "Straße → 東京".encode(), True), (1, b"x" * 300, True), (1, b"y" * 70000, True),
+              (1, b"frag", False), (0, b"mented", True),  # a fragmented message
+              (2, b"\x00\x01", True),  # binary
+              (1, b"last", True)]
+    plain, fast, slow_calls = _one_step_frames_case(frames, sizes)
+    assert fast == plain
+    assert fast[0][:3] == [text, "", "\u00e9" * 70]
+    assert fast[0][-2:] == [None, None]  # the peer closed: every later wait returns None
+    if sizes in ([], [65536]):  # whole frames in the buffer: the plain text ones took one step
+        assert slow_calls < len(frames) - 3
+    else:
+        assert slow_calls >= len(frames) - 2  # partial frames: eventlet's parser
+
+
+def test_a_burst_of_updates_takes_one_step_each():
+    frames = [(1, ('42["party:update",{"n":%d}]' % n).encode(), True) for n in range(50)]
+    plain, fast, slow_calls = _one_step_frames_case(frames, [])
+    assert fast == plain and fast[0][:50] == ['42["party:update",{"n":%d}]' % n for n in range(50)]
+    assert slow_calls == 1  # only the wait after the peer closed
+
+
+@pytest.mark.parametrize("frames", [
+    [(1, b"ok", True), (1, b"\xff\xfe bad utf-8", True), (1, b"never read", True)],
+    [(1, b"ok", True), (8, b"\x03\xe8", True), (1, b"after close", True)],  # a close frame
+    [(1, b"ok", True), (0, b"continuation without a start", True)],
+])
+def test_one_step_frames_fail_the_way_eventlet_fails(frames):
+    plain, fast, _ = _one_step_frames_case(frames, [])
+    assert fast == plain
+    assert fast[0][0] == "ok"
+
+
 # ---- party:update without a Flask request context ---------------------------
 
 def test_party_update_runs_straight_on_the_socketio_server(app):
@@ -354,6 +457,53 @@ def test_party_update_runs_straight_on_the_socketio_server(app):
     assert "party:update" in sockets.BARE_EVENTS
     handler = app.extensions["socketio"].server.handlers["/"]["party:update"]
     assert handler.__qualname__.startswith("_bare_handler")  # not Flask-SocketIO's request-context wrapper
+
+
+class _DispatchServer:
+    """Just what _bare_event_dispatch uses of a python-socketio server."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self._binary_packet = {}
+        self.passed_on, self.sent = [], []
+        connected = {"eio-1": "sid-1"}
+        self.manager = SimpleNamespace(sid_from_eio_sid=lambda eio_sid, ns: connected.get(eio_sid),
+                                       is_connected=lambda sid, ns: sid is not None)
+        self.eio = SimpleNamespace(sockets={})
+
+    def _handle_eio_message(self, eio_sid, data):
+        self.passed_on.append(data)
+
+    def _send_eio_packet(self, eio_sid, pkt):
+        self.sent.append((eio_sid, pkt.data))
+
+
+def test_bare_events_are_dispatched_and_acked_like_python_socketio_does():
+    import socketio
+
+    from allynet.sockets import _bare_event_dispatch
+
+    server, calls = _DispatchServer(), []
+    handle = _bare_event_dispatch(server, {"party:update": lambda sid, *args: calls.append((sid, args)) or
+                                           {"ok": True, "n": len(calls)}})
+    handle("eio-1", '27["party:update",{"a":1}]')
+    handle("eio-1", '2["party:update",{"a":2}]')  # no ack id: no ack
+    handle("eio-1", '2012["party:update",{"a":3},"extra"]')
+    assert calls == [("sid-1", ({"a": 1},)), ("sid-1", ({"a": 2},)), ("sid-1", ({"a": 3}, "extra"))]
+    expected = [socketio.packet.Packet(socketio.packet.ACK, id=7, data=[{"ok": True, "n": 1}]).encode(),
+                socketio.packet.Packet(socketio.packet.ACK, id=12, data=[{"ok": True, "n": 3}]).encode()]
+    assert server.sent == [("eio-1", expected[0]), ("eio-1", expected[1])]
+    assert server.passed_on == []
+    others = ['21["party:message",{}]', '2/admin,1["party:update",{}]', '21["party:update"]', '21["party:update",{',
+              '0{"token":"t"}', '31[{}]', '451-["party:update",{"_placeholder":true,"num":0}]']
+    for data in others:
+        handle("eio-1", data)
+    handle("eio-gone", '21["party:update",{}]')  # not connected on "/": python-socketio decides
+    server._binary_packet["eio-1"] = object()  # attachments pending: they belong to that packet
+    handle("eio-1", '21["party:update",{}]')
+    assert server.passed_on == others + ['21["party:update",{}]'] * 2
+    assert len(calls) == 3 and len(server.sent) == 2
 
 
 def test_bare_handler_acks_errors_like_the_others(client, make_user, socket_client):
@@ -568,3 +718,23 @@ def test_text_frame_is_what_eventlet_would_send(size):
     ws.extensions, ws.client = {}, False
     text = "é" * (size // 2) + "x" * (size % 2)
     assert text_frame(text) == ws._pack_message(text)
+
+
+def test_websocket_connections_send_without_nagle_delay():
+    import socket
+    from types import SimpleNamespace
+
+    from allynet.eventlet_ws import BufferedReads, _keep_websocket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        ws = SimpleNamespace(socket=SimpleNamespace(fd=accepted))
+        seen = []
+        _keep_websocket(lambda self, ws: seen.append(ws.socket))(SimpleNamespace(), ws)
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert isinstance(seen[0], BufferedReads) and ws._allynet_fd is accepted
+    finally:
+        for sock in (client, accepted, listener):
+            sock.close()

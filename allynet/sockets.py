@@ -231,8 +231,9 @@ def _bare_handler(app, run):
 
 def _bare_event_dispatch(server, bare):
     """Engine.IO `message` handler: a plain Socket.IO EVENT for a bare event on "/"
-    (`2<id>["name",...]`) is decoded once and answered with its ACK (`3<id>[ack]`) here; every other packet goes to
-    python-socketio's own dispatch, which would do the same with packet objects in between."""
+    (`2<id>["name",...]`) is decoded once and answered with its ACK (`3<id>[ack]`) here;
+    every other packet goes to python-socketio's own dispatch, which would do the same
+    with packet objects in between."""
     import engineio.packet
 
     from allynet import message_queue
@@ -261,7 +262,7 @@ def _bare_event_dispatch(server, bare):
             return original(eio_sid, data)
         result = handler(sid, *args[1:])
         if end > 1:  # the client asked for an acknowledgement
-            ack = "3" + str(int(data[1:end])) + jsonutil.dumps([result])
+            ack = "3" + str(int(data[1:end])) + jsonutil.dumps([] if result is None else [result])
             direct = message_queue.direct_send
             if direct is None or not direct(server.eio.sockets.get(eio_sid), "4" + ack, {}):
                 server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, ack))
@@ -269,4 +270,3 @@ def _bare_event_dispatch(server, bare):
 
     handle.allynet_original = original
     return handle
-

@@ -67,57 +67,69 @@ def text_frame(text):
     return header + payload
 
 
+_UNKNOWN = object()
+
+
+def _direct_fd(ws):
+    """The plain socket that direct writes may use for `ws`, or None (not RFC 6455, compressed,
+    TLS in this process). Fixed once the handshake is done, so worked out once per websocket."""
+    extensions = getattr(ws, "extensions", None)
+    if extensions is None or "permessage-deflate" in extensions:
+        return None  # not RFC 6455, or a compressed socket: its own frames
+    fd = getattr(ws, "_allynet_fd", None) or ws.socket.fd
+    if isinstance(fd, ssl.SSLSocket):
+        return None  # TLS in this process (normally it ends at the proxy): records, not bytes
+    return fd
+
+
 def send_direct(eio_socket, text, cache, spawn=None):
     """Write Engine.IO packet `text` to `eio_socket`'s websocket now, if that cannot reorder or
     block (see the module docstring); True when sent or handed to a finishing greenlet, False
-    when the caller must queue it. `cache` (a dict shared by one fan-out) holds the frame."""
+    when the caller must queue it. `cache` (a dict shared by one fan-out) holds the frame.
+
+    Nothing here yields to the hub, so under eventlet no other greenlet runs between the checks
+    and the write: a free send lock only has to be taken when a finishing greenlet needs it."""
     ws = getattr(eio_socket, "_allynet_ws", None)
     if ws is None or ws.websocket_closed or eio_socket.closed or not eio_socket.upgraded or \
-            getattr(eio_socket, "upgrading", False):
+            eio_socket.upgrading:
         return False
     queue = eio_socket.queue
     if queue.qsize() or not queue.getting():
         return False  # the writer has (or is sending) packets: queue behind them
-    extensions = getattr(ws, "extensions", None)
-    if extensions is None or "permessage-deflate" in extensions:
-        return False  # not RFC 6455, or a compressed socket: its own frames
-    lock = ws._sendlock
-    if not lock.acquire(blocking=False):
+    fd = ws.__dict__.get("_allynet_direct_fd", _UNKNOWN)
+    if fd is _UNKNOWN:
+        fd = ws._allynet_direct_fd = _direct_fd(ws)
+    if fd is None:
         return False
-    handed_off = False
+    lock = ws._sendlock
+    if lock.locked():
+        return False  # a partial write is being finished
+    frame = cache.get("frame")
+    if frame is None:
+        frame = cache["frame"] = text_frame(text)
     try:
-        frame = cache.get("frame")
-        if frame is None:
-            frame = cache["frame"] = text_frame(text)
-        fd = getattr(ws, "_allynet_fd", None) or ws.socket.fd
-        if isinstance(fd, ssl.SSLSocket):
-            return False  # TLS in this process (normally it ends at the proxy): records, not bytes
-        try:
-            sent = fd.send(frame)
-        except OSError:
-            return False  # would block: queue it; broken: the queued path and the reader deal with it
-        if sent >= len(frame):
-            return True
-        if sent <= 0:
-            return False
-        rest = frame[sent:]
-
-        def finish():
-            try:
-                ws.socket.sendall(rest)
-            except Exception:
-                pass  # the reader sees the broken connection
-            finally:
-                lock.release()
-
-        if spawn is None:
-            from eventlet import spawn_n as spawn
-        spawn(finish)
-        handed_off = True
+        sent = fd.send(frame)
+    except OSError:
+        return False  # would block: queue it; broken: the queued path and the reader deal with it
+    if sent >= len(frame):
         return True
-    finally:
-        if not handed_off:
+    if sent <= 0:
+        return False
+    rest = frame[sent:]
+    lock.acquire()  # free (checked above, nothing ran since): the writer now waits for the rest
+
+    def finish():
+        try:
+            ws.socket.sendall(rest)
+        except Exception:
+            pass  # the reader sees the broken connection
+        finally:
             lock.release()
+
+    if spawn is None:
+        from eventlet import spawn_n as spawn
+    spawn(finish)
+    return True
 
 
 def _direct_send_packet(original):

@@ -626,10 +626,14 @@ class _FakeQueue:
 
 
 def _fake_socket(accept=None, queued=0, waiting=1, extensions=None):
-    import threading
+    import warnings
     from types import SimpleNamespace
 
-    ws = SimpleNamespace(websocket_closed=False, extensions=extensions or {}, _sendlock=threading.Semaphore(),
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eventlet's import-time deprecation notice
+        from eventlet.semaphore import Semaphore  # what eventlet's websocket uses as its send lock
+
+    ws = SimpleNamespace(websocket_closed=False, extensions=extensions or {}, _sendlock=Semaphore(),
                          socket=_FakeGreenSocket(accept))
     return SimpleNamespace(_allynet_ws=ws, closed=False, upgraded=True, upgrading=False,
                            queue=_FakeQueue(queued, waiting))
@@ -664,6 +668,9 @@ def test_direct_write_never_overtakes_or_blocks():
     upgrading = _fake_socket()
     upgrading.upgrading = True
     assert send_direct(upgrading, "42[]", {}) is False
+    finishing = _fake_socket()
+    finishing._allynet_ws._sendlock.acquire()  # the rest of a partial write is still going out
+    assert send_direct(finishing, "42[]", {}) is False and finishing._allynet_ws.socket.fd.sent == b""
 
 
 def test_a_partial_write_is_finished_under_the_socket_lock():

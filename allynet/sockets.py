@@ -245,9 +245,11 @@ def _bare_event_dispatch(server, bare):
     def handle(eio_sid, data):
         if type(data) is not str or not data.startswith("2") or eio_sid in server._binary_packet:
             return original(eio_sid, data)
-        end = 1
-        while data[end:end + 1].isdigit():
+        end, size = 1, len(data)
+        while end < size and "0" <= data[end] <= "9":
             end += 1
+        if end > 19:  # an id of 19 digits or more: python-socketio's own limits decide
+            return original(eio_sid, data)
         for prefix, handler in prefixes:
             if data.startswith(prefix, end):
                 break

@@ -496,6 +496,7 @@ def test_bare_events_are_dispatched_and_acked_like_python_socketio_does():
     assert server.sent == [("eio-1", expected[0]), ("eio-1", expected[1])]
     assert server.passed_on == []
     others = ['21["party:message",{}]', '2/admin,1["party:update",{}]', '21["party:update"]', '21["party:update",{',
+              '2\u00b2["party:update",{}]', '2' + '9' * 30 + '["party:update",{}]', '21-["party:update",{}]',
               '0{"token":"t"}', '31[{}]', '451-["party:update",{"_placeholder":true,"num":0}]']
     for data in others:
         handle("eio-1", data)

@@ -2,17 +2,20 @@
 
 Times are naive UTC datetimes, as pymongo returns them.
 """
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta
 
 _override = None
+_EPOCH = datetime(1970, 1, 1)
 
 
 def now():
     """Current UTC time (naive, millisecond precision as MongoDB stores it)."""
     if _override is not None:
         return _override()
-    current = datetime.now(timezone.utc).replace(tzinfo=None)
-    return current.replace(microsecond=current.microsecond // 1000 * 1000)
+    # The epoch plus whole milliseconds: one datetime built, not three (the live path reads the
+    # clock on every rider update).
+    return _EPOCH + timedelta(milliseconds=time.time_ns() // 1_000_000)
 
 
 def set_now(fn):

@@ -216,3 +216,18 @@ def test_expired_documents_go_once_a_minute_as_with_mongodbs_ttl_monitor(monkeyp
     assert collection.find_one({"_id": 3}) is not None
     clock[0] += 1
     assert collection.find_one({"_id": 3}) is None
+
+
+def test_the_clock_reads_naive_utc_in_whole_milliseconds_as_mongodb_stores_it():
+    from datetime import datetime, timezone
+
+    from allynet import clock
+
+    before = datetime.now(timezone.utc).replace(tzinfo=None)
+    reading = clock.now()
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert reading.tzinfo is None and reading.microsecond % 1000 == 0
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= reading <= after
+    collection = embedded.make_client().db.clock_docs
+    collection.insert_one({"_id": 1, "at": reading})
+    assert collection.find_one({"_id": 1})["at"] == reading  # survives the store unchanged

@@ -69,8 +69,8 @@ def socket_event(name, schema=None, request_context=True):
     """
 
     def decorator(fn):
-        def run(sid, payload):
-            user_id = _local_connections().get(sid)
+        def run(sid, payload, connections=None):
+            user_id = (_local_connections() if connections is None else connections).get(sid)
             if user_id is None:
                 return _ack_error("unauthorized", "Not authenticated")
             try:
@@ -212,17 +212,18 @@ def _bare_handler(app, run):
     functions or context signals to honour), or Flask's own push where that variable is gone."""
     context_var = getattr(flask_globals, "_cv_app", None)
     shared = app.app_context()
+    connections = app.extensions.setdefault(CONNECTIONS_KEY, {})  # the dict _connect fills
 
     def bare(sid, payload=None, *extra):
         if context_var is None:
             with app.app_context():
-                return run(sid, payload)
+                return run(sid, payload, connections)
         current = context_var.get(None)
         if current is not None and current.app is app:
-            return run(sid, payload)
+            return run(sid, payload, connections)
         token = context_var.set(shared)
         try:
-            return run(sid, payload)
+            return run(sid, payload, connections)
         finally:
             context_var.reset(token)
 

@@ -137,6 +137,9 @@ def _direct_send_packet(original):
     (acks above all: one per `party:update`), through Engine.IO otherwise."""
 
     def _send_packet(self, eio_sid, pkt):
+        batcher = getattr(self, "allynet_batcher", None)
+        if batcher is not None and eio_sid in batcher.pending:
+            batcher.flush_one(eio_sid)  # an opted-in socket's pending positions go first
         encoded = pkt.encode()
         if isinstance(encoded, list):  # binary attachments: Engine.IO's own framing
             for part in encoded:

@@ -52,7 +52,7 @@ import socketio
 
 import engineio.packet
 
-from allynet import jsonutil
+from allynet import batching, jsonutil
 from allynet import redis_client
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,24 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
     text = "4" + encoded  # the Engine.IO MESSAGE packet, as its writer would encode it
     cache = {}
     sent = 0
+    batcher = getattr(server, "allynet_batcher", None)
+    batched = batcher.eio_sids if batcher is not None else None
+    later = None
     for sid, eio_sid in list(participants.items()):
         if sid != skip_sid:
+            sent += 1
+            if batched and eio_sid in batched:
+                if later is None:
+                    later = []
+                    item = batching.payload_of(encoded)
+                if item is not None:
+                    later.append(eio_sid)  # in its next party:updates
+                    continue
+                batcher.flush_one(eio_sid)  # not a position: after what is pending for it
             if direct is None or not direct(sockets.get(eio_sid), text, cache):
                 server._send_eio_packet(eio_sid, eio_pkt)
-            sent += 1
+    if later:
+        batcher.add(room, item, later)
     return sent
 
 

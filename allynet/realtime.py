@@ -176,6 +176,34 @@ def in_room(sid, room):
     return members is not None and sid in members
 
 
+def set_batched(sid, enabled):
+    """Opt one local socket in or out of batched party positions (allynet/batching.py); returns
+    the tick in milliseconds, or None without a bound server."""
+    sio = _server()
+    if sio is None or sio.server is None:
+        return None
+    batcher = getattr(sio.server, "allynet_batcher", None)
+    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
+    if batcher is None or eio_sid is None:
+        return None
+    if enabled:
+        batcher.enable(eio_sid, start=current_app.config.get("BACKGROUND_TASKS", True))
+    else:
+        batcher.disable(eio_sid)
+    return round(batcher.interval * 1000)
+
+
+def forget_batched(sid):
+    """A local socket is going away: drop its batching state."""
+    sio = _server()
+    if sio is None or sio.server is None:
+        return
+    batcher = getattr(sio.server, "allynet_batcher", None)
+    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
+    if batcher is not None and eio_sid is not None:
+        batcher.forget(eio_sid)
+
+
 def close_room(room):
     """Empty a room on every process."""
     sio = _emitter()

@@ -188,6 +188,9 @@ def init_socketio(app, sio):
         logger=False,
         engineio_logger=False,
     )
+    from allynet import batching
+
+    batching.install(sio.server, app.config["PARTY_BATCH_MS"] / 1000.0)
     if not app.config.get("SOCKETIO_WS_COMPRESSION", True):
         app.wsgi_app = RefuseWebSocketCompression(app.wsgi_app)
     sio.on_event("connect", _connect)

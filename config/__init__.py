@@ -46,6 +46,7 @@ ENV_VARS = {
     "PARTY_PRESENCE_TTL_SECONDS": float,
     "PARTY_POSITION_FLUSH_SECONDS": float,
     "PARTY_EPISODE_SWEEP_SECONDS": float,
+    "PARTY_BATCH_MS": int,
     "LOG_LEVEL": str,
     # scale-out
     "REDIS_KEY_PREFIX": str,
@@ -112,6 +113,9 @@ class Config:
     PARTY_POSITION_FLUSH_SECONDS = None
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
     PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo (riders on other processes)
+    # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
+    # often, so a batched position waits at most this long. 20..1000.
+    PARTY_BATCH_MS = 200
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     TESTING = False
@@ -188,6 +192,9 @@ def load(name=None, overrides=None, environ=None):
         embedded = not values.get("MONGO_URI") and values.get("MONGO_CLIENT") is None
         values["PARTY_POSITION_FLUSH_SECONDS"] = EMBEDDED_POSITION_FLUSH_SECONDS if embedded \
             else POSITION_FLUSH_SECONDS
+    batch_ms = values.get("PARTY_BATCH_MS")
+    if isinstance(batch_ms, bool) or not isinstance(batch_ms, int) or not 20 <= batch_ms <= 1000:
+        raise ConfigError(f"PARTY_BATCH_MS={batch_ms!r} must be a whole number of milliseconds, 20 to 1000")
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
         values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
     if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):

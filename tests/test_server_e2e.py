@@ -1,6 +1,7 @@
 """The real server: `python wsgi.py` in a subprocess, driven over HTTP and a real Socket.IO client."""
 import os
 import threading
+import time
 
 import pytest
 import requests
@@ -70,3 +71,45 @@ def test_newcomer_flow_over_http_and_socketio(server):
     assert admin.json()["data"]["user"]["role"] == "admin"
     assert requests.get(f"{server}/readyz", timeout=10).status_code == 200
     assert requests.get(f"{api}/openapi.json", timeout=10).json()["openapi"].startswith("3.")
+
+
+def _rider(api, email):
+    requests.post(f"{api}/auth/register", json={"email": email, "password": "a good password",
+                                                "display_name": email.split("@")[0]}, timeout=10)
+    login = requests.post(f"{api}/auth/login", json={"email": email, "password": "a good password"}, timeout=10)
+    return login.json()["data"]["access_token"]
+
+
+def test_batched_positions_arrive_on_the_servers_own_tick(server):
+    """party:batch on the real eventlet server: the background tick delivers party:updates."""
+    api = f"{server}/api/v1"
+    leader, rider = _rider(api, "leader@example.com"), _rider(api, "rider@example.com")
+    party = requests.post(f"{api}/parties", json={"name": "e2e ride"},
+                          headers={"Authorization": f"Bearer {leader}"}, timeout=10).json()["data"]
+    joined = requests.post(f"{api}/parties/join", json={"invite_code": party["invite_code"]},
+                           headers={"Authorization": f"Bearer {rider}"}, timeout=10)
+    assert joined.status_code == 200, joined.text
+    batches, singles, got = [], [], threading.Event()
+    watcher = socketio.Client(reconnection=False)
+    watcher.on("party:updates", lambda data: (batches.append(data), got.set()))
+    watcher.on("party:update", singles.append)
+    sender = socketio.Client(reconnection=False)
+    try:
+        watcher.connect(server, auth={"token": leader}, transports=["websocket"], wait_timeout=10)
+        sender.connect(server, auth={"token": rider}, transports=["websocket"], wait_timeout=10)
+        ack = watcher.call("party:batch", {"enabled": True}, timeout=10)
+        assert ack["ok"] is True and ack["interval_ms"] == 200
+        acks = [sender.call("party:update", {"party_id": party["id"], "location": {"lat": 48.1, "lng": 11.5 + i / 1000},
+                                             "client_ts": i}, timeout=10) for i in range(2)]
+        assert all(a["ok"] for a in acks), acks
+        assert got.wait(5)
+        deadline = time.monotonic() + 5
+        while sum(len(b["updates"]) for b in batches) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        updates = [u for b in batches for u in b["updates"]]
+        assert [u["client_ts"] for u in updates] == [0, 1]
+        assert all(b["party_id"] == party["id"] for b in batches)
+        assert singles == []
+    finally:
+        watcher.disconnect()
+        sender.disconnect()

@@ -14,18 +14,22 @@ Server events to `party:<id>` besides those of the contract (additive):
 `party:leader` `{party_id, leader_id}` when leadership passes on, and
 `party:ended` `{party_id, ended_at}` just before the room closes.
 `party:update` may carry `client_ts` (optional finite number, echoed, never stored).
+`party:batch` `{enabled}` (client event, additive) switches the connection to `party:updates`
+`{party_id, updates: [party:update payload, ...]}` at most once per `PARTY_BATCH_MS`
+(allynet/batching.py); the ack is `{ok, enabled, interval_ms}`.
 
 Scale-out: a leave or end on one process takes the user's sockets out of the
 room on every process (leave_room for the sids in the shared presence store,
 close_room), and a socket's cached membership is trusted only while the
 socket is still in the room on its own process.
 """
-from allynet import sockets
+from allynet import realtime, sockets
 from allynet.db import get_db
+from allynet.errors import ServiceUnavailable
 from allynet.parties import service
-from allynet.parties.schemas import (party_schema, socket_alert_schema, socket_create_schema,
-                                     socket_join_schema, socket_message_schema, socket_party_schema,
-                                     validate_update)
+from allynet.parties.schemas import (party_schema, socket_alert_schema, socket_batch_schema,
+                                     socket_create_schema, socket_join_schema, socket_message_schema,
+                                     socket_party_schema, validate_update)
 from allynet.sockets import socket_event
 
 
@@ -38,7 +42,18 @@ def rejoin_party_room(user_id, sid):
 @sockets.on_disconnect
 def drop_presence(user_id, sid):
     """The socket is gone: presence and the rider's last position are updated."""
+    realtime.forget_batched(sid)
     service.socket_disconnected(db=get_db(), user_id=user_id, sid=sid)
+
+
+@socket_event("party:batch", socket_batch_schema)
+def batch(*, user_id, sid, data):
+    """Opt this connection in (or out) of `party:updates`: its parties' positions at most once a
+    tick in one event instead of one `party:update` each (allynet/batching.py)."""
+    interval_ms = realtime.set_batched(sid, data["enabled"])
+    if interval_ms is None:
+        raise ServiceUnavailable("Batching needs a running Socket.IO server")
+    return {"enabled": data["enabled"], "interval_ms": interval_ms}
 
 
 @socket_event("party:create", socket_create_schema)

@@ -10,7 +10,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Id, LatLngSchema, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Id, LatLngSchema, Location, ObjectIdField, StrictBool, Text
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400
@@ -92,6 +92,10 @@ class SocketJoinSchema(Schema):
 
 class SocketPartySchema(Schema):
     party_id = ObjectIdField(required=True)
+
+
+class SocketBatchSchema(Schema):
+    enabled = StrictBool(required=True)
 
 
 class SocketMessageSchema(Schema):
@@ -238,6 +242,7 @@ socket_create_schema = SocketCreateSchema()
 socket_join_schema = SocketJoinSchema()
 socket_party_schema = SocketPartySchema()
 socket_message_schema = SocketMessageSchema()
+socket_batch_schema = SocketBatchSchema()
 socket_alert_schema = SocketAlertSchema()
 party_schema = PartySchema()
 history_item_schema = HistoryItemSchema()

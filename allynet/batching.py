@@ -1,0 +1,209 @@
+"""Batched party positions: one `party:updates` frame per tick for sockets that opt in (issue 9).
+
+A socket that sends `party:batch` `{enabled: true}` stops getting one
+`party:update` event per rider position and gets instead, at most once per
+`PARTY_BATCH_MS`, one `party:updates` event:
+
+    {"party_id": "<id>", "updates": [<party:update payload>, ...]}
+
+with every position relayed to it since the last one, oldest first, each
+exactly the payload `party:update` would have carried (its own positions
+excluded, as before). It is a compatible extension of the contract: nothing
+changes for a socket that does not ask, and `{enabled: false}` goes back.
+
+Why: at 1 Hz per rider a member of a party of 8 receives 7 frames a second,
+and per frame the server pays a `send()` and its bookkeeping; with a 200 ms
+tick the same positions take about 3.8 frames (and 1.9 at 500 ms), for at
+most one tick of extra latency. See docs/BENCHMARKS.md.
+
+Order: every other event for an opted-in socket (chat, presence, alerts,
+leader changes, the end of the party) first sends what is pending for it,
+so the client never sees an event before positions relayed earlier; under
+eventlet the acks of its other events do too. Positions
+relayed by other processes (the Redis queue) are batched where they are
+delivered, like local ones.
+
+State is per Socket.IO server (one per process, two in the scale-out tests):
+`install(server, interval)` sets `server.allynet_batcher`. The tick runs as a
+background task started with the first opt-in; `flush()` does one tick's
+work (tests call it directly).
+"""
+import logging
+import threading
+
+import engineio.packet
+
+from allynet import jsonutil
+
+log = logging.getLogger(__name__)
+
+SOURCE_EVENT = "party:update"
+BATCH_EVENT = "party:updates"
+ROOM_PREFIX = "party:"
+# The encoded Socket.IO EVENT packet of a relayed position (realtime.relay_to_room):
+# "2" + ["party:update",<payload>]; the payload is the text between this prefix and the final "]".
+SOURCE_PREFIX = "2" + jsonutil.dumps([SOURCE_EVENT])[:-1] + ","
+# Engine.IO MESSAGE ("4") + Socket.IO EVENT ("2") + ["party:updates",{"party_id":..., "updates":[
+_BATCH_HEAD = "42" + jsonutil.dumps([BATCH_EVENT])[:-1] + ',{"party_id":'
+
+
+def payload_of(encoded):
+    """The JSON text of a relayed `party:update` payload inside its encoded packet, else None."""
+    if encoded.startswith(SOURCE_PREFIX) and encoded.endswith("]"):
+        return encoded[len(SOURCE_PREFIX):-1]
+    return None
+
+
+def batch_text(room, items):
+    """The Engine.IO text of one `party:updates` packet for `room` carrying the JSON `items`."""
+    return "".join((_BATCH_HEAD, jsonutil.dumps(room[len(ROOM_PREFIX):]), ',"updates":[', ",".join(items), "]}]"))
+
+
+class Batcher:
+    """The opted-in sockets of one Socket.IO server and what is pending for each."""
+
+    def __init__(self, server, interval):
+        self.server = server
+        self.interval = interval
+        self.eio_sids = set()  # Engine.IO sids that opted in (read without the lock on the hot path)
+        self.pending = {}  # eio_sid -> (room, [payload JSON, ...])
+        self.lock = threading.Lock()
+        self._task = None
+        self.frames = 0  # party:updates packets sent (tests, benchmarks)
+
+    # -- opting in and out ------------------------------------------------------------------------
+
+    def enable(self, eio_sid, start=True):
+        """Batch this socket's positions from now on; starts the tick if it is not running."""
+        with self.lock:
+            self.eio_sids.add(eio_sid)
+            need_task = start and self._task is None
+            if need_task:
+                self._task = True  # claimed; replaced by the task object below
+        if need_task:
+            try:
+                self._task = self.server.start_background_task(self._run)
+            except Exception:
+                with self.lock:
+                    self._task = None
+                raise
+
+    def disable(self, eio_sid):
+        """Back to one `party:update` per position; what was pending is sent first."""
+        self.flush_one(eio_sid)
+        with self.lock:
+            self.eio_sids.discard(eio_sid)
+
+    def forget(self, eio_sid):
+        """The socket is gone: drop its flag and whatever was pending for it."""
+        with self.lock:
+            self.eio_sids.discard(eio_sid)
+            self.pending.pop(eio_sid, None)
+
+    # -- the delivery side ------------------------------------------------------------------------
+
+    def add(self, room, item, eio_sids):
+        """Queue position `item` (payload JSON) relayed to `room` for each of `eio_sids`."""
+        moved = []
+        with self.lock:
+            pending = self.pending
+            for eio_sid in eio_sids:
+                entry = pending.get(eio_sid)
+                if entry is None:
+                    pending[eio_sid] = (room, [item])
+                elif entry[0] == room:
+                    entry[1].append(item)
+                else:  # the socket changed party within a tick: the old party's batch goes first
+                    moved.append((eio_sid, entry))
+                    pending[eio_sid] = (room, [item])
+        for eio_sid, (old_room, items) in moved:
+            self._send(eio_sid, old_room, items, {})
+
+    def flush_one(self, eio_sid):
+        """Send what is pending for one socket now (before any other packet to it)."""
+        if eio_sid not in self.pending:
+            return
+        with self.lock:
+            entry = self.pending.pop(eio_sid, None)
+        if entry is not None:
+            self._send(eio_sid, entry[0], entry[1], {})
+
+    def flush(self):
+        """One tick: every pending batch goes out; returns how many packets were sent."""
+        if not self.pending:
+            return 0
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        frames = {}  # the members who sent nothing in the tick share one frame
+        sent = 0
+        for eio_sid, (room, items) in pending.items():
+            key = (room, tuple(items))
+            cache = frames.get(key)
+            if cache is None:
+                cache = frames[key] = {}
+            try:
+                sent += bool(self._send(eio_sid, room, items, cache))
+            except Exception:  # one broken socket must not hold back the others
+                log.exception("party:updates to %s failed", eio_sid)
+        return sent
+
+    def _send(self, eio_sid, room, items, cache):
+        from allynet import message_queue
+
+        members = self.server.manager.rooms.get("/", {}).get(room)
+        if members is None or eio_sid not in members.inverse:
+            return False  # left the party since: leaving stops all location sharing at once
+        text = cache.get("text")
+        if text is None:
+            text = cache["text"] = batch_text(room, items)
+        self.frames += 1
+        direct = message_queue.direct_send
+        if direct is None or not direct(self.server.eio.sockets.get(eio_sid), text, cache):
+            self.server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text[1:]))
+        return True
+
+    def _run(self):
+        while True:
+            self.server.sleep(self.interval)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("party:updates tick failed; continuing")
+
+
+def _flush_before_emit(original):
+    """socketio.Manager.emit (every event python-socketio delivers to this process's sockets, the
+    Redis queue's included) sending an opted-in recipient's pending positions first."""
+
+    def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
+        batcher = getattr(self.server, "allynet_batcher", None)
+        if batcher is not None and batcher.pending:
+            target = to or room
+            try:
+                for _, eio_sid in list(self.get_participants(namespace, target)):
+                    if eio_sid in batcher.pending:
+                        batcher.flush_one(eio_sid)
+            except KeyError:
+                pass  # no such namespace or room: the emit itself decides
+        return original(self, event, data, namespace, room=room, skip_sid=skip_sid, callback=callback,
+                        to=to, **kwargs)
+
+    emit.allynet_original = original
+    return emit
+
+
+def install(server, interval):
+    """Give `server` (python-socketio) a batcher ticking every `interval` seconds; events emitted
+    to an opted-in socket wait for its pending batch (Manager.emit, patched once per process)."""
+    import socketio
+
+    if not hasattr(socketio.Manager.emit, "allynet_original"):
+        socketio.Manager.emit = _flush_before_emit(socketio.Manager.emit)
+    batcher = Batcher(server, interval)
+    server.allynet_batcher = batcher
+    return batcher
+
+
+def of(server):
+    """The batcher of a python-socketio server, or None."""
+    return getattr(server, "allynet_batcher", None)

@@ -47,6 +47,7 @@ function parseArgs(argv) {
     runId: `${Date.now().toString(36)}${process.pid}`,
     transport: "websocket",
     deflate: "on", // "off": do not offer permessage-deflate (socket.io-client offers it by default)
+    batch: "off", // "on" (--target ours): every client opts into party:updates (party:batch {enabled: true})
     setupTimeout: 600,
   };
   for (let i = 2; i < argv.length; i++) {
@@ -77,7 +78,8 @@ function readStat(pid) {
     const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     const rest = s.slice(s.lastIndexOf(")") + 2).split(" ");
     // rest[0] is field 3 (state): utime=14, stime=15, rss=24 (1-based) -> 11, 12, 21
-    return { ppid: Number(rest[1]), cpu: (Number(rest[11]) + Number(rest[12])) / CLK_TCK, rss: Number(rest[21]) * PAGE };
+    const user = Number(rest[11]) / CLK_TCK, sys = Number(rest[12]) / CLK_TCK;
+    return { ppid: Number(rest[1]), cpu: user + sys, user, sys, rss: Number(rest[21]) * PAGE };
   } catch (e) {
     return null;
   }
@@ -105,17 +107,19 @@ function serverTree(roots) {
 }
 
 function sampleServers(pids) {
-  let cpu = 0, rss = 0, alive = 0;
+  let cpu = 0, user = 0, sys = 0, rss = 0, alive = 0;
   const per = {};
   for (const p of pids) {
     const st = readStat(p);
     if (!st) continue;
     alive++;
     cpu += st.cpu;
+    user += st.user;
+    sys += st.sys;
     rss += st.rss;
     per[p] = st.cpu;
   }
-  return { cpu, rss, alive, per };
+  return { cpu, user, sys, rss, alive, per };
 }
 
 function readProcStat() {
@@ -228,6 +232,7 @@ async function main() {
 
   // Parties: member 0 creates, the others join with the invite code.
   const parties = new Map();
+  let batchIntervalMs = null;
   for (const c of clients) { if (!parties.has(c.party)) parties.set(c.party, []); parties.get(c.party).push(c); }
   await pool([...parties.values()], opts.connectConcurrency, async (members) => {
     const leader = members[0];
@@ -242,6 +247,13 @@ async function main() {
       if (!j || !j.ok) { errors.party++; m.failed = true; noteErr("party:join", JSON.stringify(j).slice(0, 200)); }
     }
   });
+  if (opts.batch === "on") {
+    await pool(clients.filter((c) => !c.failed), opts.connectConcurrency, async (c) => {
+      const ack = await emitAck(c.sock, "party:batch", { enabled: true });
+      if (!ack || !ack.ok) { errors.party++; c.failed = true; noteErr("party:batch", JSON.stringify(ack).slice(0, 200)); }
+      else batchIntervalMs = ack.interval_ms;
+    });
+  }
   const active = clients.filter((c) => !c.failed);
   log(`parties ready: ${parties.size} parties, ${active.length} active clients, setup ${((now() - tSetup) / 1000).toFixed(1)} s`);
 
@@ -257,13 +269,13 @@ async function main() {
   const period = 1000 / opts.rate;
 
   const lat = new Samples(), genLag = new Samples(), ackLat = new Samples();
+  let batchesReceived = 0;
   let sentWin = 0, expectedWin = 0, receivedWin = 0, receivedTotal = 0, arrivedWin = 0, unmatched = 0, payloadBytes = 0, sentTotal = 0;
   const disconnected = new Set();
 
   for (const c of active) {
     c.sock.on("disconnect", (reason) => { errors.disconnects++; disconnected.add(c.idx); noteErr("disconnect", reason); });
-    c.sock.on("party:update", (msg) => {
-      const tr = now();
+    const onUpdate = (msg, tr) => {
       let ts;
       if (opts.stamp === "heading") {
         const sender = byUser.get(String(msg.user_id));
@@ -280,6 +292,13 @@ async function main() {
       receivedTotal++;
       if (tr >= winStart && tr < winEnd) arrivedWin++; // throughput, whenever the update was sent
       if (ts >= winStart && ts < winEnd) { receivedWin++; lat.push(tr - ts); }
+    };
+    c.sock.on("party:update", (msg) => onUpdate(msg, now()));
+    c.sock.on("party:updates", (msg) => {
+      const tr = now();
+      if (!msg || !Array.isArray(msg.updates)) { unmatched++; return; }
+      batchesReceived++;
+      for (const u of msg.updates) onUpdate(u, tr);
     });
   }
 
@@ -347,6 +366,9 @@ async function main() {
     placement: opts.placement,
     stamp: opts.stamp,
     client_deflate: opts.deflate,
+    batch: opts.batch, // "on": clients took party:updates (one event per tick, batch_interval_ms)
+    batch_interval_ms: batchIntervalMs,
+    batches_received_total: batchesReceived,
     clients: C,
     clients_active: active.length,
     parties: parties.size,
@@ -367,6 +389,8 @@ async function main() {
     server_processes_alive_end: srv1.alive,
     server_cpu_s: Math.round(serverCpuS * 100) / 100,
     server_cpu_pct: Math.round((serverCpuS / wall) * 1000) / 10,
+    server_user_pct: Math.round(((srv1.user - srv0.user) / wall) * 1000) / 10, // of one core
+    server_sys_pct: Math.round(((srv1.sys - srv0.sys) / wall) * 1000) / 10,
     server_rss_mb_max: Math.round(rssMax / 1048576),
     server_rss_mb_end: Math.round(srv1.rss / 1048576),
     deliveries_per_server_cpu_s: serverCpuS > 0 ? Math.round(receivedWin / serverCpuS) : null,
@@ -397,7 +421,7 @@ async function main() {
   const L = result.latency_ms;
   log(`${result.valid ? "VALID" : "INVALID: " + invalid.join("; ")}`);
   log(`C=${C} delivered ${receivedWin}/${expectedWin} (${(100 * (result.delivery_ratio || 0)).toFixed(2)}%) p50 ${L.p50} p95 ${L.p95} p99 ${L.p99} max ${L.max} ms; ` +
-      `server cpu ${result.server_cpu_pct}% rss ${result.server_rss_mb_max} MB; ${result.deliveries_per_server_cpu_s} deliveries/cpu-s; ` +
+      `server cpu ${result.server_cpu_pct}% (user ${result.server_user_pct} sys ${result.server_sys_pct}) rss ${result.server_rss_mb_max} MB; ${result.deliveries_per_server_cpu_s} deliveries/cpu-s; ` +
       `generator ${result.generator_cpu_pct}%; steal ${result.steal_pct}%` + (result.latency_quotable ? "" : " (latency NOT quotable)"));
   process.stdout.write(JSON.stringify(result) + "\n");
   for (const c of active) c.sock.close();

@@ -142,6 +142,8 @@ class Servers:
                 })
                 if redis_url:
                     env["REDIS_URL"] = redis_url
+                if self.args.batch_ms:
+                    env["PARTY_BATCH_MS"] = str(self.args.batch_ms)
                 script = "wsgi.py"
                 if self.args.ours_config:  # a bench variant: config values the environment cannot set
                     env["BENCH_CONFIG_OVERRIDES"] = json.dumps(self.args.ours_config)
@@ -187,9 +189,12 @@ def one_run(args, setup, clients, order, session):
                "--clients", str(clients), "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--drain", str(args.drain), "--server-pids", ",".join(map(str, servers.pids())),
                "--placement", placement, "--stamp", stamp, "--deflate", args.client_deflate]
+        if args.batch_ms and target == "ours":
+            cmd += ["--batch", "on"]
         if servers.redis is not None:  # Redis CPU is reported apart (aux_cpu_s), not as server CPU
             cmd += ["--aux-pids", str(servers.redis.pid)]
-        print(f"== {setup}{'/' + args.async_mode if target == 'ours' else ''} C={clients} "
+        batched = f" batched {args.batch_ms} ms" if args.batch_ms and target == "ours" else ""
+        print(f"== {setup}{'/' + args.async_mode if target == 'ours' else ''}{batched} C={clients} "
               f"({placement}, {args.duration}s + {args.warmup}s warm-up)", file=sys.stderr, flush=True)
         gen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         chunks = []
@@ -221,6 +226,8 @@ def one_run(args, setup, clients, order, session):
         single += ["--async-mode", args.async_mode]
         if stamp != "heading":
             single += ["--stamp", stamp]
+        if args.batch_ms:
+            single += ["--batch-ms", str(args.batch_ms)]
     if args.placement:
         single += ["--placement", args.placement]
     if args.client_deflate != "on":
@@ -232,6 +239,7 @@ def one_run(args, setup, clients, order, session):
         "setup": setup,
         "async_mode": args.async_mode if target == "ours" else "node",
         "ours_config": (args.ours_config or None) if target == "ours" else None,
+        "batch_ms": args.batch_ms if target == "ours" else None,
         "processes": servers.processes,
         "command": " ".join(shlex.quote(c) for c in single).replace(sys.executable, "python"),
         "session": session,
@@ -285,6 +293,9 @@ def main(argv=None):
                              "variant, e.g. PARTY_POSITION_FLUSH_SECONDS=3600); repeatable")
     parser.add_argument("--client-deflate", choices=("on", "off"), default="on",
                         help="whether clients offer permessage-deflate (socket.io-client's default: on)")
+    parser.add_argument("--batch-ms", type=int, default=0, metavar="MS",
+                        help="our clients opt into batched party:updates (party:batch) and our "
+                             "servers tick every MS (PARTY_BATCH_MS); the peer is unchanged")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--label", default="")
     parser.add_argument("--ours-port", type=int, default=5200)

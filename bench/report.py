@@ -45,6 +45,8 @@ def scenario(r):
         name += " no-store-writes"
     for key, value in sorted(cfg.items()):
         name += f" {key}={value}"
+    if r.get("batch_ms"):
+        name += f" batched-{r['batch_ms']}ms"  # clients opted into party:updates (party:batch)
     return name + suffix
 
 

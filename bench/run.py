@@ -298,6 +298,8 @@ def main(argv=None):
                              "servers tick every MS (PARTY_BATCH_MS); the peer is unchanged")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--label", default="")
+    parser.add_argument("--session", help="session id to continue (several invocations, e.g. with different "
+                        "--batch-ms, alternating in one session); default: a new one")
     parser.add_argument("--ours-port", type=int, default=5200)
     parser.add_argument("--peer-port", type=int, default=5100)
     parser.add_argument("--redis-port", type=int, default=6390)
@@ -317,10 +319,13 @@ def main(argv=None):
         if s not in SETUPS:
             parser.error(f"unknown setup {s!r}")
     counts = [int(c) for c in args.clients.split(",")]
-    session = dt.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    session = args.session or dt.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     stopped = set()
     order = 0
+    if args.session and os.path.exists(args.results):  # continuing a session: keep its run order
+        with open(args.results) as fh:
+            order = sum(1 for line in fh if line.strip() and json.loads(line).get("session") == session)
     for clients in counts:
         for _ in range(args.repeat):
             for setup in setups:

@@ -80,10 +80,25 @@ def _rider(api, email):
     return login.json()["data"]["access_token"]
 
 
-def test_batched_positions_arrive_on_the_servers_own_tick(server):
-    """party:batch on the real eventlet server: the background tick delivers party:updates."""
+@pytest.fixture(params=["eventlet", "gevent", "threading"])
+def any_mode_server(request, server):
+    """The module's eventlet server, or a fresh one in another async mode."""
+    if request.param == "eventlet":
+        yield server
+        return
+    process = WsgiProcess({"SOCKETIO_ASYNC_MODE": request.param, "RATELIMIT_ENABLED": "0"})
+    try:
+        yield process.wait_ready(timeout=30).url
+    finally:
+        process.stop()
+
+
+def test_batched_positions_arrive_on_the_servers_own_tick(any_mode_server):
+    """party:batch on the real server, in every async mode: its background tick delivers party:updates."""
+    server = any_mode_server
     api = f"{server}/api/v1"
-    leader, rider = _rider(api, "leader@example.com"), _rider(api, "rider@example.com")
+    tag = server.rsplit(":", 1)[1]
+    leader, rider = _rider(api, f"leader{tag}@example.com"), _rider(api, f"rider{tag}@example.com")
     party = requests.post(f"{api}/parties", json={"name": "e2e ride"},
                           headers={"Authorization": f"Bearer {leader}"}, timeout=10).json()["data"]
     joined = requests.post(f"{api}/parties/join", json={"invite_code": party["invite_code"]},

@@ -12,28 +12,10 @@ from allynet.parties import service
 from config import ConfigError, load
 from tests.helpers import events_named
 from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix, wait_until  # noqa: F401
+from tests.test_parties_sockets import ride  # noqa: F401  (alice, bob, carol in a party; eve outside)
 
 API = "/api/v1"
 MUNICH = {"lat": 48.137, "lng": 11.575}
-
-
-@pytest.fixture
-def ride(client, make_user, socket_client, clock):
-    """A party of alice, bob and carol, each connected once; eve is connected but outside."""
-    users = {name: make_user(display_name=name) for name in ("alice", "bob", "carol", "eve")}
-    party = client.post(f"{API}/parties", json={"name": "ride"}, headers=users["alice"].headers).get_json()["data"]
-    for name in ("bob", "carol"):
-        client.post(f"{API}/parties/join", json={"invite_code": party["invite_code"]}, headers=users[name].headers)
-    sockets = {name: socket_client(user) for name, user in users.items()}
-    for sio in sockets.values():
-        sio.get_received()
-
-    class Ride:
-        pass
-
-    ride = Ride()
-    ride.id, ride.users, ride.sio, ride.party = party["id"], users, sockets, party
-    return ride
 
 
 def batcher_of(app):

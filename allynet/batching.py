@@ -13,8 +13,8 @@ changes for a socket that does not ask, and `{enabled: false}` goes back.
 
 Why: at 1 Hz per rider a member of a party of 8 receives 7 frames a second,
 and per frame the server pays a `send()` and its bookkeeping; with a 200 ms
-tick the same positions take about 3.8 frames (and 1.9 at 500 ms), for at
-most one tick of extra latency. See docs/BENCHMARKS.md.
+tick the same positions take about 3.4 frames (measured; 1.9 at 500 ms), for
+at most one tick of extra latency. See docs/BENCHMARKS.md, session 4.
 
 Order: every other event for an opted-in socket (chat, presence, alerts,
 leader changes, the end of the party) first sends what is pending for it,
@@ -69,7 +69,6 @@ class Batcher:
         self.pending = {}  # eio_sid -> (room, [payload JSON, ...])
         self.lock = threading.Lock()
         self._task = None
-        self.frames = 0  # party:updates packets sent (tests, benchmarks)
 
     # -- opting in and out ------------------------------------------------------------------------
 
@@ -156,7 +155,6 @@ class Batcher:
         text = cache.get("text")
         if text is None:
             text = cache["text"] = batch_text(room, items)
-        self.frames += 1
         direct = message_queue.direct_send
         if direct is None or not direct(self.server.eio.sockets.get(eio_sid), text, cache):
             self.server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text[1:]))
@@ -176,15 +174,11 @@ def _flush_before_emit(original):
     Redis queue's included) sending an opted-in recipient's pending positions first."""
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
-        batcher = getattr(self.server, "allynet_batcher", None)
+        batcher = of(self.server)
         if batcher is not None and batcher.pending:
-            target = to or room
-            try:
-                for _, eio_sid in list(self.get_participants(namespace, target)):
-                    if eio_sid in batcher.pending:
-                        batcher.flush_one(eio_sid)
-            except KeyError:
-                pass  # no such namespace or room: the emit itself decides
+            for _, eio_sid in list(self.get_participants(namespace, to or room)):
+                if eio_sid in batcher.pending:
+                    batcher.flush_one(eio_sid)
         return original(self, event, data, namespace, room=room, skip_sid=skip_sid, callback=callback,
                         to=to, **kwargs)
 

@@ -42,6 +42,8 @@ import socket
 import ssl
 import struct
 
+from allynet import batching
+
 
 def apply_mask(data, mask, length=None, offset=0):
     """XOR the first `length` bytes of `data` with the 4-byte `mask` rotated by `offset`."""
@@ -137,7 +139,7 @@ def _direct_send_packet(original):
     (acks above all: one per `party:update`), through Engine.IO otherwise."""
 
     def _send_packet(self, eio_sid, pkt):
-        batcher = getattr(self, "allynet_batcher", None)
+        batcher = batching.of(self)
         if batcher is not None and eio_sid in batcher.pending:
             batcher.flush_one(eio_sid)  # an opted-in socket's pending positions go first
         encoded = pkt.encode()

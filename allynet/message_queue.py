@@ -84,7 +84,7 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
     text = "4" + encoded  # the Engine.IO MESSAGE packet, as its writer would encode it
     cache = {}
     sent = 0
-    batcher = getattr(server, "allynet_batcher", None)
+    batcher = batching.of(server)
     batched = batcher.eio_sids if batcher is not None else None
     later = None
     for sid, eio_sid in list(participants.items()):

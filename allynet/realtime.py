@@ -15,7 +15,7 @@ import logging
 
 from flask import current_app, has_app_context
 
-from allynet import jsonutil
+from allynet import batching, jsonutil
 from allynet.message_queue import deliver_encoded, queue_of
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,23 @@ def in_room(sid, room):
     return members is not None and sid in members
 
 
+def _batching_of(sid):
+    """(batcher, Engine.IO sid) of a local socket, or (None, None) without a bound server."""
+    sio = _server()
+    if sio is None or sio.server is None:
+        return None, None
+    batcher = batching.of(sio.server)
+    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
+    if batcher is None or eio_sid is None:
+        return None, None
+    return batcher, eio_sid
+
+
 def set_batched(sid, enabled):
     """Opt one local socket in or out of batched party positions (allynet/batching.py); returns
     the tick in milliseconds, or None without a bound server."""
-    sio = _server()
-    if sio is None or sio.server is None:
-        return None
-    batcher = getattr(sio.server, "allynet_batcher", None)
-    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
-    if batcher is None or eio_sid is None:
+    batcher, eio_sid = _batching_of(sid)
+    if batcher is None:
         return None
     if enabled:
         batcher.enable(eio_sid, start=current_app.config.get("BACKGROUND_TASKS", True))
@@ -195,12 +203,8 @@ def set_batched(sid, enabled):
 
 def forget_batched(sid):
     """A local socket is going away: drop its batching state."""
-    sio = _server()
-    if sio is None or sio.server is None:
-        return
-    batcher = getattr(sio.server, "allynet_batcher", None)
-    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
-    if batcher is not None and eio_sid is not None:
+    batcher, eio_sid = _batching_of(sid)
+    if batcher is not None:
         batcher.forget(eio_sid)
 
 

@@ -38,9 +38,13 @@
    instead of waiting behind Nagle's algorithm for the peer's delayed ACK
    (up to 40 ms); Node's `ws` sets it too.
 """
+import errno
 import socket
 import ssl
 import struct
+from time import monotonic as _monotonic
+
+from greenlet import getcurrent as _getcurrent
 
 from allynet import batching
 
@@ -163,20 +167,38 @@ class BufferedReads:
     it; a read blocks (through the green socket, timeouts unchanged) only when
     the buffer is empty, and returns no more than asked, so the parser sees
     the same bytes in the same order. Everything else is the socket's own.
+
+    With `persistent` (an eventlet green socket: wsgi.py under eventlet), an
+    empty buffer is refilled through `PersistentReader` instead of the green
+    socket's own `recv`.
     """
 
-    def __init__(self, sock, size=65536):
+    def __init__(self, sock, size=65536, persistent=False):
         self._sock = sock
         self._size = size
         self._buffer = b""
         self._pos = 0
+        self._reader = PersistentReader.of(sock) if persistent else None
+
+    def receive(self, size):
+        """One read of at most `size` bytes: what the kernel holds, b"" when the peer has closed."""
+        reader = self._reader
+        if reader is None:
+            return self._sock.recv(size)
+        return reader.recv(size)
+
+    def release(self):
+        """The websocket is done: stop watching its descriptor."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.release()
 
     def recv(self, bufsize, flags=0):
         if flags or bufsize <= 0:
             return self._sock.recv(bufsize, flags)
         pos = self._pos
         if pos >= len(self._buffer):
-            data = self._sock.recv(max(bufsize, self._size))
+            data = self.receive(max(bufsize, self._size))
             if len(data) <= bufsize:
                 return data
             self._buffer, pos = data, 0
@@ -186,6 +208,152 @@ class BufferedReads:
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+class PersistentReader:
+    """Reads of one eventlet green socket through a read listener that stays registered.
+
+    A green socket's `recv` tries the read (on a 1 Hz rider that is an empty
+    `recv` syscall), then registers the descriptor with the hub's epoll (an
+    `epoll_ctl`), schedules a timer for the socket timeout, switches to the
+    hub, and on wake-up unregisters (another `epoll_ctl`), cancels the timer
+    and reads: three syscalls and a few dozen Python calls per frame besides
+    the read itself. Here the listener is added once and left in place while
+    frames keep coming: a wait is a switch to the hub, the wake-up a switch
+    back, then one `recv` that finds the data. Same behaviour as the green
+    socket's `recv`:
+
+    - the socket timeout (engine.io sets ping interval + ping timeout) still
+      raises `socket.timeout` after that long without data, from one timer
+      per socket that re-arms itself rather than one per read;
+    - a peer that closed or reset reads as b""; other errors raise;
+    - a descriptor eventlet declares obsolete (closed and reused) raises
+      EOFError in the waiting reader, as eventlet's IOClosed handling does;
+    - when the descriptor turns readable while the reader is busy elsewhere
+      (blocked on another socket, say), the listener is removed, so the hub
+      never spins on level-triggered readiness, and added again at the next
+      wait;
+    - a wake-up that finds nothing to read (spurious) just waits again.
+
+    Only the greenlet that reads the websocket may use it (eventlet allows one
+    reader per descriptor anyway); `release` removes the listener.
+    """
+
+    IOClosed = None  # eventlet.hubs.IOClosed, set by the first reader (eventlet loads lazily here)
+
+    __slots__ = ("_green", "_raw", "_fileno", "_hub", "_listener", "_waiter", "_since", "_timer",
+                 "_timeout")
+
+    @classmethod
+    def of(cls, sock):
+        """A reader for eventlet green socket `sock`, or None for anything else."""
+        raw = getattr(sock, "fd", None)
+        if not isinstance(raw, socket.socket) or not hasattr(sock, "_mark_as_closed") or \
+                getattr(sock, "act_non_blocking", True):
+            return None
+        return cls(sock, raw)
+
+    def __init__(self, green, raw):
+        from eventlet import hubs
+
+        PersistentReader.IOClosed = hubs.IOClosed
+        self._green = green
+        self._raw = raw
+        self._fileno = raw.fileno()
+        self._hub = hubs.get_hub()
+        self._listener = None
+        self._waiter = None
+        self._since = 0.0
+        self._timer = None
+        self._timeout = None
+
+    def recv(self, size):
+        green = self._green
+        timeout = green.gettimeout()
+        if timeout is not None and timeout <= 0:
+            return green.recv(size)  # a non-blocking green socket: nothing to wait for
+        while True:
+            if green._closed:
+                raise EOFError()
+            if self._wait(timeout):
+                try:
+                    return self._raw.recv(size)
+                except OSError as exc:
+                    if exc.errno in _SOCKET_CLOSED:
+                        return b""
+                    if exc.errno not in _SOCKET_BLOCKING:
+                        raise
+                    # readable, yet nothing there (spurious): wait again
+
+    def _wait(self, timeout):
+        """Park the calling greenlet until the descriptor is readable; True then (False: woken
+        for something else). Raises socket.timeout after `timeout` seconds, EOFError when the
+        descriptor became obsolete."""
+        hub = self._hub
+        if self._listener is None:
+            self._listener = hub.add(hub.READ, self._fileno, self._ready, self._throw,
+                                     self._green._mark_as_closed)
+        self._timeout = timeout
+        if timeout is not None:
+            self._since = _monotonic()
+            if self._timer is None:
+                self._timer = hub.schedule_call_global(timeout, self._expire)
+        self._waiter = _getcurrent()
+        try:
+            return hub.switch() is _READY
+        except PersistentReader.IOClosed:
+            self._listener = None
+            self._green._mark_as_closed()
+            raise EOFError()
+        finally:
+            self._waiter = None
+
+    def _ready(self, fileno):
+        """The hub's callback: readable."""
+        waiter = self._waiter
+        if waiter is None:
+            # Nobody waits here now: stop polling the descriptor until the next wait.
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                self._hub.remove(listener)
+            return
+        self._waiter = None
+        waiter.switch(_READY)
+
+    def _throw(self, exc):
+        """The hub's throwback: the descriptor was closed and reused (listener already removed)."""
+        self._listener = None
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.throw(exc)
+
+    def _expire(self):
+        """The timer: raise socket.timeout in a reader that has waited `timeout` seconds."""
+        self._timer = None
+        waiter, timeout = self._waiter, self._timeout
+        if waiter is None or timeout is None:
+            return  # not waiting now: the next wait arms the timer again
+        left = self._since + timeout - _monotonic()
+        if left > 0:
+            self._timer = self._hub.schedule_call_global(left, self._expire)
+            return
+        self._waiter = None
+        waiter.throw(socket.timeout("timed out"))
+
+    def release(self):
+        """Remove the listener and the timer (the reader is done with the socket)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._hub.remove(listener)
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+
+_READY = object()  # what the hub's callback hands a parked reader (anything else: spurious)
+_SOCKET_CLOSED = {errno.ECONNRESET, errno.ESHUTDOWN, errno.EPIPE, errno.ENOTCONN}
+_SOCKET_BLOCKING = {errno.EAGAIN, errno.EWOULDBLOCK}
 
 
 def fast_wait(original):
@@ -198,7 +366,7 @@ def fast_wait(original):
             return original(self)
         if sock._pos >= len(sock._buffer):
             try:
-                data = sock._sock.recv(sock._size)
+                data = sock.receive(sock._size)
             except Exception:
                 # What eventlet's frame generator does with a failed read: close, end, raise.
                 self.iterator.close()
@@ -243,11 +411,12 @@ def _keep_websocket(original):
                 except OSError:
                     pass
             ws._allynet_fd = raw
-            ws.socket = BufferedReads(ws.socket)
+            ws.socket = BufferedReads(ws.socket, persistent=True)
         try:
             return original(self, ws)
         finally:
             self._allynet_ws = None
+            ws.socket.release()
 
     _websocket_handler.allynet_original = original
     return _websocket_handler

@@ -1,0 +1,69 @@
+"""The persistent read listener under eventlet (allynet.eventlet_ws.PersistentReader): what a
+websocket reader sees is what eventlet's green `recv` gives, without a register/unregister per
+read. Each case runs in a child process under eventlet's monkey patch
+(tests/eventlet_reader_cases.py)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+CASES = ["stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
+         "spurious_wakeup", "obsolete_descriptor", "release_then_plain_read", "not_a_green_socket"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    """Every case, in one child process (eventlet's start-up is the slow part)."""
+    completed = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "eventlet_reader_cases.py"), *CASES],
+                               capture_output=True, text=True, timeout=120, cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": ROOT})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def run_case(results):
+    return results.__getitem__
+
+
+def test_a_stream_arrives_whole_and_in_order_then_reads_as_closed(run_case):
+    result = run_case("stream")
+    assert result == {"persistent": True, "same": True, "length": 278}
+
+
+def test_the_socket_timeout_still_ends_a_silent_connection(run_case):
+    assert run_case("timeout") == {"outcome": "timeout", "waited_at_least_timeout": True}
+
+
+def test_each_read_restarts_the_timeout(run_case):
+    result = run_case("timeout_restarts_with_each_read")
+    assert result == {"chunks": 6, "bytes": 24}
+
+
+def test_data_that_arrives_while_the_reader_is_busy_waits_without_the_hub_spinning(run_case):
+    result = run_case("busy_reader_does_not_spin")
+    assert result["first"] == "first" and result["second"] == "second"
+    # One readiness callback removed the listener; the hub's many loops since did not call again.
+    assert result["calls_while_busy"] == 1
+    assert result["listening_while_busy"] is False
+
+
+def test_a_wake_up_for_nothing_keeps_the_reader_waiting(run_case):
+    assert run_case("spurious_wakeup") == {"still_waiting": True, "data": "late"}
+
+
+def test_an_obsolete_descriptor_ends_the_read_as_eventlet_does(run_case):
+    assert run_case("obsolete_descriptor") == {"outcome": "EOFError", "marked_closed": True}
+
+
+def test_after_release_the_socket_reads_as_a_plain_green_socket(run_case):
+    assert run_case("release_then_plain_read") == {"first": "one", "second": "two"}
+
+
+def test_anything_but_a_green_socket_reads_through_its_own_recv(run_case):
+    assert run_case("not_a_green_socket") == {"reader": True, "data": "plain"}

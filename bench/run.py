@@ -148,6 +148,7 @@ class Servers:
                 if self.args.ours_config:  # a bench variant: config values the environment cannot set
                     env["BENCH_CONFIG_OVERRIDES"] = json.dumps(self.args.ours_config)
                     script = os.path.join("bench", "ours_server.py")
+                script = os.environ.get("BENCH_SERVER_SCRIPT", script)  # e.g. a profiling wrapper
                 self._spawn([sys.executable, script], env, f"ours-{self.args.async_mode}-{port}")
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
@@ -265,7 +266,7 @@ def start_py_spy(args, servers, setup, clients):
     os.makedirs(LOG_DIR, exist_ok=True)
     out = os.path.join(LOG_DIR, f"pyspy-{setup}-{args.async_mode}-{clients}.txt")
     cmd = ["py-spy", "record", "--pid", str(servers.pids()[0]), "--duration", str(max(5, args.duration - 2)),
-           "--rate", "100", "--format", "raw", "--nonblocking", "-o", out]
+           "--rate", os.environ.get("PYSPY_RATE", "100"), "--format", "raw", "--nonblocking", "-o", out]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -38,6 +38,7 @@
    instead of waiting behind Nagle's algorithm for the peer's delayed ACK
    (up to 40 ms); Node's `ws` sets it too.
 """
+import _socket
 import errno
 import socket
 import ssl
@@ -248,7 +249,7 @@ class PersistentReader:
     def of(cls, sock):
         """A reader for eventlet green socket `sock`, or None for anything else."""
         raw = getattr(sock, "fd", None)
-        if not isinstance(raw, socket.socket) or not hasattr(sock, "_mark_as_closed") or \
+        if not isinstance(raw, _socket.socket) or not hasattr(sock, "_mark_as_closed") or \
                 getattr(sock, "act_non_blocking", True):
             return None
         return cls(sock, raw)
@@ -358,9 +359,13 @@ _SOCKET_BLOCKING = {errno.EAGAIN, errno.EWOULDBLOCK}
 
 def fast_wait(original):
     """RFC6455WebSocket.wait reading a whole small text frame from the BufferedReads buffer in one
-    step when it is there (see the module docstring), else eventlet's own parser (`original`)."""
+    step when it is there (see the module docstring), else eventlet's own parser (`original`).
 
-    def wait(self):
+    A websocket of an Engine.IO socket (`_keep_websocket`) also hands the MESSAGE packets it reads
+    straight to the Engine.IO server's message handler (`engineio_dispatch`) and reads on, instead
+    of returning each to Engine.IO's read loop."""
+
+    def one_frame(self):
         sock = self.socket
         if type(sock) is not BufferedReads or self.websocket_closed or self.iterator.gi_frame is None:
             return original(self)
@@ -396,8 +401,41 @@ def fast_wait(original):
         sock._pos = stop
         return text
 
+    def wait(self):
+        dispatch = self.__dict__.get("_allynet_dispatch")
+        while True:
+            message = one_frame(self)
+            if dispatch is None or type(message) is not str or not dispatch(message):
+                return message
+
     wait.allynet_original = original
     return wait
+
+
+def engineio_dispatch(eio_socket):
+    """fn(text) -> bool for the websocket of Engine.IO socket `eio_socket`: a MESSAGE packet
+    (``4`` + a Socket.IO packet) goes to the server's message handler the way Engine.IO's read
+    loop sends it there (`Socket.receive` -> `_trigger_event`, not async: same handler, same
+    argument, an exception logged and swallowed) and True comes back; anything else (the upgrade
+    handshake, pongs, close, a packet Engine.IO would JSON-decode or refuse as too large, async
+    handlers) is left to Engine.IO: False."""
+    server = getattr(eio_socket, "server", None)
+    if server is None:  # not an Engine.IO socket
+        return None
+
+    def dispatch(text):
+        if len(text) < 2 or text[0] != "4" or not "0" <= text[1] <= "9" or server.async_handlers or \
+                not eio_socket.upgraded or eio_socket.upgrading or len(text) > server.max_http_buffer_size:
+            return False
+        handler = server.handlers.get("message")
+        if handler is not None:
+            try:
+                handler(eio_socket.sid, text[1:])
+            except:  # noqa: E722 - Engine.IO's _trigger_event catches everything here too
+                server.logger.exception("message handler error")
+        return True
+
+    return dispatch
 
 
 def _keep_websocket(original):
@@ -405,17 +443,21 @@ def _keep_websocket(original):
         self._allynet_ws = ws
         if not isinstance(ws.socket, BufferedReads):
             raw = getattr(ws.socket, "fd", None)
-            if isinstance(raw, socket.socket) and raw.family in (socket.AF_INET, socket.AF_INET6):
+            # _socket.socket: under eventlet's monkey patch socket.socket is the green wrapper,
+            # and the raw socket inside it is not one of those.
+            if isinstance(raw, _socket.socket) and raw.family in (socket.AF_INET, socket.AF_INET6):
                 try:
                     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
             ws._allynet_fd = raw
             ws.socket = BufferedReads(ws.socket, persistent=True)
+        ws._allynet_dispatch = engineio_dispatch(self)
         try:
             return original(self, ws)
         finally:
             self._allynet_ws = None
+            ws._allynet_dispatch = None
             ws.socket.release()
 
     _websocket_handler.allynet_original = original

@@ -10,16 +10,43 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from eventlet import hubs  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
-from allynet.eventlet_ws import BufferedReads, PersistentReader  # noqa: E402
+from eventlet import hubs, patcher  # noqa: E402
+from eventlet.greenio import GreenSocket  # noqa: E402
+
+from allynet.eventlet_ws import BufferedReads, PersistentReader, _keep_websocket  # noqa: E402
 
 
 def pair(timeout=5.0):
-    """(reading side wrapped for the websocket, writing side): a connected green socket pair."""
-    a, b = socket.socketpair()
+    """(reading side wrapped for the websocket, its green socket, writing side): green sockets
+    around plain ones, as eventlet.wsgi hands a connection to the websocket (eventlet's own
+    socketpair() wraps twice)."""
+    a, b = patcher.original("socket").socketpair()
+    a, b = GreenSocket(a), GreenSocket(b)
     a.settimeout(timeout)
     return BufferedReads(a, size=64, persistent=True), a, b
+
+
+def case_served_connection():
+    """A connection accepted the way eventlet.wsgi accepts it, through _keep_websocket."""
+    listener = eventlet.listen(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    ws = SimpleNamespace(socket=accepted)
+    seen = {}
+
+    def handler(self, ws):
+        seen["persistent"] = ws.socket._reader is not None
+        client.sendall(b"hello")
+        seen["data"] = ws.socket.recv(100).decode()
+
+    _keep_websocket(handler)(SimpleNamespace(), ws)
+    seen["nodelay"] = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    seen["released"] = ws.socket._reader is None
+    for sock in (client, accepted, listener):
+        sock.close()
+    return seen
 
 
 def case_stream():

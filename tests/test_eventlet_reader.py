@@ -12,7 +12,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-CASES = ["stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
+CASES = ["served_connection", "stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
          "spurious_wakeup", "obsolete_descriptor", "release_then_plain_read", "not_a_green_socket"]
 
 
@@ -29,6 +29,12 @@ def results():
 @pytest.fixture
 def run_case(results):
     return results.__getitem__
+
+
+def test_a_served_websocket_reads_through_the_listener_and_sends_without_nagle_delay(run_case):
+    # Under the monkey patch socket.socket is eventlet's wrapper: the checks must see through it.
+    assert run_case("served_connection") == {"persistent": True, "data": "hello", "nodelay": True,
+                                             "released": True}
 
 
 def test_a_stream_arrives_whole_and_in_order_then_reads_as_closed(run_case):

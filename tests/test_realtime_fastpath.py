@@ -746,3 +746,77 @@ def test_websocket_connections_send_without_nagle_delay():
     finally:
         for sock in (client, accepted, listener):
             sock.close()
+
+
+# ---- Engine.IO MESSAGE packets handed to the server from the websocket reader ----
+
+def _dispatch_socket(**overrides):
+    from types import SimpleNamespace
+
+    handled, logged = [], []
+
+    def handler(sid, data):
+        if data == "2boom":
+            raise RuntimeError("handler failed")
+        handled.append((sid, data))
+
+    server = SimpleNamespace(async_handlers=False, max_http_buffer_size=100, handlers={"message": handler},
+                             logger=SimpleNamespace(exception=logged.append))
+    for key, value in overrides.items():
+        setattr(server, key, value)
+    return SimpleNamespace(server=server, sid="eio1", upgraded=True, upgrading=False), handled, logged
+
+
+def test_message_packets_go_to_the_engineio_message_handler_as_engineio_sends_them():
+    import engineio.packet
+
+    from allynet.eventlet_ws import engineio_dispatch
+
+    eio_socket, handled, logged = _dispatch_socket()
+    dispatch = engineio_dispatch(eio_socket)
+    for text in ('42["party:update",{"a":1}]', "40", '421["x"]'):
+        assert dispatch(text) is True
+        # What Engine.IO's own read loop would hand the handler for the same text.
+        assert handled[-1] == ("eio1", engineio.packet.Packet(encoded_packet=text).data)
+    assert dispatch("42boom") is True and logged == ["message handler error"]  # logged, swallowed
+    # Left to Engine.IO's loop: other packet types, a body it would JSON-decode, too large.
+    for text in ("3", "2probe", "5", "4", '4{"a":1}', "4" + "2" * 100, "1"):
+        assert dispatch(text) is False
+    assert len(handled) == 3
+
+
+def test_message_packets_stay_with_engineio_during_an_upgrade_or_with_async_handlers():
+    from allynet.eventlet_ws import engineio_dispatch
+
+    upgrading, handled, _ = _dispatch_socket()
+    upgrading.upgrading = True
+    assert engineio_dispatch(upgrading)("42[]") is False
+    polling, _, _ = _dispatch_socket()
+    polling.upgraded = False
+    assert engineio_dispatch(polling)("42[]") is False
+    spawning, _, _ = _dispatch_socket(async_handlers=True)
+    assert engineio_dispatch(spawning)("42[]") is False and handled == []
+    from types import SimpleNamespace
+
+    assert engineio_dispatch(SimpleNamespace()) is None  # not an Engine.IO socket: nothing to dispatch
+
+
+def test_the_reader_dispatches_messages_and_returns_everything_else_in_order():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from eventlet.websocket import RFC6455WebSocket
+
+    from allynet.eventlet_ws import BufferedReads, engineio_dispatch, fast_wait
+
+    original = getattr(RFC6455WebSocket.wait, "allynet_original", RFC6455WebSocket.wait)
+    wait = fast_wait(original)
+    texts = ['42["a"]', "3", '42["b"]', '42["c"]', "2probe", "x" * 300, '42["d"]']
+    stream = _client_frames([(1, t.encode(), True) for t in texts])
+    eio_socket, handled, _ = _dispatch_socket(max_http_buffer_size=1000)
+    ws = RFC6455WebSocket(BufferedReads(_RecordingSocket(stream, [])), {}, client=False)
+    ws._allynet_dispatch = engineio_dispatch(eio_socket)
+    returned = [wait(ws) for _ in range(4)]
+    assert returned == ["3", "2probe", "x" * 300, None]  # what Engine.IO's loop still sees, then closed
+    assert [data for _, data in handled] == ['2["a"]', '2["b"]', '2["c"]', '2["d"]']

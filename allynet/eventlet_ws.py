@@ -101,7 +101,8 @@ def send_direct(eio_socket, text, cache, spawn=None):
             eio_socket.upgrading:
         return False
     queue = eio_socket.queue
-    if queue.qsize() or not queue.getting():
+    # qsize() and getting() of eventlet's Queue, read directly (per recipient of every fan-out).
+    if queue.queue or not queue.getters:
         return False  # the writer has (or is sending) packets: queue behind them
     fd = ws.__dict__.get("_allynet_direct_fd", _UNKNOWN)
     if fd is _UNKNOWN:
@@ -109,7 +110,7 @@ def send_direct(eio_socket, text, cache, spawn=None):
     if fd is None:
         return False
     lock = ws._sendlock
-    if lock.locked():
+    if lock.counter <= 0:  # Semaphore.locked()
         return False  # a partial write is being finished
     frame = cache.get("frame")
     if frame is None:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Write-only emitter used when no app is current (see external_emitter).
 _external = None
 
+_UNSET = object()  # "look the current app's server up" (hot-path callers pass the one they hold)
+
 
 class ExternalEmitter:
     """Publishes emits on the Redis queue from a process that serves no sockets."""
@@ -108,14 +110,16 @@ def emit_to_room(room, event, data, skip_sid=None):
     return True
 
 
-def relay_to_room(room, event, data, skip_sid=None):
+def relay_to_room(room, event, data, skip_sid=None, sio=_UNSET):
     """Hot-path `emit_to_room` (party positions): the event is encoded once, delivered to this
     process's sockets as one shared packet, and published pre-encoded to the other processes.
 
     Clients receive exactly what `emit_to_room` sends. `data` must be plain JSON (no bytes,
-    no acks). Without a bound server (scripts) it is `emit_to_room`.
+    no acks). Without a bound server (scripts) it is `emit_to_room`. `sio`: the current app's
+    Flask-SocketIO object (or None), when the caller has it at hand.
     """
-    sio = _server()
+    if sio is _UNSET:
+        sio = _server()
     if sio is None or sio.server is None:
         return emit_to_room(room, event, data, skip_sid=skip_sid)
     try:
@@ -163,13 +167,15 @@ def leave_room(sid, room):
         sio.server.leave_room(sid, room, namespace="/")
 
 
-def in_room(sid, room):
+def in_room(sid, room, sio=_UNSET):
     """True when a socket of THIS process is in `room` (a dict lookup: cheap enough for hot paths).
 
     A leave or close_room sent by another process through the queue shows up
-    here, so callers can re-check a cached membership when it turns False.
+    here, so callers can re-check a cached membership when it turns False. `sio` as in
+    `relay_to_room`.
     """
-    sio = _server()
+    if sio is _UNSET:
+        sio = _server()
     if sio is None or sio.server is None:
         return False
     members = sio.server.manager.rooms.get("/", {}).get(room)

@@ -188,5 +188,36 @@ def case_not_a_green_socket():
     return {"reader": PersistentReader.of(Plain()) is None, "data": BufferedReads(Plain(), persistent=True).recv(10).decode()}
 
 
+def case_queue_and_lock_as_send_direct_reads_them():
+    """send_direct reads Queue.queue / Queue.getters and Semaphore.counter instead of calling
+    qsize(), getting() and locked(): the same answers in every state the writer goes through."""
+    from eventlet.queue import Queue
+    from eventlet.semaphore import Semaphore
+
+    queue, seen = Queue(), []
+
+    def look():
+        seen.append((bool(queue.queue) == bool(queue.qsize()), bool(queue.getters) == bool(queue.getting()),
+                     queue.qsize(), queue.getting()))
+
+    look()  # empty, nobody waiting
+    waiter = eventlet.spawn(queue.get)
+    eventlet.sleep(0)
+    look()  # the writer parked in get()
+    queue.put("a")
+    look()  # handed over, not yet taken
+    waiter.wait()
+    queue.put("b")
+    queue.put("c")
+    look()  # two queued
+    lock = Semaphore()
+    locks = [(lock.counter <= 0) == lock.locked() and not lock.locked()]
+    lock.acquire()
+    locks.append((lock.counter <= 0) == lock.locked() and lock.locked())
+    lock.release()
+    locks.append((lock.counter <= 0) == lock.locked() and not lock.locked())
+    return {"queue": seen, "lock": locks}
+
+
 if __name__ == "__main__":
     print(json.dumps({name: globals()["case_" + name]() for name in sys.argv[1:]}))

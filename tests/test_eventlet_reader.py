@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 CASES = ["served_connection", "stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
-         "spurious_wakeup", "obsolete_descriptor", "release_then_plain_read", "not_a_green_socket"]
+         "spurious_wakeup", "obsolete_descriptor", "release_then_plain_read", "not_a_green_socket",
+         "queue_and_lock_as_send_direct_reads_them"]
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,11 @@ def test_after_release_the_socket_reads_as_a_plain_green_socket(run_case):
 
 def test_anything_but_a_green_socket_reads_through_its_own_recv(run_case):
     assert run_case("not_a_green_socket") == {"reader": True, "data": "plain"}
+
+
+def test_send_direct_reads_the_writer_queue_and_send_lock_as_their_methods_answer(run_case):
+    result = run_case("queue_and_lock_as_send_direct_reads_them")
+    assert [row[:2] for row in result["queue"]] == [[True, True]] * 4
+    # (qsize, getting): idle; writer parked; a packet put while it still waits; two queued, nobody waiting
+    assert [row[2:] for row in result["queue"]] == [[0, 0], [0, 1], [1, 1], [2, 0]]
+    assert result["lock"] == [True, True, True]

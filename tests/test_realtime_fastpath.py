@@ -616,14 +616,12 @@ class _FakeGreenSocket:
 
 
 class _FakeQueue:
+    """What send_direct reads of eventlet's Queue: queued packets, greenlets waiting in get()
+    (tests/eventlet_reader_cases.py checks these against a real Queue's qsize() and getting())."""
+
     def __init__(self, queued=0, waiting=1):
-        self.queued, self.waiting = queued, waiting
-
-    def qsize(self):
-        return self.queued
-
-    def getting(self):
-        return self.waiting
+        self.queue = [object()] * queued
+        self.getters = {object() for _ in range(waiting)}
 
 
 def _fake_socket(accept=None, queued=0, waiting=1, extensions=None):

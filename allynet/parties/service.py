@@ -655,13 +655,17 @@ def _drop_stale_membership(live, party_id, user_id):
 
 def record_update(*, db, user_id, sid, data):
     """A rider's position: relayed to the rest of the room at once; Mongo sees it at most every second."""
-    config = current_app.config
-    live = _live()
+    # One context lookup for the whole update (hot path): the app's config, live state and server.
+    app = current_app._get_current_object()
+    config = app.config
+    live = app.extensions.get(LIVE_KEY) or _live()
+    sio = app.extensions.get("socketio")
     party_id = data["party_id"]
     uid = str(user_id)
+    room = realtime.party_room(party_id)
     # The membership cache holds while the socket is still in the room here; a leave
     # or end on another process takes it out (through the queue), forcing a re-check.
-    if live.sid_party.get(sid) != party_id or not realtime.in_room(sid, realtime.party_room(party_id)):
+    if live.sid_party.get(sid) != party_id or not realtime.in_room(sid, room, sio=sio):
         _ensure_member_socket(db, live, user_id, sid, party_id)
     now = clock.now()
     member = _member_live(live, party_id, uid)
@@ -697,13 +701,13 @@ def record_update(*, db, user_id, sid, data):
         relayed["client_ts"] = ack["client_ts"] = data["client_ts"]
     # Relay first: the riders' latency must not wait for Mongo. The position itself is
     # written by flush_positions, with every other pending one, in one bulk write.
-    realtime.relay_to_room(realtime.party_room(party_id), "party:update", relayed, skip_sid=sid)
+    realtime.relay_to_room(room, "party:update", relayed, skip_sid=sid, sio=sio)
     if member.trail_at is None or _seconds(now, member.trail_at) >= config["TRAIL_SAMPLE_SECONDS"]:
         member.trail_at = now
         db.trail_points.insert_one({"party_id": ObjectId(party_id), "user_id": user_id, "ts": now,
                                     "location": member.location, "speed_kmh": member.speed_kmh,
                                     "heading": member.heading, "status": status})
-    _check_episodes(db, live, party_id, uid, member, now)
+    _check_episodes(db, live, party_id, uid, member, now, config)
     return ack
 
 
@@ -748,11 +752,11 @@ def _set_flag(db, party_id, user_id, flag, value):
     return result.modified_count == 1
 
 
-def _distance_episode(db, party_id, user_id, member, leader_location):
+def _distance_episode(db, party_id, user_id, member, leader_location, config):
     if member.location is None or leader_location is None:
         return
     gap = distance_m(member.location, leader_location)
-    far = gap > current_app.config["LEFT_BEHIND_M"]
+    far = gap > config["LEFT_BEHIND_M"]
     if far and not member.left_behind:
         member.left_behind = True
         if _set_flag(db, party_id, user_id, "left_behind_alerted", True):
@@ -763,8 +767,8 @@ def _distance_episode(db, party_id, user_id, member, leader_location):
         _set_flag(db, party_id, user_id, "left_behind_alerted", False)
 
 
-def _stopped_episode(db, party_id, user_id, member, state, now):
-    limit = current_app.config["PARTY_STOPPED_ALERT_SECONDS"]
+def _stopped_episode(db, party_id, user_id, member, state, now, config):
+    limit = config["PARTY_STOPPED_ALERT_SECONDS"]
     if member.status == "stopped" and member.stopped_since is not None:
         if member.stopped_alerted or _seconds(now, member.stopped_since) < limit:
             return
@@ -782,7 +786,7 @@ def _stopped_episode(db, party_id, user_id, member, state, now):
         _set_flag(db, party_id, user_id, "stopped_alerted", False)
 
 
-def _check_episodes(db, live, party_id, user_id, member, now):
+def _check_episodes(db, live, party_id, user_id, member, now, config):
     state = _party_live(live, party_id)
     leader_id = _leader_id(db, state, party_id, now)
     if leader_id is None:
@@ -791,16 +795,17 @@ def _check_episodes(db, live, party_id, user_id, member, now):
         # The leader moved: everyone's gap changed.
         for uid, other in list(state.members.items()):
             if uid != leader_id:
-                _distance_episode(db, party_id, uid, other, member.location)
+                _distance_episode(db, party_id, uid, other, member.location, config)
     else:
-        _distance_episode(db, party_id, user_id, member, _leader_location(db, state, party_id, leader_id, now))
-    _stopped_episode(db, party_id, user_id, member, state, now)
+        _distance_episode(db, party_id, user_id, member, _leader_location(db, state, party_id, leader_id, now),
+                          config)
+    _stopped_episode(db, party_id, user_id, member, state, now, config)
     # A stopped rider may have gone quiet: look at everyone now and then.
     if state.swept_at is None or _seconds(now, state.swept_at) >= STOPPED_SWEEP_SECONDS:
         state.swept_at = now
         for uid, other in list(state.members.items()):
             if uid != user_id:
-                _stopped_episode(db, party_id, uid, other, state, now)
+                _stopped_episode(db, party_id, uid, other, state, now, config)
 
 
 @periodic("party_episode_sweep", interval=lambda cfg: cfg["PARTY_EPISODE_SWEEP_SECONDS"])

@@ -58,7 +58,7 @@ def main():
     if ASYNC_MODE == "eventlet":
         from allynet import eventlet_ws
 
-        eventlet_ws.install()  # websocket speed-ups: allynet/eventlet_ws.py
+        eventlet_ws.install(nodelay=app.config["SOCKETIO_TCP_NODELAY"])  # websocket speed-ups: allynet/eventlet_ws.py
     tune_gc(GC_THRESHOLDS)
     background.start(app)
     # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).

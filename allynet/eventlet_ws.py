@@ -37,6 +37,17 @@
 6. TCP_NODELAY on websocket connections: a rider's frame leaves at once
    instead of waiting behind Nagle's algorithm for the peer's delayed ACK
    (up to 40 ms); Node's `ws` sets it too.
+
+7. Persistent reads (`PersistentReader`): the read listener of a websocket
+   stays registered with the hub instead of one register, timer, empty read
+   and unregister per frame.
+
+8. Messages from the reader (`engineio_dispatch`): an Engine.IO MESSAGE
+   packet read in one step goes straight to the server's message handler,
+   as Engine.IO's read loop would send it, without a Packet object.
+
+Under eventlet's monkey patch `socket.socket` is eventlet's green wrapper:
+checks for a plain socket use `_socket.socket`.
 """
 import _socket
 import errno
@@ -56,7 +67,11 @@ def apply_mask(data, mask, length=None, offset=0):
         length = len(data)
     if length <= 0:
         return b""
-    key = bytes(mask[(offset + i) % 4] for i in range(4)) * (length // 4 + 1)
+    if offset % 4 == 0 and len(mask) == 4:
+        key = bytes(mask)  # the common case (a whole frame): no rotation
+    else:
+        key = bytes(mask[(offset + i) % 4] for i in range(4))
+    key *= length // 4 + 1
     value = int.from_bytes(bytes(data[:length]), "little") ^ int.from_bytes(key[:length], "little")
     return value.to_bytes(length, "little")
 
@@ -439,6 +454,10 @@ def engineio_dispatch(eio_socket):
     return dispatch
 
 
+# TCP_NODELAY on websocket connections (install(nodelay=...), SOCKETIO_TCP_NODELAY).
+NODELAY = True
+
+
 def _keep_websocket(original):
     def _websocket_handler(self, ws):
         self._allynet_ws = ws
@@ -446,7 +465,7 @@ def _keep_websocket(original):
             raw = getattr(ws.socket, "fd", None)
             # _socket.socket: under eventlet's monkey patch socket.socket is the green wrapper,
             # and the raw socket inside it is not one of those.
-            if isinstance(raw, _socket.socket) and raw.family in (socket.AF_INET, socket.AF_INET6):
+            if NODELAY and isinstance(raw, _socket.socket) and raw.family in (socket.AF_INET, socket.AF_INET6):
                 try:
                     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
@@ -465,8 +484,10 @@ def _keep_websocket(original):
     return _websocket_handler
 
 
-def install():
-    """Install the speed-ups (idempotent)."""
+def install(nodelay=True):
+    """Install the speed-ups (idempotent); `nodelay`: TCP_NODELAY on websockets."""
+    global NODELAY
+    NODELAY = bool(nodelay)
     import socketio
     from engineio import socket as eio_socket
     from eventlet import websocket

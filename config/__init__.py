@@ -54,6 +54,7 @@ ENV_VARS = {
     "SOCKETIO_CHANNEL": str,
     "SOCKETIO_WS_COMPRESSION": _bool,
     "SOCKETIO_ASYNC_HANDLERS": _bool,
+    "SOCKETIO_TCP_NODELAY": _bool,
     "RATELIMIT_KEY_PREFIX": str,
     "PROXY_FIX_HOPS": int,
 }
@@ -128,6 +129,7 @@ class Config:
     # real-time fast path (issue 9)
     SOCKETIO_WS_COMPRESSION = False  # permessage-deflate on Socket.IO websockets: zlib per ~200-byte frame per recipient
     SOCKETIO_ASYNC_HANDLERS = False  # True: one greenlet/thread per Socket.IO event (python-socketio's default)
+    SOCKETIO_TCP_NODELAY = True  # websockets send without Nagle's delay (eventlet; Node's ws does the same)
     RATELIMIT_KEY_PREFIX = "allynet"
     PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
 

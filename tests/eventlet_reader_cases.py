@@ -28,6 +28,17 @@ def pair(timeout=5.0):
     return BufferedReads(a, size=64, persistent=True), a, b
 
 
+def case_served_connection_with_nagle():
+    """SOCKETIO_TCP_NODELAY=0: the served connection keeps Nagle's algorithm."""
+    from allynet import eventlet_ws
+
+    eventlet_ws.NODELAY = False
+    try:
+        return case_served_connection()
+    finally:
+        eventlet_ws.NODELAY = True
+
+
 def case_served_connection():
     """A connection accepted the way eventlet.wsgi accepts it, through _keep_websocket."""
     listener = eventlet.listen(("127.0.0.1", 0))

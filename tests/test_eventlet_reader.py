@@ -12,7 +12,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-CASES = ["served_connection", "stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
+CASES = ["served_connection", "served_connection_with_nagle", "stream", "timeout", "timeout_restarts_with_each_read", "busy_reader_does_not_spin",
          "spurious_wakeup", "obsolete_descriptor", "release_then_plain_read", "not_a_green_socket",
          "queue_and_lock_as_send_direct_reads_them"]
 
@@ -36,6 +36,18 @@ def test_a_served_websocket_reads_through_the_listener_and_sends_without_nagle_d
     # Under the monkey patch socket.socket is eventlet's wrapper: the checks must see through it.
     assert run_case("served_connection") == {"persistent": True, "data": "hello", "nodelay": True,
                                              "released": True}
+
+
+def test_nagle_stays_on_when_configured(run_case):
+    assert run_case("served_connection_with_nagle") == {"persistent": True, "data": "hello", "nodelay": False,
+                                                        "released": True}
+
+
+def test_the_nodelay_switch_reads_the_environment():
+    import config
+
+    assert config.load("development", environ={})["SOCKETIO_TCP_NODELAY"] is True
+    assert config.load("development", environ={"SOCKETIO_TCP_NODELAY": "0"})["SOCKETIO_TCP_NODELAY"] is False
 
 
 def test_a_stream_arrives_whole_and_in_order_then_reads_as_closed(run_case):

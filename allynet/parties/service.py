@@ -144,10 +144,12 @@ class _Live:
         self.parties = {}  # party id str -> _PartyLive
 
 
-def _live():
-    state = current_app.extensions.get(LIVE_KEY)
+def _live(app=None):
+    """This process's live party state of `app` (default: the current app)."""
+    extensions = (current_app if app is None else app).extensions
+    state = extensions.get(LIVE_KEY)
     if state is None:
-        state = current_app.extensions.setdefault(LIVE_KEY, _Live())
+        state = extensions.setdefault(LIVE_KEY, _Live())
     return state
 
 
@@ -658,7 +660,7 @@ def record_update(*, db, user_id, sid, data):
     # One context lookup for the whole update (hot path): the app's config, live state and server.
     app = current_app._get_current_object()
     config = app.config
-    live = app.extensions.get(LIVE_KEY) or _live()
+    live = _live(app)
     sio = app.extensions.get("socketio")
     party_id = data["party_id"]
     uid = str(user_id)

@@ -50,7 +50,6 @@ Under eventlet's monkey patch `socket.socket` is eventlet's green wrapper:
 checks for a plain socket use `_socket.socket`.
 """
 import _socket
-import errno
 import socket
 import ssl
 import struct
@@ -256,7 +255,10 @@ class PersistentReader:
     reader per descriptor anyway); `release` removes the listener.
     """
 
-    IOClosed = None  # eventlet.hubs.IOClosed, set by the first reader (eventlet loads lazily here)
+    # eventlet's own IOClosed and errno sets of a green recv, set by the first reader (eventlet
+    # loads lazily here): a read fails, blocks or ends exactly as the green socket's would.
+    IOClosed = None
+    SOCKET_CLOSED = SOCKET_BLOCKING = frozenset()
 
     __slots__ = ("_green", "_raw", "_fileno", "_hub", "_listener", "_waiter", "_since", "_timer",
                  "_timeout")
@@ -272,8 +274,10 @@ class PersistentReader:
 
     def __init__(self, green, raw):
         from eventlet import hubs
+        from eventlet.greenio import base
 
-        PersistentReader.IOClosed = hubs.IOClosed
+        cls = PersistentReader
+        cls.IOClosed, cls.SOCKET_CLOSED, cls.SOCKET_BLOCKING = hubs.IOClosed, base.SOCKET_CLOSED, base.SOCKET_BLOCKING
         self._green = green
         self._raw = raw
         self._fileno = raw.fileno()
@@ -296,9 +300,9 @@ class PersistentReader:
                 try:
                     return self._raw.recv(size)
                 except OSError as exc:
-                    if exc.errno in _SOCKET_CLOSED:
+                    if exc.errno in self.SOCKET_CLOSED:
                         return b""
-                    if exc.errno not in _SOCKET_BLOCKING:
+                    if exc.errno not in self.SOCKET_BLOCKING:
                         raise
                     # readable, yet nothing there (spurious): wait again
 
@@ -369,8 +373,6 @@ class PersistentReader:
 
 
 _READY = object()  # what the hub's callback hands a parked reader (anything else: spurious)
-_SOCKET_CLOSED = {errno.ECONNRESET, errno.ESHUTDOWN, errno.EPIPE, errno.ENOTCONN}
-_SOCKET_BLOCKING = {errno.EAGAIN, errno.EWOULDBLOCK}
 
 
 def fast_wait(original):

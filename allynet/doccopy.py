@@ -43,13 +43,38 @@ def copy_document(value, memo=None):
     return _copy.deepcopy(value, memo)
 
 
+# Leaves mongomock's datetime patch returns as they are (exact types: a subclass goes the long way).
+_UNPATCHED = frozenset((str, int, float, bool, type(None), bytes, ObjectId))
+_patch_datetimes = None  # mongomock's own patch_datetime_awareness_in_document (install())
+
+
+def patch_datetime_awareness(value):
+    """mongomock's `patch_datetime_awareness_in_document` (every document written and every
+    filter: datetimes to naive UTC milliseconds, tuples to lists, new containers), with the
+    common containers and leaves answered by exact type before its chain of isinstance checks;
+    everything else (datetimes, OrderedDicts, tuples, Timestamps, subclasses) is its own."""
+    kind = type(value)
+    if kind is dict:
+        return {key: patch_datetime_awareness(item) for key, item in value.items()}
+    if kind in _UNPATCHED:
+        return value
+    if kind is list:
+        return [patch_datetime_awareness(item) for item in value]
+    return _patch_datetimes(value)
+
+
 # Stands in for the `copy` module inside mongomock: the same functions, a faster deepcopy.
 module = types.SimpleNamespace(copy=_copy.copy, deepcopy=copy_document, Error=_copy.Error)
 
 
 def install():
-    """Use `copy_document` for mongomock's deep copies (idempotent)."""
-    from mongomock import aggregate, collection
+    """Use `copy_document` for mongomock's deep copies and `patch_datetime_awareness` for its
+    datetime patch (idempotent)."""
+    global _patch_datetimes
+    from mongomock import aggregate, collection, helpers
 
     collection.copy = module
     aggregate.copy = module
+    if _patch_datetimes is None:
+        _patch_datetimes = helpers.patch_datetime_awareness_in_document
+        helpers.patch_datetime_awareness_in_document = patch_datetime_awareness

@@ -194,7 +194,9 @@ def _with_fast_paths(original):
         self._store._remove_expired_documents()
         candidates = None
         if pairs:
-            path, value = pairs[0]
+            # The most selective equality an index already answers ({party_id, user_id}: the
+            # user's one or two memberships, not the party's eight).
+            path, value = embedded_index.narrowest(self._store, pairs) if len(pairs) > 1 else pairs[0]
             candidates = embedded_index.candidate_documents(self._store, path, value)
         if in_lists:
             path, values = min(in_lists, key=lambda item: len(item[1]))
@@ -237,6 +239,21 @@ def _index_fields(index):
     return names
 
 
+def _described_indexes(store):
+    """[(index, fields it reads, unique?, 2dsphere?)] of a collection store, worked out again only
+    when its indexes change (the list holds the index objects, so identity tells)."""
+    indexes = tuple(store.indexes.values())
+    state = vars(store)
+    cached = state.get("_allynet_described")
+    if cached is None or len(cached) != len(indexes) or any(
+            entry[0] is not index for entry, index in zip(cached, indexes)):
+        cached = state["_allynet_described"] = [
+            (index, frozenset(_index_fields(index)), bool(index.get("unique")),
+             any(kind == "2dsphere" for _, kind in geo_mongomock._key_pairs(index.get("key", []))))
+            for index in indexes]
+    return cached
+
+
 def _with_fast_set(original):
     """mongomock's `_update` for the common case, `{$set: {top-level fields}}` without upsert:
     the matched documents are changed in place without mongomock's per-document deep-copy
@@ -257,10 +274,9 @@ def _with_fast_set(original):
         fields = mongomock_helpers.patch_datetime_awareness_in_document(fields)
         BSON.encode(fields)  # what the driver would refuse to send
         names = set(fields)
-        indexes = self._store.indexes.values()
-        check_unique = [index for index in indexes if index.get("unique") and names & _index_fields(index)]
-        check_geo = any(names & _index_fields(index) for index in indexes
-                        if any(kind == "2dsphere" for _, kind in geo_mongomock._key_pairs(index.get("key", []))))
+        described = _described_indexes(self._store)
+        check_unique = [index for index, read, unique, _ in described if unique and names & read]
+        check_geo = any(geo and names & read for _, read, _, geo in described)
         matched = modified = 0
         for existing in list(self._iter_documents(spec)):
             matched += 1

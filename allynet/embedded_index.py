@@ -70,6 +70,13 @@ class _PathIndex:
             if not bucket:
                 del self.ids[value]
 
+    def count(self, value):
+        """How many documents `candidates(value)` would return (no set built)."""
+        total = len(self.ids.get(value, ())) + len(self.ids.get(_COMPLEX, ()))
+        if value is None:
+            total += len(self.ids.get(_MISSING, ()))
+        return total
+
     def candidates(self, value):
         found = set(self.ids.get(value, ()))
         found |= self.ids.get(_COMPLEX, set())
@@ -101,6 +108,21 @@ def reindex(store, key):
             index.remove(key)
         else:
             index.add(key, document)
+
+
+def narrowest(store, pairs):
+    """Of (path, value) equality pairs, the one whose index holds the fewest candidates; pairs
+    whose path has no index yet count only when none has one (the first is then indexed)."""
+    paths = vars(store).get("_allynet_paths")
+    best, best_count = None, None
+    if paths:
+        for pair in pairs:
+            index = paths.get(pair[0])
+            if index is not None:
+                count = index.count(pair[1])  # plain values (embedded._PLAIN): hashable
+                if best is None or count < best_count:
+                    best, best_count = pair, count
+    return best if best is not None else pairs[0]
 
 
 def candidate_documents(store, path, value):

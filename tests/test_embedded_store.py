@@ -54,6 +54,22 @@ def test_equality_queries_match_a_full_scan(docs, updates, queries):
                 {field: {"$ne": "a"}}, next(doc for doc in reference if doc["_id"] == i))]
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCS, UPDATES, QUERIES, QUERIES)
+def test_several_equalities_match_a_full_scan(docs, updates, firsts, seconds):
+    # The lookup takes the narrowest of the fields' indexes; the answer is the full scan's.
+    fast = embedded.make_client().db.c
+    _apply(fast, docs, updates)
+    reference = [dict(doc) for doc in fast.find({})]
+    for field, value in firsts:  # index each queried path (indexes are made by first use)
+        list(fast.find({field: value}))
+    for (field, value), (other, other_value) in zip(firsts, seconds):
+        query = {field: value, other: other_value} if other != field else {field: value, "s": other_value}
+        expected = [doc["_id"] for doc in reference if mongomock.filtering.filter_applies(query, doc)]
+        assert [doc["_id"] for doc in fast.find(query)] == expected
+        assert fast.count_documents(query) == len(expected)
+
+
 def test_unique_and_partial_unique_indexes_still_hold():
     collection = embedded.make_client().db.members
     collection.create_index([("party_id", 1), ("user_id", 1)], unique=True)
@@ -74,6 +90,25 @@ def test_unique_and_partial_unique_indexes_still_hold():
     collection.delete_one({"party_id": 2})
     collection.insert_one({"party_id": 3, "user_id": user, "active": True})
     assert collection.count_documents({"user_id": user}) == 2
+
+
+def test_set_updates_follow_indexes_created_and_dropped_later():
+    from pymongo import GEOSPHERE
+    from pymongo.errors import WriteError
+
+    collection = embedded.make_client().db.c
+    collection.insert_many([{"_id": 1, "u": 1}, {"_id": 2, "u": 2}])
+    collection.update_one({"_id": 2}, {"$set": {"u": 3, "loc": [500, 0]}})  # no index: both allowed
+    collection.create_index("u", unique=True)
+    with pytest.raises(DuplicateKeyError):
+        collection.update_one({"_id": 2}, {"$set": {"u": 1}})
+    collection.create_index([("where", GEOSPHERE)])
+    with pytest.raises(WriteError):
+        collection.update_one({"_id": 1}, {"$set": {"where": {"type": "Point", "coordinates": [500, 0]}}})
+    collection.drop_index("u_1")
+    collection.update_one({"_id": 2}, {"$set": {"u": 1}})
+    assert [doc["u"] for doc in collection.find({}, sort=[("_id", 1)])] == [1, 1]
+    assert "where" not in collection.find_one({"_id": 1})
 
 
 def test_compare_and_set_by_id_is_atomic_under_threads():
@@ -133,6 +168,24 @@ def test_document_copy_is_an_independent_deep_copy(document, ordered):
 
     originals = {id(c) for c in containers(document)}
     assert not any(id(c) in originals for c in containers(copied))  # no container shared
+
+
+@settings(max_examples=100, deadline=None)
+@given(BSON_VALUES, st.booleans(), st.booleans())
+def test_datetime_patch_is_mongomocks_own(value, ordered, aware):
+    from collections import OrderedDict
+    from datetime import datetime, timedelta, timezone
+
+    from allynet import doccopy
+
+    embedded.install()
+    if ordered:
+        value = OrderedDict(v=value, t=(value, 1))
+    if aware:
+        value = {"v": value, "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2)))}
+    patched = doccopy.patch_datetime_awareness(value)
+    expected = doccopy._patch_datetimes(value)
+    assert patched == expected and repr(patched) == repr(expected)
 
 
 def test_updates_do_not_leak_into_documents_read_earlier():

@@ -94,3 +94,44 @@ def test_concurrent_downvotes_hide_once_and_count_exactly(app, client, db, make_
     assert doc["status"] == "hidden" and doc["hidden_by"] == "votes"
     assert doc["downvotes"] == len(accepted) == records(db, report["id"], "down")
     assert len(accepted) >= 3
+
+
+# The race behind the flipping test, made deterministic: one user's up/down changes each write
+# their record, then move the counters with their own $inc; two of those applied before a third
+# in between leave counters no real state of the votes ever had (net -3 from a single voter).
+# Hiding and confirming follow the vote records, so such a moment hides or confirms nothing.
+
+def _counters_in_flight(db, report_id, **counts):
+    db.reports.update_one({"_id": ObjectId(report_id)}, {"$inc": counts})
+
+
+def test_lagging_counters_do_not_hide_what_the_votes_do_not(client, db, make_user):
+    from allynet.reports.service import HIDE_MARGIN
+
+    report = new_report(client, make_user(), "traffic")
+    url = f"{REPORTS}/{report['id']}/vote"
+    flipper, other = make_user(), make_user()
+    assert client.post(url, headers=flipper.headers, json={"value": "up"}).status_code == 200
+    _counters_in_flight(db, report["id"], upvotes=-1, downvotes=HIDE_MARGIN, net=-HIDE_MARGIN - 1)
+    response = client.post(url, headers=other.headers, json={"value": "down"})
+    assert response.status_code == 200
+    assert stored(db, report["id"])["status"] == "active"  # the votes: one up, one down
+    # Enough real downvotes still hide it.
+    for voter in [make_user() for _ in range(HIDE_MARGIN)]:
+        client.post(url, headers=voter.headers, json={"value": "down"})
+    assert stored(db, report["id"])["status"] == "hidden"
+
+
+def test_running_ahead_counters_do_not_confirm_what_the_votes_do_not(client, db, make_user):
+    from allynet import trust
+
+    reporter = make_user()
+    report = new_report(client, reporter, "hazard")
+    url = f"{REPORTS}/{report['id']}/vote"
+    _counters_in_flight(db, report["id"], upvotes=trust.CONFIRM_UPVOTES, net=trust.CONFIRM_UPVOTES)
+    assert client.post(url, headers=make_user().headers, json={"value": "up"}).status_code == 200
+    assert not stored(db, report["id"]).get("confirmed")
+    assert db.users.find_one({"_id": reporter["_id"]})["trust_score"] == trust.BASE_SCORE
+    for voter in [make_user() for _ in range(trust.CONFIRM_UPVOTES - 1)]:
+        client.post(url, headers=voter.headers, json={"value": "up"})
+    assert stored(db, report["id"])["confirmed"] is True

@@ -179,7 +179,8 @@ def vote(*, db, report_id, user_id, value):
     if extends and updated.get("lifetime_s") and updated.get("expires_at") is not None:
         updated = _extend(db=db, report=updated)
     if value == "up":
-        _confirm_once(db=db, report_id=report_id, min_net=trust.CONFIRM_UPVOTES)
+        if not updated.get("confirmed"):
+            _confirm_once(db=db, report_id=report_id, min_net=trust.CONFIRM_UPVOTES)
     else:
         updated = _hide_if_voted_down(db=db, report=updated, now=now)
     if updated.get("expires_at") is not None and updated["expires_at"] <= now:
@@ -220,23 +221,35 @@ def _extend(*, db, report):
         return_document=ReturnDocument.AFTER) or report
 
 
+def _net_votes(db, report_id):
+    """Upvotes minus downvotes counted from the vote records.
+
+    The counters on the report are moved by one `$inc` per vote after its record is written, so
+    under racing votes they can lag behind or run ahead of any state the votes ever had (one user
+    flipping up and down fast: -1, then -2 applied before the +2 in between). Each user's single
+    record is always a real state of that user's vote: hiding and confirming decide from these."""
+    up = db.report_votes.count_documents({"report_id": report_id, "value": "up"})
+    down = db.report_votes.count_documents({"report_id": report_id, "value": "down"})
+    return up - down
+
+
 def _confirm_once(*, db, report_id, min_net=None):
-    """Count `report_confirmed` for the reporter the first time the report is confirmed."""
-    query = {"_id": report_id, "confirmed": {"$ne": True}}
-    if min_net is not None:
-        query["net"] = {"$gte": min_net}
-    confirmed = db.reports.find_one_and_update(query, {"$set": {"confirmed": True}},
-                                               projection={"user_id": 1})
+    """Count `report_confirmed` for the reporter the first time the report is confirmed (by votes:
+    once the vote records give a net of `min_net`)."""
+    if min_net is not None and _net_votes(db, report_id) < min_net:
+        return
+    confirmed = db.reports.find_one_and_update({"_id": report_id, "confirmed": {"$ne": True}},
+                                               {"$set": {"confirmed": True}}, projection={"user_id": 1})
     if confirmed is not None:
         trust.apply_event(db=db, user_id=confirmed["user_id"], event="report_confirmed")
 
 
 def _hide_if_voted_down(*, db, report, now):
-    """Hide an active report once downvotes exceed upvotes by HIDE_MARGIN."""
-    if report["status"] != "active" or report["net"] > -HIDE_MARGIN:
+    """Hide an active report once downvotes exceed upvotes by HIDE_MARGIN (in the vote records)."""
+    if report["status"] != "active" or _net_votes(db, report["_id"]) > -HIDE_MARGIN:
         return report
     hidden = db.reports.find_one_and_update(
-        {"_id": report["_id"], "status": "active", "net": {"$lte": -HIDE_MARGIN}},
+        {"_id": report["_id"], "status": "active"},
         {"$set": {"status": "hidden", "hidden_by": "votes", "hidden_at": now, "reviewed": False}},
         return_document=ReturnDocument.AFTER)
     return hidden or _current(db=db, report_id=report["_id"], now=now)

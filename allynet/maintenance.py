@@ -141,7 +141,8 @@ def close_stale_sos(*, db, max_hours, dry_run=False, now=None):
 
 
 def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
-    """End idle parties, cancel stale SOS, remove expired reports (and their votes) and alerts."""
+    """End idle parties, cancel stale SOS, remove expired reports (and their votes), votes of reports
+    already gone, and expired alerts."""
     now = now or clock.now()
     parties = end_idle_parties(db=db, idle_hours=float(config["PARTY_IDLE_HOURS"]), dry_run=dry_run, now=now)
     sos = close_stale_sos(db=db, max_hours=float(config["SOS_MAX_HOURS"]), dry_run=dry_run, now=now)
@@ -152,12 +153,45 @@ def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
         votes["n"] += db.report_votes.delete_many({"report_id": {"$in": report_ids}}).deleted_count
 
     reports = delete_in_batches(db.reports, expired, batch_size=batch_size, dry_run=dry_run, on_batch=drop_votes)
+    orphans = drop_orphan_votes(db=db, dry_run=dry_run, batch_size=batch_size)
     alerts = delete_in_batches(db.alerts, expired, batch_size=batch_size, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    if reports or alerts:
-        log.info("%s %d expired reports (%d votes) and %d expired alerts", verb, reports, votes["n"], alerts)
+    if reports or alerts or orphans:
+        log.info("%s %d expired reports (%d votes), %d votes of reports already gone and %d expired alerts",
+                 verb, reports, votes["n"], orphans, alerts)
     return {"parties_ended": len(parties), "sos_cancelled": len(sos), "reports_removed": reports,
-            "report_votes_removed": votes["n"], "alerts_removed": alerts}
+            "report_votes_removed": votes["n"], "orphan_votes_removed": orphans, "alerts_removed": alerts}
+
+
+def drop_orphan_votes(*, db, dry_run=False, batch_size=DEFAULT_BATCH):
+    """Remove the vote records of reports that no longer exist (MongoDB's TTL monitor deletes an
+    expired report without its votes); returns how many (would) go.
+
+    Report ids come from a `$group` over the votes (a cursor: no distinct-size limit), checked
+    against the reports `batch_size` at a time; a report voted on meanwhile still exists, so its
+    votes stay."""
+    removed = 0
+    groups = db.report_votes.aggregate([{"$group": {"_id": "$report_id"}}], allowDiskUse=True)
+    batch = []
+
+    def sweep(report_ids):
+        alive = {doc["_id"] for doc in db.reports.find({"_id": {"$in": report_ids}}, projection={"_id": 1})}
+        gone = [report_id for report_id in report_ids if report_id not in alive]
+        if not gone:
+            return 0
+        query = {"report_id": {"$in": gone}}
+        if dry_run:
+            return db.report_votes.count_documents(query)
+        return db.report_votes.delete_many(query).deleted_count
+
+    for group in groups:
+        batch.append(group["_id"])
+        if len(batch) >= batch_size:
+            removed += sweep(batch)
+            batch = []
+    if batch:
+        removed += sweep(batch)
+    return removed
 
 
 # --- purge-trails ----------------------------------------------------------------------------

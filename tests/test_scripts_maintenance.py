@@ -164,6 +164,29 @@ def test_expire_removes_expired_reports_votes_and_alerts(run, client, db, make_u
     assert "reports removed: 0" in run("expire")[1]
 
 
+def test_expire_removes_votes_left_by_reports_the_ttl_monitor_deleted(run, client, db, make_user):
+    reporter = make_user()
+    voters = [make_user() for _ in range(3)]
+    ids = [client.post("/api/v1/reports", json={"type": "hazard", "location": CENTRE},
+                       headers=reporter.headers).get_json()["data"]["id"] for _ in range(2)]
+    for report_id in ids:
+        for voter in voters:
+            assert client.post(f"/api/v1/reports/{report_id}/vote", json={"value": "up"},
+                               headers=voter.headers).status_code == 200
+    gone, kept = ObjectId(ids[0]), ObjectId(ids[1])
+    db.reports.delete_one({"_id": gone})  # what MongoDB's TTL monitor does at expires_at: votes stay
+
+    before = snapshot(db)
+    code, out = run("expire", "--dry-run")
+    assert code == 0 and "orphan votes removed: 3" in out and "reports removed: 0" in out
+    assert snapshot(db) == before
+    code, out = run("expire", "--batch-size", "1")
+    assert code == 0 and "orphan votes removed: 3" in out
+    assert db.report_votes.count_documents({"report_id": gone}) == 0
+    assert db.report_votes.count_documents({"report_id": kept}) == 3
+    assert "orphan votes removed: 0" in run("expire")[1]
+
+
 # --- purge-trails ----------------------------------------------------------------------------
 
 

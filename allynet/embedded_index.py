@@ -111,18 +111,27 @@ def reindex(store, key):
 
 
 def narrowest(store, pairs):
-    """Of (path, value) equality pairs, the one whose index holds the fewest candidates; pairs
-    whose path has no index yet count only when none has one (the first is then indexed)."""
-    paths = vars(store).get("_allynet_paths")
-    best, best_count = None, None
-    if paths:
-        for pair in pairs:
-            index = paths.get(pair[0])
-            if index is not None:
-                count = index.count(pair[1])  # plain values (embedded._PLAIN): hashable
-                if best is None or count < best_count:
-                    best, best_count = pair, count
-    return best if best is not None else pairs[0]
+    """Of (path, value) equality pairs, the one whose index holds the fewest candidates. The first
+    pair's path is indexed as before (so the choice is never worse than taking it); the others
+    count only where a query has indexed their path already."""
+    paths = _state(store)["_allynet_paths"]
+    best, best_count = pairs[0], _index_for(store, pairs[0][0]).count(pairs[0][1])
+    for pair in pairs[1:]:
+        index = paths.get(pair[0])
+        if index is not None:
+            count = index.count(pair[1])  # plain values (embedded._PLAIN): hashable
+            if count < best_count:
+                best, best_count = pair, count
+    return best
+
+
+def _index_for(store, path):
+    """The path index of `store` for `path`, built on first use."""
+    paths = _state(store)["_allynet_paths"]
+    index = paths.get(path)
+    if index is None:
+        index = paths[path] = _PathIndex(path, store._documents)
+    return index
 
 
 def candidate_documents(store, path, value):
@@ -132,12 +141,8 @@ def candidate_documents(store, path, value):
 
 def candidate_documents_any(store, path, values):
     """The documents that may hold any of `values` at `path` (an `$in`), in insertion order."""
-    state = _state(store)
-    index = state["_allynet_paths"].get(path)
-    if index is None:
-        index = _PathIndex(path, store._documents)
-        state["_allynet_paths"][path] = index
-    seq = state["_allynet_seq"]
+    index = _index_for(store, path)
+    seq = _state(store)["_allynet_seq"]
     found = set()
     for value in values:
         found |= index.candidates(value)

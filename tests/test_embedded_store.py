@@ -70,6 +70,21 @@ def test_several_equalities_match_a_full_scan(docs, updates, firsts, seconds):
         assert fast.count_documents(query) == len(expected)
 
 
+def test_lookups_start_from_the_most_selective_field_never_a_worse_one():
+    from allynet import embedded_index
+
+    collection = embedded.make_client().db.c
+    collection.insert_many([{"party": p, "user": p * 8 + u, "active": True} for p in range(10) for u in range(8)])
+    store = collection._store
+    list(collection.find({"active": True}))  # indexes `active`: every document in one bucket
+    # The first field is indexed on first use and beats an indexed but unselective one...
+    assert embedded_index.narrowest(store, [("user", 9), ("active", True)]) == ("user", 9)
+    # ...and a later field wins once it is indexed and narrower.
+    assert embedded_index.narrowest(store, [("party", 1), ("user", 9), ("active", True)]) == ("user", 9)
+    assert embedded_index.narrowest(store, [("party", 1), ("active", True)]) == ("party", 1)
+    assert [doc["user"] for doc in collection.find({"party": 1, "user": 9, "active": True})] == [9]
+
+
 def test_unique_and_partial_unique_indexes_still_hold():
     collection = embedded.make_client().db.members
     collection.create_index([("party_id", 1), ("user_id", 1)], unique=True)

@@ -69,9 +69,6 @@ def serve():
                 entry[0] += ns() - start
                 entry[1] += 1
 
-        for attr in ("allynet_original",):
-            if hasattr(original, attr):
-                setattr(wrapper, attr, getattr(original, attr))
         setattr(owner, name, wrapper)
 
     def tracer(event, args):
@@ -134,7 +131,12 @@ def serve():
             return getattr(self.sock, name)
 
     direct_fd = eventlet_ws._direct_fd
-    eventlet_ws._direct_fd = lambda ws: (lambda fd: None if fd is None else TimedSocket(fd))(direct_fd(ws))
+
+    def timed_direct_fd(ws):
+        fd = direct_fd(ws)
+        return None if fd is None else TimedSocket(fd)
+
+    eventlet_ws._direct_fd = timed_direct_fd
 
     bare_dispatch = sockets._bare_event_dispatch
 

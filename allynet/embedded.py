@@ -194,8 +194,9 @@ def _with_fast_paths(original):
         self._store._remove_expired_documents()
         candidates = None
         if pairs:
-            # The most selective equality an index already answers ({party_id, user_id}: the
-            # user's one or two memberships, not the party's eight).
+            # The most selective equality: the first field's index, or a narrower one another
+            # query already built ({party_id, user_id}: the user's one or two memberships, not
+            # the party's eight).
             path, value = embedded_index.narrowest(self._store, pairs) if len(pairs) > 1 else pairs[0]
             candidates = embedded_index.candidate_documents(self._store, path, value)
         if in_lists:

@@ -40,8 +40,11 @@ The hot path (issue 9) adds three things on the same channel:
   of them again after every (re)subscribe, since Redis may have restarted
   empty), and announces the change on the channel so the others drop their
   cached answer. `publish_encoded` skips the publish when no other process
-  is in the room (answer cached `remote_cache_seconds`; True when Redis
-  cannot be asked). A rider joining on another process can miss the updates
+  is in the room. The announcements keep each process's cached answer
+  right, so its lifetime (`remote_cache_seconds`, 30 s) is only a safety
+  net; at 2 s it cost a Redis round trip on the hot path every few dozen
+  updates (issue 9). When Redis cannot be asked the answer is True, kept
+  `unsure_cache_seconds` (2 s). A rider joining on another process can miss the updates
   sent in the milliseconds before the announcement arrives, as with any join.
 """
 import logging
@@ -129,7 +132,9 @@ class QueueManager(socketio.RedisManager):
         self.stale_after = 15.0
         # Routed rooms (see publish_encoded): room -> (expires at, another process has a socket there).
         self._remote = {}
-        self.remote_cache_seconds = 2.0
+        self.remote_cache_seconds = 30.0
+        self.unsure_cache_seconds = 2.0
+        self._announcements = 0  # room-hosts announcements heard (an answer racing one is kept briefly)
         self.skipped = 0
 
     def _publish(self, data):
@@ -187,6 +192,7 @@ class QueueManager(socketio.RedisManager):
                     pipe.execute()
             except Exception as exc:
                 log.debug("Socket.IO queue: room hosts not recorded (%s)", exc)
+        self._announcements += 1
         self._remote.clear()
         self._publish({"method": ROOM_HOSTS_METHOD, "room": None, "host_id": self.host_id})
 
@@ -196,15 +202,22 @@ class QueueManager(socketio.RedisManager):
         entry = self._remote.get(room)
         if entry is not None and entry[0] > now:
             return entry[1]
+        lifetime = self.remote_cache_seconds
+        announcements = self._announcements
         try:
             hosts = self.publisher.smembers(self._hosts_key(room))
             remote = any(host != self.host_id.encode() for host in hosts)
         except Exception:
             remote = True  # Redis unsure: publish (and drop on an outage) rather than skip
-        self._remote[room] = (now + self.remote_cache_seconds, remote)
+            lifetime = self.unsure_cache_seconds
+        if self._announcements != announcements:
+            # An announcement arrived while Redis answered: the answer may predate it.
+            lifetime = self.unsure_cache_seconds
+        self._remote[room] = (now + lifetime, remote)
         return remote
 
     def _handle_room_hosts(self, message):
+        self._announcements += 1
         room = message.get("room")
         if room is None:
             self._remote.clear()

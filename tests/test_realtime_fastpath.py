@@ -183,6 +183,87 @@ def test_a_server_that_cannot_ask_redis_publishes(cluster, make_user, monkeypatc
     assert a.queue.has_remote_members(room) is True
 
 
+def _counting_smembers(queue, monkeypatch, before=None):
+    calls = []
+    original = queue.publisher.smembers
+
+    def smembers(*args, **kwargs):
+        calls.append(args)
+        if before is not None:
+            before()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queue.publisher, "smembers", smembers)
+    return calls
+
+
+def test_the_room_hosts_answer_is_asked_once_and_kept_until_an_announcement(cluster, make_user, monkeypatch):
+    a, b = cluster(2)
+    ann, ben = make_user(), make_user()
+    cluster.connect(a, ann)
+    ben_sock = cluster.connect(b, ben)
+    room = "party:cached-hosts"
+    _join_room(a, ann, room)
+    calls = _counting_smembers(a.queue, monkeypatch)
+    a.queue._remote.clear()
+    published = a.queue.published
+    for heading in range(10):
+        _relay(a, room, dict(PAYLOAD, heading=float(heading)))
+    # Ten seconds later, with no announcement in between, the answer still holds.
+    import time as real_time
+
+    from allynet import message_queue
+
+    class Later:
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        @staticmethod
+        def monotonic():
+            return real_time.monotonic() + 10.0
+
+    monkeypatch.setattr(message_queue, "time", Later())
+    for heading in range(10, 20):
+        _relay(a, room, dict(PAYLOAD, heading=float(heading)))
+    assert len(calls) == 1  # a party's updates for a while: one question to Redis
+    assert a.queue.published == published  # and nothing left this process
+    # Ben joins on b: the announcement, not the cache's lifetime, makes a ask again.
+    _join_room(b, ben, room)
+    wait_until(lambda: a.queue.has_remote_members(room), timeout=5, message="a learns of b's member")
+    assert len(calls) == 2
+    _relay(a, room, dict(PAYLOAD, heading=99.0))
+    assert ben_sock.wait_for("party:update")["heading"] == 99.0
+
+
+def test_an_answer_that_raced_an_announcement_is_asked_again_soon(cluster, make_user, monkeypatch):
+    a, _ = cluster(2)
+    room = "party:raced-hosts"
+    # An announcement lands while Redis answers: the answer may be older than it.
+    calls = _counting_smembers(a.queue, monkeypatch,
+                               before=lambda: a.queue._handle_room_hosts({"room": "party:elsewhere"}))
+    a.queue._remote.clear()
+    assert a.queue.has_remote_members(room) is False
+    expires, _ = a.queue._remote[room]
+    import time
+    assert expires - time.monotonic() <= a.queue.unsure_cache_seconds
+    assert len(calls) == 1
+
+
+def test_an_unsure_answer_is_kept_briefly(cluster, monkeypatch):
+    a, _ = cluster(2)
+    room = "party:unsure-brief"
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(a.queue.publisher, "smembers", down)
+    a.queue._remote.clear()
+    assert a.queue.has_remote_members(room) is True
+    import time
+    expires, _ = a.queue._remote[room]
+    assert expires - time.monotonic() <= a.queue.unsure_cache_seconds < a.queue.remote_cache_seconds
+
+
 def test_a_server_without_the_room_drops_the_frame_without_decoding_it(cluster, make_user):
     a, b = cluster(2)
     ben = make_user()

@@ -58,6 +58,11 @@ INDEXES = [
     ("party_members", [("user_id", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"active": True}, "name": "one_active_party_per_user"}),
     ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
+    # The episode sweep's candidates: stopped riders and quiet ones (service.sweep_episodes).
+    ("party_members", [("status", ASCENDING)],
+     {"partialFilterExpression": {"active": True}, "name": "active_status"}),
+    ("party_members", [("last_update_at", ASCENDING)],
+     {"partialFilterExpression": {"active": True}, "name": "active_last_update"}),
     ("trail_points", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
     ("trail_points", [("ts", ASCENDING)],
      {"expireAfterSeconds": lambda cfg: int(cfg["TRAIL_RETENTION_DAYS"] * 86400), "name": "ts_ttl"}),

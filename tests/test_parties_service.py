@@ -1,5 +1,6 @@
 """Party services other features call, presence stores, and two server processes sharing Redis."""
 import logging
+from datetime import timedelta
 
 import pytest
 import redis
@@ -295,22 +296,59 @@ def test_sweep_left_behind_episode_from_stored_positions(app, db, client, make_u
     alice_sio.emit("party:update", {"party_id": party["id"], "location": MUNICH}, callback=True)
     alice_sio.get_received()
 
-    def bob_at(lat_offset):
-        # As another server process would have written it.
+    def bob_at(lat_offset, seconds_ago):
+        # As another server process would have written it, Bob's last update `seconds_ago`.
         db.party_members.update_one({"party_id": ObjectId(party["id"]), "user_id": bob["_id"]},
                                     {"$set": {"last_location": point(MUNICH["lat"] + lat_offset, MUNICH["lng"]),
-                                              "status": "riding", "last_update_at": clock.current}})
+                                              "status": "riding",
+                                              "last_update_at": clock.current - timedelta(seconds=seconds_ago)}})
 
+    quiet = service.QUIET_SECONDS + 1
     with app.app_context():
-        bob_at(0.05)
-        assert service.sweep_episodes(app) == 1
+        bob_at(0.05, seconds_ago=0)
+        assert service.sweep_episodes(app) == 0  # still sending: his own updates decide, on his server
+        bob_at(0.05, seconds_ago=quiet)
+        assert service.sweep_episodes(app) == 1  # gone quiet far behind: the sweep's
         assert service.sweep_episodes(app) == 0
-        bob_at(0.001)
+        bob_at(0.001, seconds_ago=quiet)
         assert service.sweep_episodes(app) == 0  # back: episode closed
-        bob_at(0.05)
+        bob_at(0.05, seconds_ago=quiet)
         assert service.sweep_episodes(app) == 1
     alerts = events_named(alice_sio, "party:alert")
     assert [(a["type"], a["user_id"]) for a in alerts] == [("member_left_behind", bob.id)] * 2
+
+
+def test_sweep_alerts_a_stopped_rider_whose_riding_mates_are_on_another_server(
+        app, db, client, make_user, socket_client, clock):
+    """Bob keeps sending `stopped` here; Alice and Carol ride on another process (their positions
+    only in Mongo), so no update of this process sees anyone riding: the sweep decides."""
+    from bson import ObjectId
+
+    alice, bob, carol = make_user(), make_user(), make_user()
+    party = create(client, alice)
+    join(client, bob, party)
+    join(client, carol, party)
+    bob_sio = socket_client(bob)
+    start = clock.current
+
+    def riding_elsewhere(user):
+        db.party_members.update_one({"party_id": ObjectId(party["id"]), "user_id": user["_id"]},
+                                    {"$set": {"last_location": point(MUNICH["lat"], MUNICH["lng"]),
+                                              "status": "riding", "last_update_at": clock.current}})
+
+    limit = app.config["PARTY_STOPPED_ALERT_SECONDS"]
+    while clock.current - start <= timedelta(seconds=limit + 5):
+        assert bob_sio.emit("party:update", {"party_id": party["id"], "location": MUNICH, "status": "stopped"},
+                            callback=True)["ok"]
+        riding_elsewhere(alice)
+        riding_elsewhere(carol)
+        clock.advance(seconds=5)
+    assert events_named(bob_sio, "party:alert") == []  # nobody here rides: the live path cannot tell
+    with app.app_context():
+        assert service.sweep_episodes(app) == 1
+        assert service.sweep_episodes(app) == 0
+    alerts = events_named(bob_sio, "party:alert")
+    assert [(a["type"], a["user_id"]) for a in alerts] == [("member_stopped", bob.id)]
 
 
 def test_leader_on_another_process_is_read_from_mongo(app_factory, db, make_user, clock):

@@ -36,7 +36,7 @@ import math
 import secrets
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from flask import current_app, has_app_context
@@ -60,6 +60,8 @@ REMOTE_POSITION_RELOAD_SECONDS = 2.0
 LOCAL_LEADER_FRESH_SECONDS = 10.0
 RIDING_FRESH_SECONDS = 120.0
 STOPPED_SWEEP_SECONDS = 1.0
+QUIET_SECONDS = 10.0  # a rider silent this long is the episode sweep's to check (see sweep_episodes)
+SWEEP_YIELD_EVERY = 50  # parties the sweep decides between two yields to the live path
 FLUSH_BATCH = 200  # riders per bulk write of the position flush
 EARTH_RADIUS_M = 6371008.8
 
@@ -814,16 +816,29 @@ def _check_episodes(db, live, party_id, user_id, member, now, config):
 def sweep_episodes(app):
     """Left-behind / stopped episodes from the positions in Mongo, for riders whose server saw nothing.
 
-    The live path decides from what one process sees; this covers a leader and
-    a rider on different processes and a stopped rider who went quiet. Every
-    process may run it: the compare-and-set flags give one alert per episode.
+    The live path decides from what one process sees: each update checks its
+    rider against the leader's position (local, or read from Mongo when the
+    leader rides on another process), and a leader's update checks the riders
+    of its own process. What no update sees is a rider who went quiet (the
+    leader may have ridden away from them, or they stopped and went silent) and
+    a stopped rider whose riding party-mates are all on other processes. So
+    the sweep reads only the parties with a rider quiet for `QUIET_SECONDS` or
+    stopped (two indexed queries), not every active member, and decides each
+    such party whole from Mongo as before, yielding to the live path every
+    `SWEEP_YIELD_EVERY` parties. Every process may run it: the compare-and-set
+    flags give one alert per episode.
     """
     db = app.extensions["allynet_db"]
     config = app.config
     flush_positions(app)  # decide from this process's latest positions too
     now = clock.now()
+    party_ids = set(db.party_members.distinct("party_id", {"active": True, "status": "stopped"}))
+    party_ids.update(db.party_members.distinct(
+        "party_id", {"active": True, "last_update_at": {"$lt": now - timedelta(seconds=QUIET_SECONDS)}}))
+    if not party_ids:
+        return 0
     by_party = {}
-    for doc in db.party_members.find({"active": True}, projection={
+    for doc in db.party_members.find({"party_id": {"$in": list(party_ids)}, "active": True}, projection={
             "party_id": 1, "user_id": 1, "last_location": 1, "status": 1, "stopped_since": 1,
             "last_update_at": 1, "left_behind_alerted": 1, "stopped_alerted": 1}):
         by_party.setdefault(doc["party_id"], []).append(doc)
@@ -832,7 +847,9 @@ def sweep_episodes(app):
     leaders = {party["_id"]: party["leader_id"] for party in db.parties.find(
         {"_id": {"$in": list(by_party)}, "is_active": True}, projection={"leader_id": 1})}
     alerts = 0
-    for party_id, docs in by_party.items():
+    for done, (party_id, docs) in enumerate(by_party.items()):
+        if done and done % SWEEP_YIELD_EVERY == 0:
+            time.sleep(0)  # a cooperative yield under eventlet/gevent; a GIL hand-over with threads
         leader_id = leaders.get(party_id)
         if leader_id is None:
             continue

@@ -113,7 +113,7 @@ class Config:
     # and whose readers of stored positions (sweep, alerts near parties) flush first anyway.
     PARTY_POSITION_FLUSH_SECONDS = None
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
-    PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo (riders on other processes)
+    PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo of quiet and stopped riders
     # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
     # often, so a batched position waits at most this long. 20..1000.
     PARTY_BATCH_MS = 200

@@ -87,7 +87,7 @@ def main(argv=None):
         sys.exit("wrk is missing: apt-get install -y wrk")
     conc = [int(c) for c in args.concurrency.split(",")]
     run_args = argparse.Namespace(async_mode=args.async_mode, ours_port=args.ours_port, peer_port=5100,
-                                  redis_port=6390, ours_config={})
+                                  redis_port=6390, ours_config={}, batch_ms=None)
     servers = bench_run.Servers(run_args, "ours-1p")
     started = dt.datetime.utcnow().replace(microsecond=0)
     record = {"kind": "rest", "async_mode": args.async_mode, "party_clients": args.party_clients,

@@ -221,9 +221,12 @@ def rest_tables(path):
         delivered = "—" if ratio is None else f"{100 * ratio:.2f}%"
         lines.append(f"`{rec.get('command')}` — {rec.get('started_at')}, {m.get('nproc')} × {m.get('cpu_model')}, "
                      f"git {rec.get('git_rev')}, async mode {rec.get('async_mode')}, wrk {rec.get('wrk_duration_s')} s "
-                     f"per cell, {rec.get('seeded_reports', 0)} reports seeded within ~5 km. Party load meanwhile: {load_.get('clients')} clients, "
+                     f"per cell, {rec.get('seeded_reports', 0)} reports seeded within ~5 km. "
+                     + ("REST on a second process (through Redis), the party on the first; " if rec.get("split") else
+                        "REST and the party on one process; ")
+                     + f"party load meanwhile: {load_.get('clients')} clients, "
                      f"{delivered} delivered, "
-                     f"p99 {fmt(lat.get('p99'), 1)} ms, server CPU {fmt(load_.get('server_cpu_pct'), 1)} %, "
+                     f"p99 {fmt(lat.get('p99'), 1)} ms, its server CPU {fmt(load_.get('server_cpu_pct'), 1)} %, "
                      f"steal {fmt(load_.get('steal_pct'), 1)} %, load1 {fmt((load_.get('loadavg') or [None])[0], 2)}.\n")
         lines.append("| endpoint | connections | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors |\n"
                      "|---|---:|---:|---:|---:|---:|---:|---|")

@@ -9,6 +9,13 @@ wrk (Debian's `wrk`, one thread, `bench/wrk_auth.lua` adds the Authorization hea
 GET /api/v1/profile and GET /api/v1/alerts?lat=..&lng=..&radius_m=5000 at 16 and 64 connections.
 An endpoint that does not answer 200 before the run (e.g. not built yet) is skipped and said so.
 Appends one JSON line to docs/bench/rest.jsonl.
+
+    python bench/rest.py --party-clients 500 --wrk-duration 15 --split
+
+`--split`: two processes through Redis (the ours-2p launcher), the party load on the first and
+wrk on the second, as a balancer routing `/socket.io/` and `/api/` to separate pools would (README,
+"Keeping REST off the live path"). Without MongoDB each process has its own embedded store, so
+wrk's user and reports live on the second one; the party's CPU and latency are what change.
 """
 import argparse
 import datetime as dt
@@ -82,23 +89,27 @@ def main(argv=None):
     parser.add_argument("--stamp", default="heading")
     parser.add_argument("--results", default=RESULTS)
     parser.add_argument("--ours-port", type=int, default=5200)
+    parser.add_argument("--split", action="store_true",
+                        help="REST on a second process (through Redis), the party load on the first")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install -y wrk")
     conc = [int(c) for c in args.concurrency.split(",")]
     run_args = argparse.Namespace(async_mode=args.async_mode, ours_port=args.ours_port, peer_port=5100,
                                   redis_port=6390, ours_config={}, batch_ms=None)
-    servers = bench_run.Servers(run_args, "ours-1p")
+    servers = bench_run.Servers(run_args, "ours-2p" if args.split else "ours-1p")
     started = dt.datetime.utcnow().replace(microsecond=0)
     record = {"kind": "rest", "async_mode": args.async_mode, "party_clients": args.party_clients,
               "started_at": started.isoformat() + "Z", "machine": bench_run.machine(),
               "git_rev": bench_run.git_rev(), "wrk_duration_s": args.wrk_duration, "endpoints": [],
-              "skipped": [],
+              "skipped": [], "split": args.split,
               "command": f"python bench/rest.py --party-clients {args.party_clients} "
-                         f"--wrk-duration {args.wrk_duration} --async-mode {args.async_mode} --seed-reports {args.seed_reports}"}
+                         f"--wrk-duration {args.wrk_duration} --async-mode {args.async_mode} --seed-reports {args.seed_reports}"
+                         + (" --split" if args.split else "")}
     gen = None
     try:
-        (base,) = servers.start()
+        urls = servers.start()
+        live, base = (urls[0], urls[1]) if args.split else (urls[0], urls[0])
         _, body = post_json(f"{base}/api/v1/auth/register", {
             "email": f"wrk-{int(time.time())}@example.com", "password": "bench-password-1",
             "display_name": "wrk"})
@@ -127,9 +138,10 @@ def main(argv=None):
                 record["skipped"].append({"endpoint": name, "status": code})
                 print(f"skipping {name}: HTTP {code} before the run", file=sys.stderr)
         window = len(todo) * len(conc) * (args.wrk_duration + 2) + 5
-        gen_cmd = ["node", os.path.join(ROOT, "bench", "loadgen.js"), "--target", "ours", "--urls", base,
+        gen_cmd = ["node", os.path.join(ROOT, "bench", "loadgen.js"), "--target", "ours", "--urls", live,
                    "--clients", str(args.party_clients), "--duration", str(window), "--warmup", "8",
-                   "--server-pids", ",".join(map(str, servers.pids())), "--stamp", args.stamp]
+                   "--server-pids", ",".join(map(str, servers.pids()[:1] if args.split else servers.pids())),
+                   "--stamp", args.stamp]
         gen = subprocess.Popen(gen_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in gen.stderr:  # wait for the party load's measured window
             sys.stderr.write(line)

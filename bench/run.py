@@ -324,9 +324,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     stopped = set()
     order = 0
-    if args.session and os.path.exists(args.results):  # continuing a session: keep its run order
+    if args.session and os.path.exists(args.results):  # continuing a session: after its last run
         with open(args.results) as fh:
-            order = sum(1 for line in fh if line.strip() and json.loads(line).get("session") == session)
+            records = [json.loads(line) for line in fh if line.strip()]
+        order = 1 + max((r.get("order", -1) for r in records if r.get("session") == session), default=-1)
     for clients in counts:
         for _ in range(args.repeat):
             for setup in setups:

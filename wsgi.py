@@ -16,19 +16,15 @@ elif ASYNC_MODE == "gevent":
 
     monkey.patch_all()
 
-import gc  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 
-from allynet import background, create_app  # noqa: E402
+from allynet import background, create_app, gc_tuning  # noqa: E402
 from allynet.message_queue import start_listening  # noqa: E402
 
 MAX_CONNECTIONS = int(os.environ.get("MAX_CONNECTIONS", "10000"))
-# Cyclic-GC thresholds of the server process (gen0,gen1,gen2). CPython's 700,10,10 runs a young
-# collection every 700 net allocations; a live server allocates that in a few milliseconds and
-# keeps most of it (connections, the embedded store), so the collector re-walks survivors over
-# and over: ~10 % of the CPU under 1,000 riders (issue 9). Garbage cycles still go, in batches.
-GC_THRESHOLDS = tuple(int(n) for n in os.environ.get("GC_THRESHOLDS", "20000,20,10").split(","))
+# Cyclic-GC thresholds of the server process (gen0,gen1,gen2): allynet/gc_tuning.py says why.
+GC_THRESHOLDS = gc_tuning.thresholds_from_env()
 
 app = create_app(SOCKETIO_ASYNC_MODE=ASYNC_MODE)
 log = logging.getLogger("allynet.wsgi")
@@ -42,13 +38,6 @@ def raise_open_files_limit(wanted):
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def tune_gc(thresholds):
-    """Collect less often, and never re-walk what start-up built (modules, the app, indexes)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*thresholds)
-
-
 def main():
     """Serve HTTP and Socket.IO until interrupted."""
     host = os.environ.get("HOST", "0.0.0.0")
@@ -59,7 +48,7 @@ def main():
         from allynet import eventlet_ws
 
         eventlet_ws.install(nodelay=app.config["SOCKETIO_TCP_NODELAY"])  # websocket speed-ups: allynet/eventlet_ws.py
-    tune_gc(GC_THRESHOLDS)
+    gc_tuning.tune_gc(GC_THRESHOLDS)
     background.start(app)
     # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).
     start_listening(sio)

@@ -23,8 +23,6 @@ from allynet import background, create_app, gc_tuning  # noqa: E402
 from allynet.message_queue import start_listening  # noqa: E402
 
 MAX_CONNECTIONS = int(os.environ.get("MAX_CONNECTIONS", "10000"))
-# Cyclic-GC thresholds of the server process (gen0,gen1,gen2): allynet/gc_tuning.py says why.
-GC_THRESHOLDS = gc_tuning.thresholds_from_env()
 
 app = create_app(SOCKETIO_ASYNC_MODE=ASYNC_MODE)
 log = logging.getLogger("allynet.wsgi")
@@ -48,7 +46,7 @@ def main():
         from allynet import eventlet_ws
 
         eventlet_ws.install(nodelay=app.config["SOCKETIO_TCP_NODELAY"])  # websocket speed-ups: allynet/eventlet_ws.py
-    gc_tuning.tune_gc(GC_THRESHOLDS)
+    gc_tuning.tune_gc()  # GC_THRESHOLDS, see allynet/gc_tuning.py
     background.start(app)
     # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).
     start_listening(sio)

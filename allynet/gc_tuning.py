@@ -17,8 +17,9 @@ def thresholds_from_env():
     return tuple(int(n) for n in os.environ.get("GC_THRESHOLDS", DEFAULT_THRESHOLDS).split(","))
 
 
-def tune_gc(thresholds=None):
-    """Collect less often, and never re-walk what start-up built (modules, the app, indexes)."""
+def tune_gc():
+    """Collect less often (GC_THRESHOLDS), and never re-walk what start-up built (modules, the app,
+    indexes)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*(thresholds or thresholds_from_env()))
+    gc.set_threshold(*thresholds_from_env())

@@ -109,7 +109,7 @@ def main(argv=None):
     gen = None
     try:
         urls = servers.start()
-        live, base = (urls[0], urls[1]) if args.split else (urls[0], urls[0])
+        live, base = urls[0], urls[-1]  # one process: the same; --split: party on the first, REST on the second
         _, body = post_json(f"{base}/api/v1/auth/register", {
             "email": f"wrk-{int(time.time())}@example.com", "password": "bench-password-1",
             "display_name": "wrk"})
@@ -140,8 +140,7 @@ def main(argv=None):
         window = len(todo) * len(conc) * (args.wrk_duration + 2) + 5
         gen_cmd = ["node", os.path.join(ROOT, "bench", "loadgen.js"), "--target", "ours", "--urls", live,
                    "--clients", str(args.party_clients), "--duration", str(window), "--warmup", "8",
-                   "--server-pids", ",".join(map(str, servers.pids()[:1] if args.split else servers.pids())),
-                   "--stamp", args.stamp]
+                   "--server-pids", str(servers.pids()[0]), "--stamp", args.stamp]  # the party's process
         gen = subprocess.Popen(gen_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in gen.stderr:  # wait for the party load's measured window
             sys.stderr.write(line)

@@ -27,7 +27,7 @@ def build_spec(app):
     """The OpenAPI document for every REST endpoint of `app`."""
     plugin = MarshmallowPlugin(schema_name_resolver=_schema_name)
     spec = APISpec(title="AllyNet API", version="1.0.0", openapi_version="3.0.3", plugins=[plugin],
-                   info={"description": "Contract v1: see shared/API.md."})
+                   info={"description": "The AllyNet API: see docs/API.md in the repository."})
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", {
         "type": "object", "required": ["success", "error"],

@@ -39,6 +39,8 @@ INDEXES = [
     ("emergencies", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "user_created"}),
     ("emergencies", [("status", ASCENDING), ("next_wave_at", ASCENDING)], {"name": "escalation_due"}),
     ("emergencies", [("notified_helper_ids", ASCENDING)], {"name": "notified_helpers"}),
+    ("emergencies", [("responses.helper_id", ASCENDING)],
+     {"partialFilterExpression": {"is_open": True}, "name": "open_responders"}),
     ("emergency_messages", [("emergency_id", ASCENDING), ("created_at", ASCENDING)], {"name": "emergency_ts"}),
     # help requests and skills
     ("help_requests", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),

@@ -68,6 +68,8 @@ FAST_PREFIX = b"#fast1\n"
 ROUTED_PREFIXES = ("party:",)
 ROOM_HOSTS_METHOD = "allynet_room_hosts"  # "a process's set changed": the others drop their cache
 ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extra publishes; they age out
+# "Every socket in room A, on every process, enters room B" (a user's connections joining an SOS room).
+ENTER_ROOM_OF_METHOD = "allynet_enter_room_of"
 
 
 # Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
@@ -108,6 +110,15 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
     return sent
 
 
+def enter_room_of(server, source, room):
+    """Put every socket of this process that is in room `source` into `room` too; returns how many."""
+    manager = server.manager
+    sids = list(manager.rooms.get("/", {}).get(source, {}))
+    for sid in sids:
+        server.enter_room(sid, room, namespace="/")
+    return len(sids)
+
+
 class QueueManager(socketio.RedisManager):
     """RedisManager with bounded waits, fast reconnects and a separate listener connection."""
 
@@ -140,6 +151,17 @@ class QueueManager(socketio.RedisManager):
     def _publish(self, data):
         """Publish to the other processes; on an outage log, drop, and never raise or block long."""
         return self._publish_raw(self.json.dumps(data))
+
+    def enter_room_of(self, source, room):
+        """Every socket in room `source`, here and on every other process, enters `room`."""
+        if getattr(self, "server", None) is not None and not self.write_only:
+            enter_room_of(self.server, source, room)
+        self._publish({"method": ENTER_ROOM_OF_METHOD, "source": source, "room": room, "host_id": self.host_id})
+
+    def _handle_allynet_enter_room_of(self, message):
+        source, room = message.get("source"), message.get("room")
+        if isinstance(source, str) and isinstance(room, str):
+            enter_room_of(self.server, source, room)
 
     # ---- routed rooms: publish a party's traffic only when another process has a member there ----
 
@@ -353,7 +375,8 @@ class QueueManager(socketio.RedisManager):
                         self._handle_room_hosts(data)
                 elif data.get("host_id") != self.host_id:
                     handler = getattr(self, f"_handle_{data['method']}", None)
-                    if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room"):
+                    if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room",
+                                          ENTER_ROOM_OF_METHOD):
                         handler(data)
             except Exception:
                 log.exception("Socket.IO queue: handling a %s message failed", data.get("method"))

@@ -16,7 +16,7 @@ import logging
 from flask import current_app, has_app_context
 
 from allynet import batching, jsonutil
-from allynet.message_queue import deliver_encoded, queue_of
+from allynet.message_queue import deliver_encoded, enter_room_of, queue_of
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class ExternalEmitter:
     def emit(self, event, data, to=None, skip_sid=None):
         """Publish one emit to `to` (a room, or a list of rooms) on every server."""
         self.queue.emit(event, data, namespace="/", room=to, skip_sid=skip_sid)
+
+    def enter_room_of(self, source, room):
+        """Every socket in `source`, on every server, enters `room`."""
+        self.queue.enter_room_of(source, room)
 
     def close_room(self, room):
         """Empty a room on every server."""
@@ -158,6 +162,26 @@ def enter_room(sid, room):
     sio = _server()
     if sio is not None and sio.server is not None:
         sio.server.enter_room(sid, room, namespace="/")
+
+
+def enter_user_sockets(user_id, room):
+    """Put every connection of a user, on every process, into `room` (through the queue)."""
+    sio = _emitter()
+    if sio is None:
+        return False
+    try:
+        if sio is _external:
+            sio.enter_room_of(user_room(user_id), room)
+            return True
+        queue = queue_of(sio)
+        if queue is not None:
+            queue.enter_room_of(user_room(user_id), room)
+        else:
+            enter_room_of(sio.server, user_room(user_id), room)
+    except Exception:  # like the emits: a queue outage must not fail the request
+        log.exception("entering %s's sockets into %s failed", user_id, room)
+        return False
+    return True
 
 
 def leave_room(sid, room):

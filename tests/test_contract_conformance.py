@@ -441,10 +441,12 @@ def test_emergency_shapes_http_and_sockets(client, make_user, socket_client):
     stranger = make_user()
     assert_error(client.get(f"{API}/emergencies/{emergency_id}", headers=stranger.headers), 404, "not_found")
     ack = socket_client(stranger).emit("emergency:join", {"emergency_id": emergency_id}, callback=True)
-    assert ack["ok"] is False and ack["error"]["code"] == "not_found"
+    assert ack["ok"] is False and ack["error"]["code"] == "forbidden"  # the room is the owner's and responders'
+    assert_error(client.get(f"{API}/emergencies/{emergency_id}/messages", headers=stranger.headers), 404,
+                 "not_found")
     assert_ok(client.get(f"{API}/emergencies/{emergency_id}", headers=helper.headers))
     ack = helper_sio.emit("emergency:join", {"emergency_id": emergency_id}, callback=True)
-    assert ack["ok"] is True
+    assert ack["ok"] is False and ack["error"]["code"] == "forbidden"  # alerted, not responding yet
     nearby = assert_list(client.get(f"{API}/emergencies?near=48.857,2.353&radius_m=1000", headers=helper.headers))
     assert nearby[0]["id"] == emergency_id and "distance_m" in nearby[0]
     responded = assert_ok(client.post(f"{API}/emergencies/{emergency_id}/respond", headers=helper.headers,
@@ -454,6 +456,11 @@ def test_emergency_shapes_http_and_sockets(client, make_user, socket_client):
     assert joined == [{"emergency_id": emergency_id, "helper_id": helper.id, "eta_minutes": 4}]
     ack = owner_sio.emit("emergency:message", {"emergency_id": emergency_id, "text": "thanks"}, callback=True)
     assert ack["ok"] is True and walk_wire(ack) == []
+    assert events_named(helper_sio, "emergency:message") == [ack["message"]]  # joined the room by responding
+    sent = events_named(owner_sio, "emergency:message")
+    ack = helper_sio.emit("emergency:join", {"emergency_id": emergency_id}, callback=True)
+    assert ack["ok"] is True and ack["messages"] == sent and sent[0]["text"] == "thanks"
+    assert walk_wire(ack) == []
 
     resolved = assert_ok(client.post(f"{API}/emergencies/{emergency_id}/resolve", headers=owner.headers))
     assert resolved["status"] == "resolved"

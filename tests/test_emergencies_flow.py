@@ -37,10 +37,10 @@ def test_full_respond_and_resolve_flow_with_room_events(client, scene, socket_cl
     first_socket = socket_client(scene["first"])
     second_socket = socket_client(scene["second"])
     stranger_socket = socket_client(scene["stranger"])
-    assert _join(owner_socket, sid) == {"ok": True, "emergency_id": sid}
-    assert _join(first_socket, sid)["ok"] is True
-    refused = _join(stranger_socket, sid)
-    assert refused["ok"] is False and refused["error"]["code"] == "not_found"
+    assert _join(owner_socket, sid) == {"ok": True, "emergency_id": sid, "status": "active", "messages": []}
+    for outsider in (first_socket, stranger_socket):  # alerted but not responding; never alerted
+        refused = _join(outsider, sid)
+        assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
     for payload in ({"emergency_id": "nope"}, {}, "just a string"):
         bad = stranger_socket.emit("emergency:join", payload, callback=True)
         assert bad["ok"] is False and bad["error"]["code"] in ("validation_error", "bad_request"), payload
@@ -72,6 +72,8 @@ def test_full_respond_and_resolve_flow_with_room_events(client, scene, socket_cl
 
     chat = owner_socket.emit("emergency:message", {"emergency_id": sid, "text": " on my way? "}, callback=True)
     assert chat["ok"] is True and chat["message"]["text"] == "on my way?"
+    # both responders' connections were put in the room by their respond
+    assert events_named(second_socket, "emergency:message") == [chat["message"]]
     heard = events_named(first_socket, "emergency:message")
     assert heard == [chat["message"]] and heard[0]["user_id"] == scene["owner"].id
     assert events_named(owner_socket, "emergency:message") == [chat["message"]]  # the sender is in the room
@@ -84,7 +86,7 @@ def test_full_respond_and_resolve_flow_with_room_events(client, scene, socket_cl
     assert data["status"] == "resolved" and data["resolved_at"]
     assert [entry["status"] for entry in data["timeline"]] == ["active", "responding", "resolved"]
     assert data["timeline"][1]["by"] == scene["first"].id and data["timeline"][2]["by"] == scene["owner"].id
-    for sio_client in (owner_socket, first_socket):
+    for sio_client in (owner_socket, first_socket, second_socket):
         events = sio_client.get_received()
         assert [e["name"] for e in events] == ["emergency.status_changed", "emergency.resolved"]
         assert events[0]["args"][0] == {"emergency_id": sid, "status": "resolved"}
@@ -92,7 +94,7 @@ def test_full_respond_and_resolve_flow_with_room_events(client, scene, socket_cl
     # the room is closed: nothing sent to it reaches the sockets that were in it
     with client.application.app_context():
         realtime.emit_to_room(realtime.emergency_room(sid), "probe", {})
-    assert names(owner_socket) == [] and names(first_socket) == []
+    assert names(owner_socket) == [] and names(first_socket) == [] and names(second_socket) == []
     # the slot is free again
     assert db.users.find_one({"_id": scene["owner"]["_id"]})["active_emergency_id"] is None
     assert sos(client, scene["owner"]).status_code == 201
@@ -112,7 +114,6 @@ def test_chat_is_for_the_owner_and_responders_only(client, scene, socket_client)
         ack = first_socket.emit("emergency:message", payload, callback=True)
         assert ack["ok"] is False and ack["error"]["code"] in ("validation_error", "bad_request"), payload
     act(client, scene["first"], sid, "respond")
-    _join(first_socket, sid)
     assert first_socket.emit("emergency:message", {"emergency_id": sid, "text": "5 min"}, callback=True)["ok"]
     assert first_socket.is_connected()
 

@@ -42,7 +42,6 @@ class RespondSchema(Schema):
     eta_minutes = fields.Integer(strict=True, allow_none=True, validate=validate.Range(0, MAX_ETA_MINUTES))
 
 
-
 class NearQuerySchema(Schema):
     """GET /emergencies?near=lat,lng&radius_m=."""
 
@@ -60,6 +59,12 @@ class MineQuerySchema(Schema):
 
 class JoinEventSchema(Schema):
     """Socket.IO `emergency:join`."""
+
+    emergency_id = ObjectIdField(required=True)
+
+
+class RespondEventSchema(RespondSchema):
+    """`emergency:respond` payload."""
 
     emergency_id = ObjectIdField(required=True)
 
@@ -155,6 +160,8 @@ near_query_schema = NearQuerySchema()
 mine_query_schema = MineQuerySchema()
 join_event_schema = JoinEventSchema()
 message_event_schema = MessageEventSchema()
+respond_event_schema = RespondEventSchema()
+messages_query_schema = MineQuerySchema()
 emergency_schema = EmergencySchema()
 create_result_schema = CreateResultSchema()
 alert_schema = EmergencyAlertSchema()

@@ -281,6 +281,7 @@ def open_emergency(*, db, user_id, data):
     except BaseException:
         _release_slot(db=db, user_id=user_id, emergency_id=emergency_id)
         raise
+    realtime.enter_user_sockets(user_id, realtime.emergency_room(emergency_id))
     _alert(emergency, targets, wave=1)
     return emergency, len(targets)
 
@@ -466,6 +467,8 @@ def respond(*, db, emergency_id, helper_id, eta_minutes=None):
         if current is not None and helper_id in _responder_ids(current):
             return current  # responding twice changes nothing
         raise _closed_or_missing(db=db, emergency_id=emergency_id)
+    # Every connection of the responder, on every process, joins the room before anything is said there.
+    realtime.enter_user_sockets(helper_id, realtime.emergency_room(emergency_id))
     rooms = _room_and_owner(updated)
     realtime.emit_to_rooms(rooms, "helper.joined", {"emergency_id": str(emergency_id),
                                                     "helper_id": str(helper_id), "eta_minutes": eta_minutes})
@@ -552,15 +555,71 @@ def decline(*, db, emergency_id, helper_id):
     return current  # already declined
 
 
-# ---- real time ---------------------------------------------------------------------------------
+# ---- real time: the room is the owner, the responders and staff who join --------------------
+
+STAFF_ROLES = ("moderator", "admin")
+JOIN_BACKLOG = 50  # messages in the emergency:join ack
+
+
+def in_room_circle(emergency, user_id, role):
+    """Owner, responders and staff: who may be in `emergency:<id>` and read its messages."""
+    return emergency["user_id"] == user_id or role in STAFF_ROLES or user_id in _responder_ids(emergency)
+
+
+def _get_for_room(*, db, emergency_id, user_id, missing):
+    """(emergency, role) when the caller belongs to the room's circle; else `missing()`."""
+    emergency = db.emergencies.find_one({"_id": emergency_id})
+    role = _user(db=db, user_id=user_id).get("role")
+    if emergency is None:
+        # Staff may learn an id does not exist; anyone else gets the same answer as for an SOS
+        # that is not theirs, so the refusal says nothing about what exists.
+        raise _not_found() if role in STAFF_ROLES else missing()
+    if not in_room_circle(emergency, user_id, role):
+        raise missing()
+    return emergency, role
+
 
 def join_room(*, db, emergency_id, user_id, sid):
-    """Put a socket in `emergency:<id>` if its user may view the SOS and it is open."""
-    emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)
+    """Put a socket in `emergency:<id>` (owner, responders, staff; forbidden to anyone else, notified
+    helpers included) while the SOS is open; returns (emergency, the last messages, oldest first)."""
+    emergency, _ = _get_for_room(db=db, emergency_id=emergency_id, user_id=user_id,
+                                 missing=lambda: Forbidden("Only the owner, responders and staff can join "
+                                                           "this emergency's room"))
     if emergency["status"] not in OPEN_STATUSES:
-        raise Conflict(f"Emergency is {emergency['status']}")
+        raise Conflict(f"Emergency is {emergency['status']}", details={"status": emergency["status"]})
     realtime.enter_room(sid, realtime.emergency_room(emergency_id))
-    return emergency
+    backlog = list(db.emergency_messages.find({"emergency_id": emergency_id})
+                   .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(JOIN_BACKLOG))
+    backlog.reverse()
+    return emergency, backlog
+
+
+def rejoin_rooms(*, db, user_id, sid):
+    """A (re)connecting socket enters the rooms of the open SOS its user owns or responds to."""
+    query = {"is_open": True, "$or": [{"user_id": user_id}, {"responses.helper_id": user_id}]}
+    for emergency in db.emergencies.find(query, projection={"_id": 1}):
+        realtime.enter_room(sid, realtime.emergency_room(emergency["_id"]))
+
+
+def list_messages(*, db, emergency_id, user_id, cursor=None, limit=DEFAULT_PAGE):
+    """The room's messages, oldest first, for owner, responders and staff (else 404): (items, next_cursor)."""
+    query = {"emergency_id": emergency_id}
+    if cursor:  # input first: a forged cursor is 400 whoever asks
+        created_iso, last_id = decode_cursor(cursor, 2)
+        try:
+            created = DateTimeZ().deserialize(created_iso)
+            last_id = ObjectId(last_id)
+        except Exception as exc:
+            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
+        query["$or"] = [{"created_at": {"$gt": created}}, {"created_at": created, "_id": {"$gt": last_id}}]
+    _get_for_room(db=db, emergency_id=emergency_id, user_id=user_id, missing=_not_found)
+    docs = list(db.emergency_messages.find(query).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
+                .limit(limit + 1))
+    next_cursor = None
+    if len(docs) > limit:
+        docs = docs[:limit]
+        next_cursor = encode_cursor([iso(docs[-1]["created_at"]), docs[-1]["_id"]])
+    return docs, next_cursor
 
 
 def post_message(*, db, emergency_id, user_id, text):
@@ -569,8 +628,9 @@ def post_message(*, db, emergency_id, user_id, text):
     if emergency["user_id"] != user_id and user_id not in _responder_ids(emergency):
         raise Forbidden("Only the owner and responders can message this emergency")
     if emergency["status"] not in OPEN_STATUSES:
-        raise Conflict(f"Emergency is {emergency['status']}")
-    message = {"emergency_id": emergency_id, "user_id": user_id, "text": text, "created_at": clock.now()}
+        raise Conflict(f"Emergency is {emergency['status']}", details={"status": emergency["status"]})
+    message = {"_id": ObjectId(), "emergency_id": emergency_id, "user_id": user_id, "text": text,
+               "created_at": clock.now()}
     db.emergency_messages.insert_one(message)
     realtime.emit_to_room(realtime.emergency_room(emergency_id), "emergency:message", message_schema.dump(message))
     return message

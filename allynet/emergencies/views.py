@@ -5,7 +5,8 @@ from allynet.auth.decorators import auth_required, current_user_id, user_or_ip_k
 from allynet.db import get_db
 from allynet.emergencies import bp, service
 from allynet.emergencies.schemas import (create_result_schema, create_schema, emergency_schema,
-                                         mine_query_schema, near_query_schema, nearby_schema, respond_schema)
+                                         message_schema, messages_query_schema, mine_query_schema,
+                                         near_query_schema, nearby_schema, respond_schema)
 from allynet.extensions import limiter
 from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 
@@ -61,9 +62,22 @@ def get_emergency(emergency_id):
     return ok(emergency_schema.dump(emergency))
 
 
+@bp.get("/emergencies/<oid:emergency_id>/messages")
+@auth_required
+@doc(summary="The SOS room's messages, oldest first (owner, responders, moderators, admins; else 404)",
+     response=message_schema, many=True, tags=TAGS)
+@use_query(messages_query_schema)
+def list_messages(emergency_id, query):
+    items, next_cursor = service.list_messages(db=get_db(), emergency_id=emergency_id, user_id=current_user_id(),
+                                               cursor=query.get("cursor"),
+                                               limit=query.get("limit", service.DEFAULT_PAGE))
+    return ok_list(message_schema.dump(items, many=True), next_cursor=next_cursor)
+
+
 @bp.post("/emergencies/<oid:emergency_id>/respond")
 @auth_required
-@doc(summary="A verified helper responds (active -> responding); responding twice is a no-op",
+@doc(summary="A verified helper responds (active -> responding) and all their connections join the SOS room; "
+             "responding twice is a no-op",
      response=emergency_schema, tags=TAGS)
 @use_body(respond_schema, optional=True)
 def respond(emergency_id, data):

@@ -102,6 +102,8 @@ def socket_event(name, schema=None, request_context=True):
             return run(request.sid, payload)
 
         handler.run = run
+        handler.schema = schema  # for the AsyncAPI document (allynet/ops/asyncapi.py)
+        handler.summary = (fn.__doc__ or "").strip().split("\n")[0]
         HANDLERS.append((name, handler))
         if not request_context:
             BARE_EVENTS.add(name)

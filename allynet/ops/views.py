@@ -1,8 +1,9 @@
-"""Health, readiness and the OpenAPI document."""
+"""Health, readiness and the OpenAPI and AsyncAPI documents."""
 from flask import current_app, jsonify
 
 from allynet.db import get_db
 from allynet.ops import bp, service
+from allynet.ops.asyncapi import build_asyncapi
 from allynet.ops.openapi import build_spec
 
 
@@ -27,3 +28,10 @@ def openapi():
     if "openapi_spec" not in current_app.extensions:
         current_app.extensions["openapi_spec"] = build_spec(current_app)
     return jsonify(current_app.extensions["openapi_spec"])
+
+
+@bp.get("/api/v1/asyncapi.json")
+def asyncapi():
+    if "asyncapi_spec" not in current_app.extensions:
+        current_app.extensions["asyncapi_spec"] = build_asyncapi()
+    return jsonify(current_app.extensions["asyncapi_spec"])

@@ -1,5 +1,5 @@
 """The server process's garbage-collector settings (wsgi.py), shared with the benchmarks that
-measure the server's paths in-process (scripts/bench_sos.py).
+measure the server's paths in-process (bench/sos.py).
 
 CPython's 700,10,10 runs a young collection every 700 net allocations; a live server allocates
 that in a few milliseconds and keeps most of it (connections, the embedded store), so the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Markdown table of the fast-path runs (docs/bench/fast-path.jsonl) for docs/BENCHMARKS.md.
+"""Markdown table of the fast-path runs (docs/bench/history/2026-11-22-session1/fast-path.jsonl) for docs/BENCHMARKS.md.
 
-    python bench/fastpath_table.py [docs/bench/fast-path.jsonl]
+    python bench/fastpath_table.py [docs/bench/history/2026-11-22-session1/fast-path.jsonl]
 
 One row per run in file order: label (base = before the fast path, fast = after; "-nostore"
 = bench variant without the per-update store writes), setup, C, UTC start, delivered %,
@@ -25,7 +25,7 @@ def fmt(value, digits=1):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    path = argv[0] if argv else os.path.join(ROOT, "docs", "bench", "fast-path.jsonl")
+    path = argv[0] if argv else os.path.join(ROOT, "docs", "bench", "history", "2026-11-22-session1", "fast-path.jsonl")
     print("| label | setup | C | UTC | valid | delivered | p50 ms | p99 ms | server CPU % | deliveries / server CPU-s "
           "| Redis CPU % | generator CPU % | steal % | host busy % | load1 | py-spy |")
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")

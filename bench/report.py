@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Turn docs/bench/results.jsonl into the tables of docs/BENCHMARKS.md and docs/bench/*.png.
+"""Turn one round's results.jsonl into the tables of its README.md and its plots (beside it).
 
-    python bench/report.py                 # rewrite the generated block of docs/BENCHMARKS.md + plots
+    python bench/report.py                 # the newest round under docs/bench/history/
     python bench/report.py --print         # print the tables only
-    python bench/report.py --results docs/bench/session2/results.jsonl --block session2
-                                           # one session's runs: own block, plots beside its results
+    python bench/report.py --results docs/bench/history/2026-11-22-session2/results.jsonl --block session2
 
-The generated block sits between `<!-- results:begin -->` and `<!-- results:end -->`; everything
-else in BENCHMARKS.md is hand-written and left alone.
+The generated block sits between `<!-- results:begin -->` and `<!-- results:end -->` (or
+`results:BLOCK:begin/end`) of the README.md beside the results; everything else there is
+hand-written and left alone. docs/BENCHMARKS.md, the short report, is written by hand.
 """
 import argparse
 import json
@@ -18,9 +18,7 @@ import sys
 from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "docs", "bench", "results.jsonl")
-DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
-PLOTS = os.path.join(ROOT, "docs", "bench")
+HISTORY = os.path.join(ROOT, "docs", "bench", "history")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 P99_LIMIT_MS = 800.0
 
@@ -240,7 +238,7 @@ def rest_tables(path):
     return "\n".join(lines)
 
 
-def plots(records, directory=PLOTS):
+def plots(records, directory):
     """latency vs clients per scenario, plus the cross-scenario p99 and efficiency plots."""
     import matplotlib
 
@@ -335,7 +333,7 @@ def plots(records, directory=PLOTS):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--results", default=None, help="default: the newest round under docs/bench/history/")
     parser.add_argument("--print", action="store_true")
     parser.add_argument("--block", default=None,
                         help="write between <!-- results:BLOCK:begin/end --> instead of the default "
@@ -343,19 +341,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     begin, end = (BEGIN, END) if args.block is None else \
         (f"<!-- results:{args.block}:begin -->", f"<!-- results:{args.block}:end -->")
-    plot_dir = PLOTS if args.block is None else os.path.dirname(os.path.abspath(args.results))
+    if args.results is None:
+        rounds = sorted(d for d in os.listdir(HISTORY) if os.path.exists(os.path.join(HISTORY, d, "results.jsonl")))
+        args.results = os.path.join(HISTORY, rounds[-1], "results.jsonl")
+    plot_dir = os.path.dirname(os.path.abspath(args.results))
+    doc_path = os.path.join(plot_dir, "README.md")
     records = load(args.results)
     text = tables(records) + "\n" + rest_tables(os.path.join(os.path.dirname(os.path.abspath(args.results)), "rest.jsonl"))
     if args.print:
         print(text)
         return 0
-    with open(DOC) as fh:
-        doc = fh.read()
+    doc = ""
+    if os.path.exists(doc_path):
+        with open(doc_path) as fh:
+            doc = fh.read()
     if begin not in doc:
         doc = doc.rstrip("\n") + f"\n\n{begin}\n{end}\n"
     head, _, rest = doc.partition(begin)
     _, _, tail = rest.partition(end)
-    with open(DOC, "w") as fh:
+    with open(doc_path, "w") as fh:
         fh.write(f"{head}{begin}\n\n{text}\n{end}{tail}")
     for path in plots(records, plot_dir):
         print(os.path.relpath(path, ROOT))

@@ -8,7 +8,7 @@ Starts our server (1 process, --async-mode), registers one user for wrk, starts 
 wrk (Debian's `wrk`, one thread, `bench/wrk_auth.lua` adds the Authorization header):
 GET /api/v1/profile and GET /api/v1/alerts?lat=..&lng=..&radius_m=5000 at 16 and 64 connections.
 An endpoint that does not answer 200 before the run (e.g. not built yet) is skipped and said so.
-Appends one JSON line to docs/bench/rest.jsonl.
+Appends one JSON line to docs/bench/history/<UTC date>/rest.jsonl.
 
     python bench/rest.py --party-clients 500 --wrk-duration 15 --split
 
@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench_run  # noqa: E402
 
 ROOT = bench_run.ROOT
-RESULTS = os.path.join(ROOT, "docs", "bench", "rest.jsonl")
+RESULTS = os.path.join(ROOT, "docs", "bench", "history", time.strftime("%Y-%m-%d", time.gmtime()), "rest.jsonl")
 LAT, LNG = 48.8566, 2.3522
 
 

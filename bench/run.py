@@ -2,7 +2,7 @@
 """Run one real-time benchmark scenario end to end (issue 9) and append its result.
 
 Starts the server(s) of a setup, runs `bench/loadgen.js` against them, stops them, and
-appends one JSON line per run to the results file (default docs/bench/results.jsonl).
+appends one JSON line per run to the results file (default docs/bench/history/<UTC date>/results.jsonl).
 
     python bench/run.py --setup peer-1p --clients 1000 --duration 30
     python bench/run.py --setup ours-1p --async-mode gevent --clients 500
@@ -34,7 +34,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 LOG_DIR = os.path.join(ROOT, "docs", "bench-runs")  # gitignored: server logs, py-spy output
-DEFAULT_RESULTS = os.path.join(ROOT, "docs", "bench", "results.jsonl")
+DEFAULT_RESULTS = os.path.join(ROOT, "docs", "bench", "history", time.strftime("%Y-%m-%d", time.gmtime()),
+                               "results.jsonl")  # one folder per round
 SETUPS = ("peer-1p", "peer-2p", "ours-1p", "ours-2p")
 P99_LIMIT_MS = 800.0
 

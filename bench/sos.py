@@ -28,7 +28,7 @@ What is measured (no real network, no Socket.IO transport):
 (no HTTP/JWT layer) instead of the test client.
 
 Bcrypt cost 4 is used for the seeded accounts (one hash shared by all).
-Example: ``python scripts/bench_sos.py --users 10000 --sos 200``.
+Example: ``python bench/sos.py --users 10000 --sos 200``.
 """
 import argparse
 import math

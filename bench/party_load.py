@@ -4,7 +4,7 @@
 Runs against a RUNNING server, e.g.
 
     RATELIMIT_ENABLED=0 BCRYPT_ROUNDS=4 python wsgi.py &        # BCRYPT_ROUNDS=4: quick sign-ups
-    python scripts/bench_party.py --url http://127.0.0.1:5000 --parties 10 --members 8 \\
+    python bench/party_load.py --url http://127.0.0.1:5000 --parties 10 --members 8 \\
         --duration 20 --server-pid $!
 
 It registers (or logs in) K*M users through REST, connects one asyncio

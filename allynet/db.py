@@ -49,7 +49,7 @@ INDEXES = [
     ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
     # language "none": plain tokens, no stemming or stop words, so the server and the embedded
-    # store's $text (allynet/text_mongomock.py) match the same documents.
+    # store's $text (allynet/embedded/text.py) match the same documents.
     ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text", "default_language": "none"}),
     # parties
     ("parties", [("invite_code", ASCENDING)],

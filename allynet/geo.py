@@ -9,8 +9,7 @@ Functions that build or parse coordinates validate them and raise
 import math
 import re
 
-#: MongoDB's kRadiusOfEarthInMeters (6378.1 km), used by 2dsphere queries.
-EARTH_RADIUS_M = 6378100.0
+from allynet.embedded.sphere import EARTH_RADIUS_M, haversine_m  # noqa: F401  (the one sphere)
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -33,14 +32,11 @@ def valid_lng_lat(lng, lat):
     return -180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0
 
 
-def haversine_m(lng1, lat1, lng2, lat2):
-    """Great-circle distance in metres between two lng/lat points on MongoDB's sphere."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlmb = math.radians(lng2 - lng1)
-    h = math.sin(dphi / 2.0) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2.0) ** 2
-    h = min(1.0, max(0.0, h))
-    return 2.0 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+def points_distance_m(point_a, point_b):
+    """Great-circle distance in metres between two GeoJSON points ."""
+    lng1, lat1 = point_a["coordinates"][:2]
+    lng2, lat2 = point_b["coordinates"][:2]
+    return haversine_m(lng1, lat1, lng2, lat2)
 
 
 def to_point(lat, lng):

@@ -42,7 +42,7 @@ def test_active_party_member_ids(app, db, client, make_user):
 
 
 def test_active_parties_near_uses_member_positions(app, db, client, make_user, socket_client, clock):
-    pytest.importorskip("allynet.geo_mongomock")
+    pytest.importorskip("allynet.embedded.geo")
     riders = [make_user() for _ in range(4)]
     near_party = create(client, riders[0], "near")
     join(client, riders[1], near_party)

@@ -144,10 +144,7 @@ def find_nearby_helpers(*, db, location, radius_m, exclude=(), limit=MAX_HELPERS
 
 def _distance_from(location, user):
     point = user.get("location") if user else None
-    if not point:
-        return None
-    (lng1, lat1), (lng2, lat2) = location["coordinates"][:2], point["coordinates"][:2]
-    return geo.haversine_m(lng1, lat1, lng2, lat2)
+    return geo.points_distance_m(location, point) if point else None
 
 
 def _wave_targets(*, db, emergency, radius_m, now):

@@ -43,7 +43,7 @@ from flask import current_app, has_app_context
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from allynet import clock, realtime
+from allynet import clock, geo, realtime
 from allynet.db import update_batch
 from allynet.background import periodic
 from allynet.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
@@ -63,7 +63,6 @@ STOPPED_SWEEP_SECONDS = 1.0
 QUIET_SECONDS = 10.0  # a rider silent this long is the episode sweep's to check (see sweep_episodes)
 SWEEP_YIELD_EVERY = 50  # parties the sweep decides between two yields to the live path
 FLUSH_BATCH = 200  # riders per bulk write of the position flush
-EARTH_RADIUS_M = 6371008.8
 
 
 # ---------------------------------------------------------------------------
@@ -172,16 +171,6 @@ def _member_live(live, party_id, user_id):
 
 def _seconds(later, earlier):
     return (later - earlier).total_seconds()
-
-
-def distance_m(point_a, point_b):
-    """Great-circle distance in metres between two GeoJSON points."""
-    lng1, lat1 = point_a["coordinates"][:2]
-    lng2, lat2 = point_b["coordinates"][:2]
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = math.radians(lat2 - lat1), math.radians(lng2 - lng1)
-    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 # ---------------------------------------------------------------------------
@@ -759,7 +748,7 @@ def _set_flag(db, party_id, user_id, flag, value):
 def _distance_episode(db, party_id, user_id, member, leader_location, config):
     if member.location is None or leader_location is None:
         return
-    gap = distance_m(member.location, leader_location)
+    gap = geo.points_distance_m(member.location, leader_location)
     far = gap > config["LEFT_BEHIND_M"]
     if far and not member.left_behind:
         member.left_behind = True
@@ -862,7 +851,7 @@ def sweep_episodes(app):
             uid = str(doc["user_id"])
             if doc["user_id"] != leader_id and leader is not None and leader.get("last_location") \
                     and doc.get("last_location"):
-                gap = distance_m(doc["last_location"], leader["last_location"])
+                gap = geo.points_distance_m(doc["last_location"], leader["last_location"])
                 if gap > config["LEFT_BEHIND_M"]:
                     if not doc.get("left_behind_alerted") and _set_flag(db, pid, uid, "left_behind_alerted", True):
                         alerts += 1
@@ -1013,7 +1002,7 @@ def _history_item(kind, doc):
 def create_route(*, db, user_id, name, waypoints):
     """Save a route as a GeoJSON LineString."""
     coordinates = [[point["lng"], point["lat"]] for point in waypoints]
-    length = sum(distance_m({"coordinates": a}, {"coordinates": b}) for a, b in zip(coordinates, coordinates[1:]))
+    length = sum(geo.points_distance_m({"coordinates": a}, {"coordinates": b}) for a, b in zip(coordinates, coordinates[1:]))
     route = {"user_id": user_id, "name": name, "waypoints": {"type": "LineString", "coordinates": coordinates},
              "distance_m": round(length, 1), "created_at": clock.now()}
     db.routes.insert_one(route)

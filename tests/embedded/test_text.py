@@ -1,4 +1,4 @@
-"""The embedded store's `$text` (allynet/text_mongomock.py): MongoDB's matching rules and restrictions."""
+"""The embedded store's `$text` (allynet/embedded/text.py): MongoDB's matching rules and restrictions."""
 import pytest
 from pymongo import GEOSPHERE, TEXT
 from pymongo.errors import OperationFailure

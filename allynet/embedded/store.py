@@ -4,8 +4,8 @@ mongomock runs each write as read-then-modify in Python, so two threads can
 both pass a compare-and-set filter. MongoDB makes every single-document write
 atomic; here one lock per client serialises writes so `find_one_and_update`
 with a status in its filter, unique indexes and `$inc` behave as they do on
-a server. Geo queries come from `geo_mongomock`, `$text` from
-`text_mongomock`. Lookups by `_id` go straight to the document instead of
+a server. Geo queries come from `geo`, `$text` from
+`text`. Lookups by `_id` go straight to the document instead of
 scanning the collection, as the server's `_id` index does.
 
 Two costs of mongomock grow with every write and would make the embedded
@@ -13,7 +13,7 @@ server slow long before MongoDB would be: each unique-index check and each
 query runs the full filter over every document, and every access to a
 collection with a TTL index rescans it for expired documents. Here plain
 equality and `$in` conditions pick the candidate documents from hash indexes
-(`embedded_index`; the full filter still decides), and the TTL sweep runs at most
+(`indexes`; the full filter still decides), and the TTL sweep runs at most
 once a minute per collection, as MongoDB's own TTL monitor does.
 """
 import functools
@@ -29,7 +29,7 @@ from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.store import CollectionStore
 
-from allynet import doccopy, embedded_index, geo_mongomock, text_mongomock
+from allynet.embedded import copies, geo, indexes, text
 
 _WRITE_METHODS = (
     "insert_one", "insert_many", "update_one", "update_many", "replace_one",
@@ -197,12 +197,12 @@ def _with_fast_paths(original):
             # The most selective equality: the first field's index, or a narrower one another
             # query already built ({party_id, user_id}: the user's one or two memberships, not
             # the party's eight).
-            path, value = embedded_index.narrowest(self._store, pairs) if len(pairs) > 1 else pairs[0]
-            candidates = embedded_index.candidate_documents(self._store, path, value)
+            path, value = indexes.narrowest(self._store, pairs) if len(pairs) > 1 else pairs[0]
+            candidates = indexes.candidate_documents(self._store, path, value)
         if in_lists:
             path, values = min(in_lists, key=lambda item: len(item[1]))
             if candidates is None or len(values) < len(candidates):
-                narrower = embedded_index.candidate_documents_any(self._store, path, values)
+                narrower = indexes.candidate_documents_any(self._store, path, values)
                 if candidates is None or len(narrower) < len(candidates):
                     candidates = narrower
             filter = _with_hashed_in(filter)  # noqa: A001 - mongomock's name
@@ -228,7 +228,7 @@ def _set_fields(document):
 
 def _index_fields(index):
     """Top-level field names an index reads: its keys and its partial filter's."""
-    names = {key.split(".")[0] for key, _ in geo_mongomock._key_pairs(index.get("key", []))}
+    names = {key.split(".")[0] for key, _ in geo._key_pairs(index.get("key", []))}
     stack = [index.get("partialFilterExpression") or {}]
     while stack:
         for key, value in stack.pop().items():
@@ -243,15 +243,15 @@ def _index_fields(index):
 def _described_indexes(store):
     """[(index, fields it reads, unique?, 2dsphere?)] of a collection store, worked out again only
     when its indexes change (the list holds the index objects, so identity tells)."""
-    indexes = tuple(store.indexes.values())
+    described = tuple(store.indexes.values())
     state = vars(store)
     cached = state.get("_allynet_described")
-    if cached is None or len(cached) != len(indexes) or any(
-            entry[0] is not index for entry, index in zip(cached, indexes)):
+    if cached is None or len(cached) != len(described) or any(
+            entry[0] is not index for entry, index in zip(cached, described)):
         cached = state["_allynet_described"] = [
             (index, frozenset(_index_fields(index)), bool(index.get("unique")),
-             any(kind == "2dsphere" for _, kind in geo_mongomock._key_pairs(index.get("key", []))))
-            for index in indexes]
+             any(kind == "2dsphere" for _, kind in geo._key_pairs(index.get("key", []))))
+            for index in described]
     return cached
 
 
@@ -286,13 +286,13 @@ def _with_fast_set(original):
             if any(old is missing or old != fields[name] or type(old) is not type(fields[name])
                    for name, old in before.items()):
                 for name, value in fields.items():
-                    existing[name] = doccopy.copy_document(value)
+                    existing[name] = copies.copy_document(value)
                 try:
-                    problem = geo_mongomock._write_problem(self, existing) if check_geo else None
+                    problem = geo._write_problem(self, existing) if check_geo else None
                     if problem:
-                        raise geo_mongomock._write_error(problem)
+                        raise geo._write_error(problem)
                     if check_unique:
-                        embedded_index.reindex(self._store, existing["_id"])
+                        indexes.reindex(self._store, existing["_id"])
                         self._ensure_uniques(existing)
                 except Exception:
                     for name, old in before.items():
@@ -300,9 +300,9 @@ def _with_fast_set(original):
                             existing.pop(name, None)
                         else:
                             existing[name] = old
-                    embedded_index.reindex(self._store, existing["_id"])
+                    indexes.reindex(self._store, existing["_id"])
                     raise
-                embedded_index.reindex(self._store, existing["_id"])
+                indexes.reindex(self._store, existing["_id"])
                 modified += 1
             if not multi:
                 break
@@ -330,8 +330,8 @@ def _throttled_expiry(original):
 def install():
     """Patch mongomock once: geo and text queries, atomic writes, `_id` lookups."""
     global _installed
-    geo_mongomock.install()
-    text_mongomock.install()
+    geo.install()
+    text.install()
     with _install_lock:
         if _installed:
             return
@@ -341,8 +341,8 @@ def install():
         Collection._update = _with_fast_set(Collection._update)
         CollectionStore._remove_expired_documents = _throttled_expiry(
             CollectionStore._remove_expired_documents)
-        embedded_index.install()
-        doccopy.install()
+        indexes.install()
+        copies.install()
         # $nin calls the module-level _in_op; $in goes through the (one) filterer's operator map.
         mongomock_filtering._in_op = _fast_in_op(mongomock_filtering._in_op)
         mongomock_filtering._filterer_inst._operator_map["$in"] = mongomock_filtering._in_op

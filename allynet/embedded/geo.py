@@ -79,19 +79,8 @@ from mongomock import helpers as mm_helpers
 from mongomock.collection import Collection
 from pymongo.errors import OperationFailure, WriteError
 
-from allynet.doccopy import copy_document
-
-try:
-    from allynet.geo import EARTH_RADIUS_M, haversine_m
-except Exception:  # loaded standalone (by path) next to geo.py, or the package is mid-edit
-    import importlib.util as _ilu
-    import os as _os
-
-    _spec = _ilu.spec_from_file_location(
-        "_allynet_geo_standalone", _os.path.join(_os.path.dirname(__file__), "geo.py"))
-    _geo = _ilu.module_from_spec(_spec)
-    _spec.loader.exec_module(_geo)
-    EARTH_RADIUS_M, haversine_m = _geo.EARTH_RADIUS_M, _geo.haversine_m
+from allynet.embedded.copies import copy_document
+from allynet.embedded.sphere import EARTH_RADIUS_M, haversine_m
 
 try:
     from bson.decimal128 import Decimal128
@@ -788,7 +777,7 @@ def _distance_arg(name, value, legacy_codes=None):
 
 def _legacy_centroid_unsupported():
     return NotImplementedError(
-        "geo_mongomock supports $near/$nearSphere/$geoNear only around a GeoJSON Point "
+        "the embedded store supports $near/$nearSphere/$geoNear only around a GeoJSON Point "
         "({'type': 'Point', 'coordinates': [lng, lat]}); legacy coordinate pairs are not "
         "implemented")
 
@@ -882,7 +871,7 @@ def _within_shape(key, value, spec):
         raise _fail(f"unknown geo specifier: {key}: {_fmt(value)}")
     if key in ("$box", "$center", "$polygon"):
         raise NotImplementedError(
-            f"$geoWithin {key} (flat, legacy 2d geometry) is not implemented by geo_mongomock; "
+            f"$geoWithin {key} (flat, legacy 2d geometry) is not implemented by the embedded store; "
             "use $centerSphere or a GeoJSON $geometry")
     try:
         if key == "$centerSphere":
@@ -902,14 +891,14 @@ def _within_shape(key, value, spec):
         else:
             if _crs(value, allow_strict=True) == "strict":
                 raise NotImplementedError(
-                    "$geoWithin a big polygon (strict-winding crs) is not implemented by geo_mongomock")
+                    "$geoWithin a big polygon (strict-winding crs) is not implemented by the embedded store")
             geometry = _geojson(value)
     except _GeoError as exc:
         raise _fail(str(exc)) from None
     if isinstance(geometry, _Polygons):
         return _PolygonRegion(geometry.polygons)
     if isinstance(geometry, _GeometryCollection):
-        raise NotImplementedError("$geoWithin a GeometryCollection is not implemented by geo_mongomock")
+        raise NotImplementedError("$geoWithin a GeometryCollection is not implemented by the embedded store")
     raise _fail(f"$within not supported with provided geometry: {_fmt({'$geoWithin': spec})}")
 
 

@@ -71,7 +71,7 @@ def test_several_equalities_match_a_full_scan(docs, updates, firsts, seconds):
 
 
 def test_lookups_start_from_the_most_selective_field_never_a_worse_one():
-    from allynet import embedded_index
+    from allynet.embedded import indexes as embedded_index
 
     collection = embedded.make_client().db.c
     collection.insert_many([{"party": p, "user": p * 8 + u, "active": True} for p in range(10) for u in range(8)])
@@ -168,7 +168,7 @@ def test_document_copy_is_an_independent_deep_copy(document, ordered):
     import copy
     from collections import OrderedDict
 
-    from allynet.doccopy import copy_document
+    from allynet.embedded.copies import copy_document
 
     if ordered:
         document = OrderedDict(document, nested=OrderedDict(inner=[document]))
@@ -191,7 +191,7 @@ def test_datetime_patch_is_mongomocks_own(value, ordered, aware):
     from collections import OrderedDict
     from datetime import datetime, timedelta, timezone
 
-    from allynet import doccopy
+    from allynet.embedded import copies as doccopy
 
     embedded.install()
     if ordered:
@@ -270,7 +270,7 @@ def test_expired_documents_go_once_a_minute_as_with_mongodbs_ttl_monitor(monkeyp
     from datetime import datetime, timedelta
 
     clock = [1000.0]
-    monkeypatch.setattr(embedded.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(embedded.store.time, "monotonic", lambda: clock[0])
     collection = embedded.make_client().db.ttl_docs
     collection.create_index("expires_at", expireAfterSeconds=0)
     past = datetime.utcnow() - timedelta(minutes=1)

@@ -5,12 +5,9 @@ set, the very same tests run against a real server (each test gets its own
 database, dropped afterwards), which is how the fake is kept honest: nothing
 here asserts anything a real server would not do.
 """
-import importlib
-import importlib.util
 import math
 import os
 import uuid
-from pathlib import Path
 
 import mongomock
 import pymongo
@@ -21,20 +18,8 @@ from pymongo import GEOSPHERE
 from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 
 
-def _load(name):
-    """allynet.<name>, or the file itself if the package cannot be imported right now."""
-    try:
-        return importlib.import_module(f"allynet.{name}")
-    except Exception:  # the package is being edited by others; load the module by path
-        path = Path(__file__).resolve().parents[1] / "allynet" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_test_allynet_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-geo = _load("geo")
-geo_mongomock = _load("geo_mongomock")
+from allynet import geo
+from allynet.embedded import geo as geo_mongomock
 
 MONGO_TEST_URI = os.environ.get("MONGO_TEST_URI")
 R = geo.EARTH_RADIUS_M

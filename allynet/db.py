@@ -44,6 +44,10 @@ INDEXES = [
     ("help_requests", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("help_requests", [("status", ASCENDING), ("category", ASCENDING)], {"name": "status_category"}),
     ("help_requests", [("user_id", ASCENDING)], {"name": "owner"}),
+    # GET /help-requests/mine: requester, and helper (offered on or assigned to), newest first.
+    ("help_requests", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "owner_created"}),
+    ("help_requests", [("offers.user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "offerer_created"}),
+    ("help_requests", [("helper_id", ASCENDING), ("created_at", DESCENDING)], {"name": "helper_created"}),
     ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
     # language "none": plain tokens, no stemming or stop words, so the server and the embedded

@@ -62,6 +62,8 @@ INDEXES = [
     ("party_members", [("user_id", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"active": True}, "name": "one_active_party_per_user"}),
     ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
+    # GET /parties: a user's parties, the latest joined first.
+    ("party_members", [("user_id", ASCENDING), ("joined_at", DESCENDING)], {"name": "user_joined"}),
     # The episode sweep's candidates: stopped riders and quiet ones (service.sweep_episodes).
     ("party_members", [("status", ASCENDING)],
      {"partialFilterExpression": {"active": True}, "name": "active_status"}),

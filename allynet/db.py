@@ -46,6 +46,10 @@ INDEXES = [
     ("help_requests", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("help_requests", [("status", ASCENDING), ("category", ASCENDING)], {"name": "status_category"}),
     ("help_requests", [("user_id", ASCENDING)], {"name": "owner"}),
+    # GET /help-requests/mine: requester, and helper (offered on or assigned to), newest first.
+    ("help_requests", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "owner_created"}),
+    ("help_requests", [("offers.user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "offerer_created"}),
+    ("help_requests", [("helper_id", ASCENDING), ("created_at", DESCENDING)], {"name": "helper_created"}),
     ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
     # language "none": plain tokens, no stemming or stop words, so the server and the embedded
@@ -60,6 +64,8 @@ INDEXES = [
     ("party_members", [("user_id", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"active": True}, "name": "one_active_party_per_user"}),
     ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
+    # GET /parties: a user's parties, the latest joined first.
+    ("party_members", [("user_id", ASCENDING), ("joined_at", DESCENDING)], {"name": "user_joined"}),
     # The episode sweep's candidates: stopped riders and quiet ones (service.sweep_episodes).
     ("party_members", [("status", ASCENDING)],
      {"partialFilterExpression": {"active": True}, "name": "active_status"}),

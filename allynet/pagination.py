@@ -2,8 +2,10 @@
 import base64
 import json
 import math
+from datetime import datetime, timezone
 
 from bson import ObjectId
+from pymongo import DESCENDING
 
 from allynet.errors import ValidationFailed
 from allynet.fields import object_id
@@ -66,3 +68,37 @@ def nearest_page(collection, *, near, radius_m, query, limit, cursor=None, proje
     if projection:
         pipeline.append({"$project": projection})
     return page_of(list(collection.aggregate(pipeline)), limit, "distance_m")
+
+
+def decode_time_cursor(cursor):
+    """(time, id) of the last item of a newest-first page; 400 validation_error when it is not one."""
+    stamp, raw_id = decode_cursor(cursor, 2)
+    last_id = object_id(raw_id)
+    try:
+        last_at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (AttributeError, TypeError, ValueError):
+        last_at = None
+    if last_id is None or last_at is None:
+        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+    if last_at.tzinfo is not None:  # stored times are naive UTC
+        last_at = last_at.astimezone(timezone.utc).replace(tzinfo=None)
+    return last_at, last_id
+
+
+def newest_first_page(collection, *, query, limit, cursor=None, time_field="created_at", projection=None):
+    """One page of `collection` matching `query`, newest `time_field` first (ties by id); (items, next_cursor).
+
+    The cursor holds the last item's (time, id), so the next page starts strictly
+    after it and items sharing a time are neither skipped nor repeated.
+    """
+    if cursor:
+        last_at, last_id = decode_time_cursor(cursor)
+        query = {"$and": [query, {"$or": [{time_field: {"$lt": last_at}},
+                                          {time_field: last_at, "_id": {"$lt": last_id}}]}]}
+    items = list(collection.find(query, projection=projection)
+                 .sort([(time_field, DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    last = items[-1]
+    return items, encode_cursor([last[time_field].isoformat(), last["_id"]])

@@ -16,6 +16,7 @@ from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
 OFFER_STATUSES = ("pending", "accepted", "declined")
+ROLES = ("requester", "helper")
 
 # ISO 4217 codes of circulating currencies (no fund, precious-metal or testing codes).
 CURRENCIES = frozenset("""
@@ -144,6 +145,13 @@ class HelpRequestListQuerySchema(PageQuerySchema):
     status = fields.String(load_default="open", validate=validate.OneOf(STATUSES))
 
 
+class MineQuerySchema(PageQuerySchema):
+    """GET /help-requests/mine: `role` requester (default: the requests you posted) or helper."""
+
+    role = fields.String(load_default="requester", validate=validate.OneOf(ROLES), metadata={
+        "description": "requester: the requests you posted; helper: those you offered on or were assigned to"})
+
+
 money_schema = MoneySchema()
 offer_schema = OfferSchema()
 help_request_schema = HelpRequestSchema()
@@ -152,3 +160,4 @@ help_request_update_schema = HelpRequestUpdateSchema()
 offer_create_schema = OfferCreateSchema()
 accept_schema = AcceptSchema()
 help_request_list_query_schema = HelpRequestListQuerySchema()
+mine_query_schema = MineQuerySchema()

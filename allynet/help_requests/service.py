@@ -27,7 +27,7 @@ from pymongo import ReturnDocument
 from allynet import clock, realtime, trust
 from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from allynet.help_requests.schemas import help_request_schema, offer_schema
-from allynet.pagination import nearest_page
+from allynet.pagination import nearest_page, newest_first_page
 
 MAX_OFFERS = 100
 # Fields left out of lists: offers are private to the owner and each offerer.
@@ -70,6 +70,20 @@ def list_nearby(*, db, user_id, near=None, radius_m, status="open", category=Non
         query["category"] = category
     return nearest_page(db.help_requests, near=near, radius_m=radius_m, query=query, limit=limit,
                         cursor=cursor, projection=LIST_PROJECTION)
+
+
+def list_mine(*, db, user_id, role="requester", limit, cursor=None):
+    """The caller's requests, newest first: (items, next_cursor).
+
+    `requester`: the requests they posted; `helper`: those they made an offer on
+    or were assigned to. Offers are trimmed as on GET /help-requests/<id>.
+    """
+    if role == "helper":
+        query = {"$or": [{"offers.user_id": user_id}, {"helper_id": user_id}]}
+    else:
+        query = {"user_id": user_id}
+    documents, next_cursor = newest_first_page(db.help_requests, query=query, limit=limit, cursor=cursor)
+    return [for_viewer(document, viewer_id=user_id) for document in documents], next_cursor
 
 
 def get_or_raise(*, db, request_id):

@@ -3,7 +3,7 @@ from allynet.auth.decorators import auth_required, current_user_id
 from allynet.db import get_db
 from allynet.help_requests import bp, service
 from allynet.help_requests.schemas import (accept_schema, help_request_create_schema,
-                                           help_request_list_query_schema,
+                                           help_request_list_query_schema, mine_query_schema,
                                            help_request_schema, help_request_update_schema, offer_create_schema,
                                            offer_schema)
 from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
@@ -30,6 +30,18 @@ def create_help_request(data):
 @use_query(help_request_list_query_schema)
 def list_help_requests(query):
     items, next_cursor = service.list_nearby(db=get_db(), user_id=current_user_id(), **query)
+    return ok_list(help_request_schema.dump(items, many=True), next_cursor)
+
+
+# Before /help-requests/<oid:request_id> (which "mine" could never match anyway: ids are 24 hex digits).
+@bp.get("/help-requests/mine")
+@auth_required
+@doc(summary="Your help requests, newest first: role=requester (default) those you posted, role=helper "
+             "those you made an offer on or were assigned to (offers as on GET /help-requests/<id>)",
+     response=help_request_schema, many=True, tags=TAGS)
+@use_query(mine_query_schema)
+def list_mine(query):
+    items, next_cursor = service.list_mine(db=get_db(), user_id=current_user_id(), **query)
     return ok_list(help_request_schema.dump(items, many=True), next_cursor)
 
 

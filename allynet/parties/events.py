@@ -13,6 +13,8 @@ Acks: `{"ok": true, ...}` or `{"ok": false, "error": {code, message}}` with
 Server events to `party:<id>` besides those of the contract (additive):
 `party:leader` `{party_id, leader_id}` when leadership passes on, and
 `party:ended` `{party_id, ended_at}` just before the room closes.
+`party:create` and `party:join` acks carry `left_party_id`: the party the user was moved out of
+(one active party per user), null when none.
 `party:update` may carry `client_ts` (optional finite number, echoed, never stored).
 `party:batch` `{enabled}` (client event, additive) switches the connection to `party:updates`
 `{party_id, updates: [party:update payload, ...]}` at most once per `PARTY_BATCH_MS`
@@ -59,20 +61,22 @@ def batch(*, user_id, sid, data):
 @socket_event("party:create", socket_create_schema)
 def create(*, user_id, sid, data):
     db = get_db()
-    party = service.create_party(db=db, user_id=user_id, name=data["name"])
-    return {"party": party_schema.dump(service.get_party(db=db, user_id=user_id, party_id=party["_id"]))}
+    party, left_party_id = service.create_party(db=db, user_id=user_id, name=data["name"])
+    return {"party": party_schema.dump(service.get_party(db=db, user_id=user_id, party_id=party["_id"])),
+            "left_party_id": None if left_party_id is None else str(left_party_id)}
 
 
 @socket_event("party:join", socket_join_schema)
 def join(*, user_id, sid, data):
     db = get_db()
+    left_party_id = None
     if "invite_code" in data:
-        party = service.join_by_code(db=db, user_id=user_id, invite_code=data["invite_code"],
-                                     party_id=data.get("party_id"))
+        party, left_party_id = service.join_by_code(db=db, user_id=user_id, invite_code=data["invite_code"],
+                                                    party_id=data.get("party_id"))
         state = service.join_room(db=db, user_id=user_id, sid=sid, party_id=party["_id"])
-    else:
+    else:  # only (re)joins the room of a party the user is already in: nothing is left
         state = service.join_room(db=db, user_id=user_id, sid=sid, party_id=data["party_id"])
-    return {"party": party_schema.dump(state)}
+    return {"party": party_schema.dump(state), "left_party_id": None if left_party_id is None else str(left_party_id)}
 
 
 @socket_event("party:leave", socket_party_schema)

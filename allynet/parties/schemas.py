@@ -69,6 +69,27 @@ class RouteCreateSchema(Schema):
                 raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are antipodal."]})
 
 
+class RouteUpdateSchema(RouteCreateSchema):
+    """What an owner may change on a route: its name, its waypoints (same rules as on create), or both."""
+
+    name = Text(min_len=1, max_len=100)
+    waypoints = fields.List(fields.Nested(LatLngSchema), validate=validate.Length(2, 500))
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send name, waypoints or both.")
+
+
+class PartyListQuerySchema(Schema):
+    """GET /parties: `active` filters on your membership (true: the party you ride in now)."""
+
+    active = fields.Boolean(truthy={"true"}, falsy={"false"}, metadata={
+        "description": "true: the party you are in now; false: parties you left or that ended"})
+    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100), strict=False)
+
+
 class RouteListQuerySchema(Schema):
     cursor = fields.String(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200), strict=False)
@@ -200,6 +221,35 @@ class PartySchema(Schema):
     online = fields.List(fields.String())
 
 
+class PartyJoinResultSchema(PartySchema):
+    """The party you created or joined, and the one that moved you out of (null when none)."""
+
+    left_party_id = ObjectIdField(allow_none=True)
+
+
+class MembershipSchema(Schema):
+    """Your membership of a party: `left_reason` is `left` or `ended`, null while you are in it."""
+
+    active = fields.Boolean()
+    joined_at = DateTimeZ()
+    left_at = DateTimeZ(allow_none=True)
+    left_reason = fields.String(allow_none=True)
+
+
+class PartySummarySchema(Schema):
+    """A party in your list; `leader_id`/`member_count` where you may read the party, `invite_code` while in it."""
+
+    id = Id()
+    name = fields.String()
+    is_active = fields.Boolean()
+    created_at = DateTimeZ()
+    ended_at = DateTimeZ(allow_none=True)
+    leader_id = ObjectIdField()
+    member_count = fields.Integer()
+    invite_code = fields.String()
+    membership = fields.Nested(MembershipSchema)
+
+
 class HistoryItemSchema(Schema):
     """One entry of a ride's history: a trail point, a message or an alert."""
 
@@ -231,6 +281,7 @@ class RouteSchema(Schema):
     waypoints = LineStringLatLng()
     distance_m = fields.Float()
     created_at = DateTimeZ()
+    updated_at = DateTimeZ()
 
 
 party_create_schema = PartyCreateSchema()
@@ -238,6 +289,10 @@ party_join_schema = PartyJoinSchema()
 history_query_schema = HistoryQuerySchema()
 route_create_schema = RouteCreateSchema()
 route_list_query_schema = RouteListQuerySchema()
+route_update_schema = RouteUpdateSchema()
+party_list_query_schema = PartyListQuerySchema()
+party_join_result_schema = PartyJoinResultSchema()
+party_summary_schema = PartySummarySchema()
 socket_create_schema = SocketCreateSchema()
 socket_join_schema = SocketJoinSchema()
 socket_party_schema = SocketPartySchema()

@@ -17,6 +17,8 @@ Who may see what (documented in the OpenAPI spec too):
   gets 404 `not_found` — a party is invisible to outsiders. A former member
   still reads the history up to the moment they left; a member who was in the
   party when it ended still reads the ended party.
+- The caller's own list (`GET /parties`, `list_mine`) names every party they
+  were in, with only what they may still know of each (see `_summary`).
 - Actions on a party (leave, end, socket update/message/alert): 404 when the
   party does not exist or has ended, 403 `forbidden` when it exists but the
   caller is not a current member (or, for end, not the leader).
@@ -40,7 +42,7 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from flask import current_app, has_app_context
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from allynet import clock, geo, realtime
@@ -48,7 +50,7 @@ from allynet.db import update_batch
 from allynet.background import periodic
 from allynet.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from allynet.fields import iso, point_to_latlng
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.pagination import decode_cursor, encode_cursor, newest_first_page
 from allynet.parties import presence
 from allynet.parties.schemas import INVITE_ALPHABET, INVITE_CODE_LENGTH
 
@@ -287,7 +289,11 @@ def _access_error(db, party_id, *, action):
 
 
 def create_party(*, db, user_id, name):
-    """Create a party led by the user (leaving their current party) and make them its first member."""
+    """Create a party led by the user and make them its first member; (party, id of the party they left or None).
+
+    A user rides in one party at a time: their current party, if any, is left
+    exactly as by `leave_party` (events, leader hand-over, the last one out ends it).
+    """
     now = clock.now()
     for _ in range(5):
         party = {"name": name, "invite_code": new_invite_code(), "leader_id": user_id, "is_active": True,
@@ -308,7 +314,10 @@ def create_party(*, db, user_id, name):
 
 
 def join_by_code(*, db, user_id, invite_code, party_id=None):
-    """Join the active party with this invite code (and id, when given); 404 for an inactive party or wrong code."""
+    """Join the active party with this invite code (and id, when given); (party, id of the party left or None).
+
+    404 for an inactive party or a wrong code. The current party, if another, is left as by `leave_party`.
+    """
     query = {"invite_code": invite_code, "is_active": True}
     if party_id is not None:
         query["_id"] = party_id
@@ -319,20 +328,24 @@ def join_by_code(*, db, user_id, invite_code, party_id=None):
 
 
 def _join_party(db, user_id, party_id):
+    """Make the user a member of `party_id`, leaving their current party first: (party, left party id or None)."""
     live = _live()
     uid, pid = str(user_id), str(party_id)
+    left_party_id = None
     for _ in range(4):
         current = db.party_members.find_one({"user_id": user_id, "active": True}, projection={"party_id": 1})
         if current is not None and current["party_id"] == party_id:
             party = db.parties.find_one({"_id": party_id, "is_active": True})
             if party is not None:
                 _attach_user(live, pid, uid)
-                return party
+                return party, left_party_id
         if current is not None:
             try:
                 leave_party(db=db, user_id=user_id, party_id=current["party_id"])
             except (NotFound, Forbidden):
-                pass  # it changed under us; the loop looks again
+                continue  # it changed under us; the loop looks again
+            # The party the user was in when they asked (a racing join may add a second one to leave).
+            left_party_id = left_party_id or current["party_id"]
             continue
         now = clock.now()
         try:
@@ -362,7 +375,7 @@ def _join_party(db, user_id, party_id):
             _party_live(live, pid).members[uid] = _Member()
         _attach_user(live, pid, uid)
         _emit_presence(pid)
-        return party
+        return party, left_party_id
     raise Conflict("Joining raced with another change of party; retry")
 
 
@@ -526,6 +539,41 @@ def get_party(*, db, user_id, party_id):
     """The party state for a member (404 for everyone else)."""
     party, _ = _viewable_party(db, user_id, party_id)
     return party_state(db=db, party=party)
+
+
+def list_mine(*, db, user_id, active=None, cursor=None, limit=20):
+    """The parties the user is or was a member of, the latest joined first: (summaries, next_cursor).
+
+    `active=True` gives the party they ride in now (at most one), `False` those
+    they left or that ended. Each summary says only what the caller may still
+    know: `leader_id` and `member_count` where GET /parties/<id> would answer
+    them, `invite_code` only to current members (an ended party's code may
+    already belong to another party).
+    """
+    query = {"user_id": user_id}
+    if active is not None:
+        query["active"] = active
+    memberships, next_cursor = newest_first_page(
+        db.party_members, query=query, limit=limit, cursor=cursor, time_field="joined_at",
+        projection={"party_id": 1, "active": 1, "joined_at": 1, "left_at": 1, "left_reason": 1})
+    parties = {party["_id"]: party for party in db.parties.find(
+        {"_id": {"$in": [m["party_id"] for m in memberships]}},
+        projection={"name": 1, "invite_code": 1, "leader_id": 1, "is_active": 1, "created_at": 1,
+                    "ended_at": 1, "members.user_id": 1})}
+    return [_summary(parties[m["party_id"]], m) for m in memberships if m["party_id"] in parties], next_cursor
+
+
+def _summary(party, membership):
+    current = bool(membership.get("active"))
+    summary = {"_id": party["_id"], "name": party.get("name"), "is_active": bool(party.get("is_active")),
+               "created_at": party.get("created_at"), "ended_at": party.get("ended_at"),
+               "membership": {"active": current, "joined_at": membership.get("joined_at"),
+                              "left_at": membership.get("left_at"), "left_reason": membership.get("left_reason")}}
+    if current or membership.get("left_reason") == "ended":  # the rule of _viewable_party
+        summary.update(leader_id=party.get("leader_id"), member_count=len(party.get("members", [])))
+    if current:
+        summary["invite_code"] = party.get("invite_code")
+    return summary
 
 
 def join_room(*, db, user_id, sid, party_id):
@@ -999,32 +1047,45 @@ def _history_item(kind, doc):
 # Saved routes
 # ---------------------------------------------------------------------------
 
-def create_route(*, db, user_id, name, waypoints):
-    """Save a route as a GeoJSON LineString."""
+def _route_geometry(waypoints):
+    """The stored LineString and length of a list of {lat, lng} waypoints."""
     coordinates = [[point["lng"], point["lat"]] for point in waypoints]
     length = sum(geo.points_distance_m({"coordinates": a}, {"coordinates": b}) for a, b in zip(coordinates, coordinates[1:]))
-    route = {"user_id": user_id, "name": name, "waypoints": {"type": "LineString", "coordinates": coordinates},
-             "distance_m": round(length, 1), "created_at": clock.now()}
+    return {"waypoints": {"type": "LineString", "coordinates": coordinates}, "distance_m": round(length, 1)}
+
+
+def create_route(*, db, user_id, name, waypoints):
+    """Save a route as a GeoJSON LineString."""
+    route = {"user_id": user_id, "name": name, **_route_geometry(waypoints), "created_at": clock.now()}
     db.routes.insert_one(route)
     return route
 
 
 def list_routes(*, db, user_id, cursor=None, limit=50):
     """The caller's routes, newest first; returns (routes, next_cursor)."""
-    query = {"user_id": user_id}
-    if cursor:
-        created_text, last_id = decode_cursor(cursor, 2)
-        try:
-            created, last = datetime.fromisoformat(created_text), ObjectId(last_id)
-        except (TypeError, ValueError) as exc:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
-        query["$or"] = [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": last}}]
-    docs = list(db.routes.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
-    next_cursor = None
-    if len(docs) > limit:
-        docs = docs[:limit]
-        next_cursor = encode_cursor([docs[-1]["created_at"].isoformat(), str(docs[-1]["_id"])])
-    return docs, next_cursor
+    return newest_first_page(db.routes, query={"user_id": user_id}, limit=limit, cursor=cursor)
+
+
+def get_route(*, db, user_id, route_id):
+    """One of the caller's routes (someone else's is 404: routes are private)."""
+    route = db.routes.find_one({"_id": route_id, "user_id": user_id})
+    if route is None:
+        raise NotFound("Route not found")
+    return route
+
+
+def update_route(*, db, user_id, route_id, data):
+    """Rename a route or replace its waypoints (owner only; someone else's is 404)."""
+    changes = {"updated_at": clock.now()}
+    if "name" in data:
+        changes["name"] = data["name"]
+    if "waypoints" in data:
+        changes.update(_route_geometry(data["waypoints"]))
+    route = db.routes.find_one_and_update({"_id": route_id, "user_id": user_id}, {"$set": changes},
+                                          return_document=ReturnDocument.AFTER)
+    if route is None:
+        raise NotFound("Route not found")
+    return route
 
 
 def delete_route(*, db, user_id, route_id):

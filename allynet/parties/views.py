@@ -8,45 +8,64 @@ from allynet.db import get_db
 from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 from allynet.parties import bp, service
 from allynet.parties.schemas import (history_item_schema, history_query_schema, party_create_schema,
-                                     party_join_schema, party_schema, route_create_schema,
-                                     route_list_query_schema, route_schema)
+                                     party_join_result_schema, party_join_schema, party_list_query_schema,
+                                     party_schema, party_summary_schema, route_create_schema,
+                                     route_list_query_schema, route_schema, route_update_schema)
 
 
 def _state(db, party):
     return party_schema.dump(service.party_state(db=db, party=party))
 
 
+def _joined(db, party, left_party_id):
+    """The party's state and the party the caller was moved out of (None when none)."""
+    return party_join_result_schema.dump({**service.party_state(db=db, party=party),
+                                          "left_party_id": left_party_id})
+
+
 @bp.post("/parties")
 @auth_required
-@doc(summary="Create a party (leaves your current one); you lead it", response=party_schema, status=201,
-     tags=["parties"])
+@doc(summary="Create a party and lead it; you leave your current one (left_party_id, null when none)",
+     response=party_join_result_schema, status=201, tags=["parties"])
 @use_body(party_create_schema)
 def create_party(data):
     db = get_db()
-    return ok(_state(db, service.create_party(db=db, user_id=current_user_id(), name=data["name"])), 201)
+    party, left_party_id = service.create_party(db=db, user_id=current_user_id(), name=data["name"])
+    return ok(_joined(db, party, left_party_id), 201)
+
+
+@bp.get("/parties")
+@auth_required
+@doc(summary="Your parties (now or before), the latest joined first; active=true: the one you ride in now",
+     response=party_summary_schema, many=True, tags=["parties"])
+@use_query(party_list_query_schema)
+def list_parties(query):
+    items, next_cursor = service.list_mine(db=get_db(), user_id=current_user_id(), active=query.get("active"),
+                                           cursor=query.get("cursor"), limit=query["limit"])
+    return ok_list(party_summary_schema.dump(items, many=True), next_cursor)
 
 
 @bp.post("/parties/join")
 @auth_required
-@doc(summary="Join an active party by invite code (404 for a wrong code or ended party)",
-     response=party_schema, tags=["parties"])
+@doc(summary="Join an active party by invite code (404 for a wrong code or ended party); you leave your "
+             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"])
 @use_body(party_join_schema)
 def join_by_code(data):
     db = get_db()
-    party = service.join_by_code(db=db, user_id=current_user_id(), invite_code=data["invite_code"])
-    return ok(_state(db, party))
+    party, left_party_id = service.join_by_code(db=db, user_id=current_user_id(), invite_code=data["invite_code"])
+    return ok(_joined(db, party, left_party_id))
 
 
 @bp.post("/parties/<oid:party_id>/join")
 @auth_required
-@doc(summary="Join this party with its invite code (404 for a wrong code or ended party)",
-     response=party_schema, tags=["parties"])
+@doc(summary="Join this party with its invite code (404 for a wrong code or ended party); you leave your "
+             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"])
 @use_body(party_join_schema)
 def join_party(party_id, data):
     db = get_db()
-    party = service.join_by_code(db=db, user_id=current_user_id(), invite_code=data["invite_code"],
-                                 party_id=party_id)
-    return ok(_state(db, party))
+    party, left_party_id = service.join_by_code(db=db, user_id=current_user_id(),
+                                                invite_code=data["invite_code"], party_id=party_id)
+    return ok(_joined(db, party, left_party_id))
 
 
 @bp.get("/parties/<oid:party_id>")
@@ -106,6 +125,24 @@ def list_routes(query):
     routes, next_cursor = service.list_routes(db=get_db(), user_id=current_user_id(),
                                               cursor=query.get("cursor"), limit=query["limit"])
     return ok_list(route_schema.dump(routes, many=True), next_cursor)
+
+
+@bp.get("/routes/<oid:route_id>")
+@auth_required
+@doc(summary="One of your routes (someone else's is 404: routes are private)", response=route_schema,
+     tags=["routes"])
+def get_route(route_id):
+    return ok(route_schema.dump(service.get_route(db=get_db(), user_id=current_user_id(), route_id=route_id)))
+
+
+@bp.patch("/routes/<oid:route_id>")
+@auth_required
+@doc(summary="Rename one of your routes or replace its waypoints (2..500, as on create; someone else's is 404)",
+     response=route_schema, tags=["routes"])
+@use_body(route_update_schema)
+def update_route(route_id, data):
+    route = service.update_route(db=get_db(), user_id=current_user_id(), route_id=route_id, data=data)
+    return ok(route_schema.dump(route))
 
 
 @bp.delete("/routes/<oid:route_id>")

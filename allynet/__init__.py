@@ -7,7 +7,7 @@ from flask import Flask
 
 import config as config_module
 from allynet import db as db_module
-from allynet import jsonutil
+from allynet import jsonutil, request_log
 from allynet.errors import register_error_handlers
 from allynet.extensions import cors, jwt, limiter, socketio
 from allynet.http import ObjectIdConverter
@@ -30,6 +30,7 @@ def create_app(config_name=None, **overrides):
     register_blueprints(app)
     register_extensions(app)
     register_error_handlers(app)
+    request_log.init_app(app)
     trust_proxies(app)
     from allynet.commands import register_commands
 
@@ -39,10 +40,15 @@ def create_app(config_name=None, **overrides):
 
 
 def configure_logging(app):
-    """One readable log format at the configured level."""
+    """One log format (LOG_FORMAT: text or json) at the configured level, when nothing else set up logging."""
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level)
+        root.handlers[0].allynet_installed = True
+    for handler in root.handlers:
+        if getattr(handler, "allynet_installed", False):  # ours: follows the latest app's LOG_FORMAT
+            handler.setFormatter(request_log.formatter(app.config["LOG_FORMAT"]))
     logging.getLogger("allynet").setLevel(level)
 
 

@@ -5,6 +5,7 @@ Every error leaves the server as
 """
 import logging
 import math
+import re
 import time
 import uuid
 
@@ -14,6 +15,9 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTime
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+# A client's X-Request-ID is kept when it looks like an id; anything else is replaced.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class AllyNetError(Exception):
@@ -114,10 +118,10 @@ def error_response(status, code, message, details=None, headers=None):
 
 
 def request_id():
-    """The id of this request: the client's X-Request-ID or a generated one."""
+    """The id of this request: the client's X-Request-ID when well-formed (REQUEST_ID), else a uuid4 hex."""
     if "request_id" not in g:
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied[:64] if supplied.isprintable() and supplied else uuid.uuid4().hex
+        g.request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
     return g.request_id
 
 
@@ -168,7 +172,8 @@ def register_error_handlers(app):
         return error_response(status, code, message, headers=headers)
 
     def handle_mongo_down(exc):
-        log.warning("MongoDB unreachable (request %s): %s", request_id(), exc)
+        rid = request_id()
+        log.warning("MongoDB unreachable (request %s): %s", rid, exc, extra={"request_id": rid})
         return error_response(503, "service_unavailable", "Database unavailable, retry shortly",
                               {"service": "mongodb"})
 
@@ -178,7 +183,7 @@ def register_error_handlers(app):
     @app.errorhandler(Exception)
     def handle_unexpected(exc):
         rid = request_id()
-        log.exception("Unhandled error (request %s)", rid)
+        log.exception("internal_error (request %s)", rid, extra={"request_id": rid})
         return error_response(500, "internal_error", "Internal error",
                               {"request_id": rid})
 

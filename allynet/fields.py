@@ -143,3 +143,14 @@ class StrictBool(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
+
+
+class ListFormat(fields.String):
+    """`format=json|geojson` of a geographic list (default json); answered by `http.ok_list`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.OneOf(("json", "geojson")))
+        kwargs.setdefault("load_default", "json")
+        kwargs.setdefault("metadata", {"description": "geojson: a bare GeoJSON FeatureCollection "
+                                                      "(application/geo+json) of the same items and meta"})
+        super().__init__(**kwargs)

@@ -5,6 +5,8 @@ are great-circle distances on the sphere MongoDB's 2dsphere index uses
 (radius ``EARTH_RADIUS_M``), so they agree with ``$geoNear`` / ``$near``.
 Functions that build or parse coordinates validate them and raise
 ``ValueError`` on anything MongoDB would refuse (out of range, NaN, inf).
+``feature_collection`` turns an API list into the GeoJSON every geographic
+list answers with ``?format=geojson``.
 """
 import math
 import re
@@ -76,3 +78,26 @@ def parse_near(text):
     if not valid_lng_lat(lng, lat):
         raise ValueError("near is out of range: lat must be in [-90, 90] and lng in [-180, 180]")
     return lat, lng
+
+
+def feature_collection(items, meta=None):
+    """Dumped API items -> a GeoJSON FeatureCollection (RFC 7946).
+
+    Each item's `location` ({"lat", "lng"}) becomes the Point geometry `[lng, lat]`
+    (null when it has none); every other field of the item becomes a property, so
+    the properties are exactly what the JSON list shows. `meta` (the JSON list's
+    pagination) rides along as a foreign member, which map libraries ignore.
+    """
+    features = []
+    for item in items:
+        location = item.get("location")
+        geometry = None
+        if location is not None:
+            geometry = {"type": "Point", "coordinates": [location["lng"], location["lat"]]}
+        properties = {key: value for key, value in item.items() if key != "location"}
+        features.append({"type": "Feature", "id": item.get("id"), "geometry": geometry,
+                         "properties": properties})
+    collection = {"type": "FeatureCollection", "features": features}
+    if meta is not None:
+        collection["meta"] = meta
+    return collection

@@ -1,7 +1,8 @@
 """Request parsing and response helpers shared by every view.
 
 Views parse with ``use_body``/``use_query`` (marshmallow schemas, unknown
-fields rejected), call one service, and answer through ``ok``/``ok_list``.
+fields rejected), call one service, and answer through ``ok``/``ok_list``
+(which also answers geographic lists as GeoJSON).
 The decorators also record what the OpenAPI generator needs.
 """
 import functools
@@ -12,7 +13,10 @@ from marshmallow import Schema
 from werkzeug.routing import BaseConverter, ValidationError as RoutingValidationError
 from bson import ObjectId
 
+from allynet import geo
 from allynet.errors import BadRequest
+
+GEOJSON_MIMETYPE = "application/geo+json"
 
 
 def ok(data=None, status=200, message=None, meta=None):
@@ -25,9 +29,16 @@ def ok(data=None, status=200, message=None, meta=None):
     return jsonify(body), status
 
 
-def ok_list(items, next_cursor=None, status=200):
-    """A list envelope with `meta.next_cursor` and `meta.count`."""
-    return ok(items, status=status, meta={"next_cursor": next_cursor, "count": len(items)})
+def ok_list(items, next_cursor=None, status=200, fmt="json"):
+    """A list envelope with `meta.next_cursor` and `meta.count`; `fmt="geojson"` answers the same items
+    and meta as a bare GeoJSON FeatureCollection (application/geo+json)."""
+    meta = {"next_cursor": next_cursor, "count": len(items)}
+    if fmt == "geojson":
+        # No envelope, so that a map library loads the response as is.
+        response = jsonify(geo.feature_collection(items, meta))
+        response.mimetype = GEOJSON_MIMETYPE
+        return response, status
+    return ok(items, status=status, meta=meta)
 
 
 def _depth(value, limit):

@@ -12,7 +12,7 @@ from flask import current_app, request
 from flask import globals as flask_globals
 from marshmallow import ValidationError
 
-from allynet import jsonutil
+from allynet import jsonutil, request_log
 from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,18 @@ def socket_event(name, schema=None, request_context=True):
                 ack.update(result)
             return ack
 
+        def logged_run(sid, payload, connections=None):
+            ack = run(sid, payload, connections)
+            if request_context or not ack["ok"]:  # bare events (hot path) log refusals only
+                user_id = (_local_connections() if connections is None else connections).get(sid)
+                request_log.socket_ack(name, sid=sid, user_id=user_id, ack=ack)
+            return ack
+
         @functools.wraps(fn)
         def handler(payload=None, *extra):
-            return run(request.sid, payload)
+            return logged_run(request.sid, payload)
 
-        handler.run = run
+        handler.run = logged_run
         handler.schema = schema  # for the AsyncAPI document (allynet/ops/asyncapi.py)
         handler.summary = (fn.__doc__ or "").strip().split("\n")[0]
         HANDLERS.append((name, handler))
@@ -121,12 +128,14 @@ def _connect(auth=None):
     try:
         user_id = auth_service.user_id_from_access_token(db=get_db(), token=token)
     except AllyNetError as exc:
-        log.info("socket refused: %s", exc.code)
+        request_log.socket_line("connect", sid=request.sid, user_id=None, outcome=exc.code)
         return False
     except MONGO_DOWN_ERRORS:
         log.warning("socket refused: MongoDB unreachable")
+        request_log.socket_line("connect", sid=request.sid, user_id=None, outcome="service_unavailable")
         return False
     sid = request.sid
+    request_log.socket_line("connect", sid=sid, user_id=user_id, outcome="ok")
     _local_connections()[sid] = user_id
     from allynet import realtime
 
@@ -142,6 +151,7 @@ def _connect(auth=None):
 def _disconnect(*args):
     sid = request.sid
     user_id = _local_connections().pop(sid, None)
+    request_log.socket_line("disconnect", sid=sid, user_id=user_id, outcome="ok")
     if user_id is None:
         return
     for hook in DISCONNECT_HOOKS:

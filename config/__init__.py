@@ -48,6 +48,7 @@ ENV_VARS = {
     "PARTY_EPISODE_SWEEP_SECONDS": float,
     "PARTY_BATCH_MS": int,
     "LOG_LEVEL": str,
+    "LOG_FORMAT": str,
     # scale-out
     "REDIS_KEY_PREFIX": str,
     "REDIS_SOCKET_TIMEOUT": float,
@@ -119,6 +120,7 @@ class Config:
     PARTY_BATCH_MS = 200
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
+    LOG_FORMAT = "text"  # or "json": one JSON object per log line (allynet/request_log.py)
     TESTING = False
     # scale-out: N processes sharing rooms, limits and presence through Redis
     REDIS_KEY_PREFIX = "allynet:"  # every app key in Redis starts with it
@@ -197,6 +199,8 @@ def load(name=None, overrides=None, environ=None):
     batch_ms = values.get("PARTY_BATCH_MS")
     if isinstance(batch_ms, bool) or not isinstance(batch_ms, int) or not 20 <= batch_ms <= 1000:
         raise ConfigError(f"PARTY_BATCH_MS={batch_ms!r} must be a whole number of milliseconds, 20 to 1000")
+    if values.get("LOG_FORMAT") not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT={values.get('LOG_FORMAT')!r} must be text or json")
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
         values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
     if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):

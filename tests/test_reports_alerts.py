@@ -142,7 +142,8 @@ def test_empty_feed_in_both_formats(client, make_user):
     user = make_user()
     assert feed(client, user).get_json() == {"success": True, "data": [],
                                              "meta": {"next_cursor": None, "count": 0}}
-    assert feed(client, user, "&format=geojson").get_json() == {"type": "FeatureCollection", "features": []}
+    assert feed(client, user, "&format=geojson").get_json() == {
+        "type": "FeatureCollection", "features": [], "meta": {"next_cursor": None, "count": 0}}
 
 
 @pytest.mark.parametrize("query, field", [

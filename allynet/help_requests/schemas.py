@@ -11,7 +11,7 @@ stored upper-case.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
 
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
@@ -143,6 +143,7 @@ class HelpRequestListQuerySchema(PageQuerySchema):
     radius_m = Finite(load_default=DEFAULT_RADIUS_M, validate=validate.Range(*RADIUS_M))
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     status = fields.String(load_default="open", validate=validate.OneOf(STATUSES))
+    format = ListFormat()
 
 
 class MineQuerySchema(PageQuerySchema):

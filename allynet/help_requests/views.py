@@ -25,12 +25,14 @@ def create_help_request(data):
 @bp.get("/help-requests")
 @auth_required
 @doc(summary="Help requests near `near=lat,lng` (default: your profile location) within radius_m "
-             "(100..50000, default 10000), nearest first with distance_m; status defaults to open",
-     response=help_request_schema, many=True, tags=TAGS)
+             "(100..50000, default 10000), nearest first with distance_m; status defaults to open; "
+             "format=geojson answers a bare GeoJSON FeatureCollection (application/geo+json)",
+     response=help_request_schema, many=True, geojson=True, tags=TAGS)
 @use_query(help_request_list_query_schema)
 def list_help_requests(query):
+    fmt = query.pop("format")
     items, next_cursor = service.list_nearby(db=get_db(), user_id=current_user_id(), **query)
-    return ok_list(help_request_schema.dump(items, many=True), next_cursor)
+    return ok_list(help_request_schema.dump(items, many=True), next_cursor, fmt=fmt)
 
 
 # Before /help-requests/<oid:request_id> (which "mine" could never match anyway: ids are 24 hex digits).

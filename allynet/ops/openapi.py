@@ -71,6 +71,12 @@ def _operation(meta, converter, endpoint, method):
             "properties": {"next_cursor": {"type": "string", "nullable": True}, "count": {"type": "integer"}}}
     responses = {str(meta.get("status", 200)): {
         "description": "Success", "content": {"application/json": {"schema": envelope}}}}
+    if meta.get("geojson"):  # format=geojson: the same items as Features, no envelope
+        responses[str(meta.get("status", 200))]["content"]["application/geo+json"] = {"schema": {
+            "type": "object", "required": ["type", "features"],
+            "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                           "features": {"type": "array", "items": {"type": "object"}},
+                           "meta": envelope["properties"]["meta"]}}}
     for status, description in ENVELOPE_ERRORS.items():
         responses[status] = {"description": description, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -122,14 +122,3 @@ def _entry(doc, source):
             "downvotes": doc.get("downvotes") if report else None, "expires_at": doc.get("expires_at"),
             "created_at": doc["created_at"], "distance_m": doc["distance_m"]}
 
-
-def feature_collection(items):
-    """Dumped feed entries -> a GeoJSON FeatureCollection (RFC 7946: coordinates [lng, lat])."""
-    features = []
-    for item in items:
-        location = item["location"]
-        properties = {key: value for key, value in item.items() if key != "location"}
-        features.append({"type": "Feature", "id": item["id"],
-                         "geometry": {"type": "Point", "coordinates": [location["lng"], location["lat"]]},
-                         "properties": properties})
-    return {"type": "FeatureCollection", "features": features}

@@ -1,7 +1,7 @@
 """Report, vote, moderation, alert and audit-log schemas: what clients send and what they read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
 
 REPORT_TYPES = ("speed_camera", "police", "hazard", "accident", "road_closure", "traffic", "weather")
 # Official alerts use the report types plus a catch-all for what fits none of them.
@@ -75,6 +75,7 @@ class ReportListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(MODERATION_LISTS))
     cursor = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+    format = ListFormat()
 
     @validates_schema
     def near_rules(self, data, **kwargs):
@@ -91,7 +92,7 @@ class AlertQuerySchema(Schema):
     lng = Finite(required=True, validate=validate.Range(-180, 180))
     radius_m = Finite(validate=validate.Range(*RADIUS_M), load_default=DEFAULT_RADIUS_M)
     types = TypeList()
-    format = fields.String(validate=validate.OneOf(("json", "geojson")), load_default="json")
+    format = ListFormat()
     limit = fields.Integer(validate=validate.Range(1, 500), load_default=200)
 
 

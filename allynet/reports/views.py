@@ -4,7 +4,7 @@ Rules and definitions (statuses, lifetimes, "flagged", "credible", vote
 errors) are in `allynet.reports.service`; the feed and the `party:alert`
 push in `allynet.reports.alerts_service`.
 """
-from flask import current_app, jsonify
+from flask import current_app
 
 from allynet.auth.decorators import auth_required, current_user_id, roles_required, user_or_ip_key
 from allynet.db import get_db
@@ -42,12 +42,14 @@ def create_report(data):
 @doc(summary="Visible reports near=lat,lng (nearest first, with distance_m) or newest first; "
              "status=flagged|pending|hidden|rejected for moderators and admins. Flagged: not reviewed by a "
              "moderator since its last downvote, and hidden by votes or visible with at least "
-             "REPORT_FLAG_DOWNVOTES (2) downvotes",
-     response=moderation_report_schema, many=True, tags=["reports"])
+             "REPORT_FLAG_DOWNVOTES (2) downvotes; format=geojson answers a bare GeoJSON FeatureCollection "
+             "(application/geo+json)",
+     response=moderation_report_schema, many=True, geojson=True, tags=["reports"])
 @use_query(report_list_query_schema)
 def list_reports(query):
+    fmt = query.pop("format")
     items, next_cursor = service.list_reports(db=get_db(), viewer_id=current_user_id(), query=query)
-    return ok_list([_dump_report(item) for item in items], next_cursor)
+    return ok_list([_dump_report(item) for item in items], next_cursor, fmt=fmt)
 
 
 @bp.get("/reports/<oid:report_id>")
@@ -84,19 +86,13 @@ def moderate(report_id, data):
 @auth_required
 @doc(summary="Current official alerts and credible reports near lat,lng, nearest first; "
              "format=geojson answers a bare GeoJSON FeatureCollection (application/geo+json)",
-     response=alert_schema, many=True, tags=["alerts"])
+     response=alert_schema, many=True, geojson=True, tags=["alerts"])
 @use_query(alert_query_schema)
 def list_alerts(query):
     entries = alerts_service.alerts_near(db=get_db(), lat=query["lat"], lng=query["lng"],
                                          radius_m=query["radius_m"], types=query.get("types"),
                                          limit=query["limit"])
-    items = alert_schema.dump(entries, many=True)
-    if query["format"] == "geojson":
-        # Bare FeatureCollection (no envelope) so a map library can load the response as is.
-        response = jsonify(alerts_service.feature_collection(items))
-        response.mimetype = "application/geo+json"
-        return response
-    return ok_list(items)
+    return ok_list(alert_schema.dump(entries, many=True), fmt=query["format"])
 
 
 @bp.post("/alerts")

@@ -1,7 +1,7 @@
 """Skill schemas. Categories and money come from the help request vocabulary (one list for both)."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
 from allynet.help_requests.schemas import (CATEGORIES, DEFAULT_RADIUS_M, RADIUS_M, MoneySchema, Near,
                                            PageQuerySchema)
 
@@ -64,6 +64,13 @@ class SkillListQuerySchema(PageQuerySchema):
     radius_m = Finite(load_default=DEFAULT_RADIUS_M, validate=validate.Range(*RADIUS_M))
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     q = Text(min_len=1, max_len=200)
+    format = ListFormat(metadata={"description": "geojson (with near only): a bare GeoJSON FeatureCollection "
+                                                 "(application/geo+json) of the same items and meta"})
+
+    @validates_schema
+    def geojson_needs_near(self, data, **kwargs):
+        if data.get("format") == "geojson" and "near" not in data:
+            raise ValidationError("Required with format=geojson.", field_name="near")
 
 
 rate_schema = RateSchema()

@@ -22,12 +22,14 @@ def create_skill(data):
 @auth_required
 @doc(summary="Search skills: near=lat,lng (+radius_m 100..50000, default 10000) ranks nearest first with "
              "distance_m, else best match first when q is given, else newest first; category; q = plain-text search of name and description "
-             "(words, \"phrases\", -negation)",
-     response=skill_schema, many=True, tags=TAGS)
+             "(words, \"phrases\", -negation); format=geojson (with near only) answers a bare GeoJSON "
+             "FeatureCollection (application/geo+json)",
+     response=skill_schema, many=True, geojson=True, tags=TAGS)
 @use_query(skill_list_query_schema)
 def search_skills(query):
+    fmt = query.pop("format")
     items, next_cursor = service.search(db=get_db(), **query)
-    return ok_list(skill_schema.dump(items, many=True), next_cursor)
+    return ok_list(skill_schema.dump(items, many=True), next_cursor, fmt=fmt)
 
 
 @bp.get("/skills/<oid:skill_id>")

@@ -22,3 +22,11 @@ def set_now(fn):
     """Replace the clock with `fn` (a callable returning a naive UTC datetime); None restores it."""
     global _override
     _override = fn
+
+
+def timestamp():
+    """Current time as POSIX seconds (a float) from the same clock as `now()`: cheap enough for
+    a per-event compare."""
+    if _override is not None:
+        return (_override() - _EPOCH).total_seconds()
+    return time.time()

@@ -70,6 +70,7 @@ ROOM_HOSTS_METHOD = "allynet_room_hosts"  # "a process's set changed": the other
 ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extra publishes; they age out
 # "Every socket in room A, on every process, enters room B" (a user's connections joining an SOS room).
 ENTER_ROOM_OF_METHOD = "allynet_enter_room_of"
+END_SESSIONS_METHOD = "allynet_end_sessions"  # "end these sockets of a user" (allynet/socket_sessions.py)
 
 
 # Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
@@ -277,6 +278,19 @@ class QueueManager(socketio.RedisManager):
         self.published += 1
         return result
 
+    # ---- ended sessions: every process ends its own sockets of a user (allynet/socket_sessions.py) ----
+
+    on_end_sessions = None  # fn(message), set by the app that owns the server
+
+    def publish_end_sessions(self, message):
+        """Ask the other processes to end a user's sockets: `message` has user_id, reason, family, jti."""
+        return self._publish({**message, "method": END_SESSIONS_METHOD, "host_id": self.host_id})
+
+    def _handle_allynet_end_sessions(self, message):
+        handler = self.on_end_sessions
+        if handler is not None:
+            handler(message)
+
     def _handle_fast(self, frame):
         try:
             host_id, room, skip_sid, encoded = frame[len(FAST_PREFIX):].split(b"\n", 3)
@@ -373,6 +387,9 @@ class QueueManager(socketio.RedisManager):
                 elif data["method"] == ROOM_HOSTS_METHOD:
                     if data.get("host_id") != self.host_id:
                         self._handle_room_hosts(data)
+                elif data["method"] == END_SESSIONS_METHOD:
+                    if data.get("host_id") != self.host_id:
+                        self._handle_allynet_end_sessions(data)
                 elif data.get("host_id") != self.host_id:
                     handler = getattr(self, f"_handle_{data['method']}", None)
                     if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room",

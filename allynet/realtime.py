@@ -238,6 +238,33 @@ def forget_batched(sid):
         batcher.forget(eio_sid)
 
 
+def end_user_sessions(user_id, reason, *, family=None, jti=None):
+    """End a user's live sockets on every process: each gets `session:ended {reason}`, then is
+    disconnected. All of them, or only those opened with login `family` / access token `jti`.
+
+    `reason` is one of allynet.socket_sessions.REASONS (logout, token_revoked, role_changed,
+    token_expired, suspended). Returns how many sockets ended on this process.
+    """
+    from allynet import socket_sessions
+
+    if reason not in socket_sessions.REASONS:
+        raise ValueError(f"unknown session end reason {reason!r}")
+    message = {"user_id": str(user_id), "reason": reason, "family": family, "jti": jti}
+    ended = 0
+    sio = _server()
+    try:
+        if sio is not None and sio.server is not None:
+            ended = socket_sessions.end_local(current_app._get_current_object(), sio, **message)
+            queue = queue_of(sio)
+            if queue is not None:
+                queue.publish_end_sessions(message)
+        elif _external is not None:
+            _external.queue.publish_end_sessions(message)
+    except Exception:  # like every emit: never fail the caller (the tokens are revoked already)
+        log.exception("ending sessions of %s (%s) failed", user_id, reason)
+    return ended
+
+
 def close_room(room):
     """Empty a room on every process."""
     sio = _emitter()

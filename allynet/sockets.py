@@ -12,7 +12,8 @@ from flask import current_app, request
 from flask import globals as flask_globals
 from marshmallow import ValidationError
 
-from allynet import jsonutil, request_log
+from allynet import jsonutil, request_log, socket_sessions
+from allynet.clock import timestamp
 from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,14 @@ def socket_event(name, schema=None, request_context=True):
     """
 
     def decorator(fn):
-        def run(sid, payload, connections=None):
+        def run(sid, payload, connections=None, sessions=None):
             user_id = (_local_connections() if connections is None else connections).get(sid)
             if user_id is None:
                 return _ack_error("unauthorized", "Not authenticated")
+            # The session follows its token: past its expiry (or once ended) every event is refused.
+            session = (socket_sessions.sessions_of(current_app) if sessions is None else sessions).get(sid)
+            if session is not None and session.exp <= timestamp():
+                return socket_sessions.refused(current_app._get_current_object(), sid, session)
             try:
                 if schema is not None:
                     if not isinstance(payload, dict):
@@ -97,8 +102,8 @@ def socket_event(name, schema=None, request_context=True):
                 ack.update(result)
             return ack
 
-        def logged_run(sid, payload, connections=None):
-            ack = run(sid, payload, connections)
+        def logged_run(sid, payload, connections=None, sessions=None):
+            ack = run(sid, payload, connections, sessions)
             if request_context or not ack["ok"]:  # bare events (hot path) log refusals only
                 user_id = (_local_connections() if connections is None else connections).get(sid)
                 request_log.socket_ack(name, sid=sid, user_id=user_id, ack=ack)
@@ -126,7 +131,7 @@ def _connect(auth=None):
     token = auth.get("token") if isinstance(auth, dict) else None
     token = token or request.args.get("token")
     try:
-        user_id = auth_service.user_id_from_access_token(db=get_db(), token=token)
+        user_id, claims = auth_service.access_token_owner(db=get_db(), token=token)
     except AllyNetError as exc:
         request_log.socket_line("connect", sid=request.sid, user_id=None, outcome=exc.code)
         return False
@@ -137,6 +142,7 @@ def _connect(auth=None):
     sid = request.sid
     request_log.socket_line("connect", sid=sid, user_id=user_id, outcome="ok")
     _local_connections()[sid] = user_id
+    socket_sessions.remember(current_app, sid, user_id, claims)
     from allynet import realtime
 
     realtime.enter_room(sid, realtime.user_room(user_id))
@@ -152,6 +158,7 @@ def _disconnect(*args):
     sid = request.sid
     user_id = _local_connections().pop(sid, None)
     request_log.socket_line("disconnect", sid=sid, user_id=user_id, outcome="ok")
+    socket_sessions.forget(current_app, sid)
     if user_id is None:
         return
     for hook in DISCONNECT_HOOKS:
@@ -205,6 +212,11 @@ def init_socketio(app, sio):
     batching.install(sio.server, app.config["PARTY_BATCH_MS"] / 1000.0)
     if not app.config.get("SOCKETIO_WS_COMPRESSION", True):
         app.wsgi_app = RefuseWebSocketCompression(app.wsgi_app)
+    from allynet.message_queue import queue_of
+
+    queue = queue_of(sio)
+    if queue is not None:  # another process asks to end sessions: this app ends its own sockets
+        queue.on_end_sessions = functools.partial(socket_sessions.end_from_queue, app, sio)
     sio.on_event("connect", _connect)
     sio.on_event("disconnect", _disconnect)
     bare = {}
@@ -228,17 +240,18 @@ def _bare_handler(app, run):
     context_var = getattr(flask_globals, "_cv_app", None)
     shared = app.app_context()
     connections = app.extensions.setdefault(CONNECTIONS_KEY, {})  # the dict _connect fills
+    sessions = socket_sessions.sessions_of(app)
 
     def bare(sid, payload=None, *extra):
         if context_var is None:
             with app.app_context():
-                return run(sid, payload, connections)
+                return run(sid, payload, connections, sessions)
         current = context_var.get(None)
         if current is not None and current.app is app:
-            return run(sid, payload, connections)
+            return run(sid, payload, connections, sessions)
         token = context_var.set(shared)
         try:
-            return run(sid, payload, connections)
+            return run(sid, payload, connections, sessions)
         finally:
             context_var.reset(token)
 

@@ -47,6 +47,7 @@ ENV_VARS = {
     "PARTY_POSITION_FLUSH_SECONDS": float,
     "PARTY_EPISODE_SWEEP_SECONDS": float,
     "PARTY_BATCH_MS": int,
+    "SOCKET_SESSION_SWEEP_SECONDS": float,
     "LOG_LEVEL": str,
     "LOG_FORMAT": str,
     # scale-out
@@ -118,6 +119,9 @@ class Config:
     # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
     # often, so a batched position waits at most this long. 20..1000.
     PARTY_BATCH_MS = 200
+    # How often each process ends its sockets whose access token expired without them sending anything
+    # (one that sends is ended at its next event).
+    SOCKET_SESSION_SWEEP_SECONDS = 15.0
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "text"  # or "json": one JSON object per log line (allynet/request_log.py)

@@ -11,7 +11,7 @@ import allynet
 API = "/api/v1"
 PACKAGE = pathlib.Path(allynet.__file__).parent
 # Names the emit helpers take the event in: realtime.emit_to_room(room, event, data) and friends.
-EMITTERS = {"emit_to_room": 1, "emit_to_user": 1, "emit_to_rooms": 1, "relay_to_room": 1}
+EMITTERS = {"emit_to_room": 1, "emit_to_user": 1, "emit_to_rooms": 1, "relay_to_room": 1, "emit": 0}
 NOT_EVENTS = {"connect", "disconnect", "*"}
 
 

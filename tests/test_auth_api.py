@@ -76,7 +76,7 @@ def test_login_and_same_401_for_wrong_email_or_password(client):
     assert wrong_password.get_json() == wrong_email.get_json()
 
 
-def test_refresh_rotates_and_reuse_is_revoked(client):
+def test_refresh_rotates_and_reuse_revokes_the_whole_login(client):
     tokens = register(client).get_json()["data"]
     rotated = client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
     assert rotated.status_code == 200
@@ -86,8 +86,10 @@ def test_refresh_rotates_and_reuse_is_revoked(client):
     reused = client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
     assert reused.status_code == 401
     assert error_code(reused) == "token_revoked"
-    assert client.post(REFRESH, headers=bearer(new["refresh_token"])).status_code == 200
-    assert client.get(PROFILE, headers=bearer(new["access_token"])).status_code == 200
+    # Reuse means the token leaked: every token of that login is revoked, the rotated pair too.
+    for response in (client.post(REFRESH, headers=bearer(new["refresh_token"])),
+                     client.get(PROFILE, headers=bearer(new["access_token"]))):
+        assert response.status_code == 401 and error_code(response) == "token_revoked"
 
 
 def test_logout_revokes_access_and_refresh(client, db):
@@ -98,7 +100,7 @@ def test_logout_revokes_access_and_refresh(client, db):
     assert error_code(client.get(PROFILE, headers=bearer(tokens["access_token"]))) == "token_revoked"
     assert error_code(client.post(REFRESH, headers=bearer(tokens["refresh_token"]))) == "token_revoked"
     revoked = list(db.revoked_tokens.find())
-    assert {doc["type"] for doc in revoked} == {"access", "refresh"}
+    assert {doc["type"] for doc in revoked} == {"access", "refresh", "family"}  # family: the whole login
     assert all(doc["expires_at"] is not None for doc in revoked)  # TTL at the token's own expiry
 
 

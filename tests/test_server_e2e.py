@@ -59,6 +59,11 @@ def test_newcomer_flow_over_http_and_socketio(server):
     reused = requests.post(f"{api}/auth/refresh",
                            headers={"Authorization": f"Bearer {tokens['refresh_token']}"}, timeout=10)
     assert reused.json()["error"]["code"] == "token_revoked"
+    # A reused refresh token revokes its whole login, the rotated pair included: log in again.
+    stale = requests.get(f"{api}/profile", headers={"Authorization": f"Bearer {new['access_token']}"}, timeout=10)
+    assert stale.json()["error"]["code"] == "token_revoked"
+    new = requests.post(f"{api}/auth/login", json={
+        "email": "newcomer@example.com", "password": "a good password"}, timeout=10).json()["data"]
 
     new_headers = {"Authorization": f"Bearer {new['access_token']}"}
     out = requests.post(f"{api}/auth/logout", headers=new_headers, json={"refresh_token": new["refresh_token"]},
@@ -128,3 +133,60 @@ def test_batched_positions_arrive_on_the_servers_own_tick(any_mode_server):
     finally:
         watcher.disconnect()
         sender.disconnect()
+
+
+class _Recorder:
+    """A real client that records `session:ended` and when it was disconnected."""
+
+    def __init__(self, server, token):
+        self.events, self.gone = [], threading.Event()
+        self.client = socketio.Client(reconnection=False)
+        self.client.on("session:ended", lambda data: self.events.append(("session:ended", data)))
+        self.client.on("disconnect", lambda *args: (self.events.append(("disconnect", None)), self.gone.set()))
+        self.client.connect(server, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+
+
+def test_sessions_end_and_renew_on_the_real_server(server):
+    """Under eventlet: auth:renew moves a socket to a new token; logout ends it (event, then disconnect)."""
+    api = f"{server}/api/v1"
+    requests.post(f"{api}/auth/register", json={"email": "leaver@example.com", "password": "a good password",
+                                                "display_name": "Leaver"}, timeout=10)
+    tokens = requests.post(f"{api}/auth/login", json={"email": "leaver@example.com", "password": "a good password"},
+                           timeout=10).json()["data"]
+    rider = _Recorder(server, tokens["access_token"])
+    try:
+        rotated = requests.post(f"{api}/auth/refresh", headers={"Authorization": f"Bearer {tokens['refresh_token']}"},
+                                timeout=10).json()["data"]
+        ack = rider.client.call("auth:renew", {"token": rotated["access_token"]}, timeout=10)
+        assert ack["ok"] is True and ack["expires_at"].endswith("Z")
+        assert rider.client.call("auth:renew", {"token": "bad"}, timeout=10)["error"]["code"] == "unauthorized"
+        out = requests.post(f"{api}/auth/logout", headers={"Authorization": f"Bearer {rotated['access_token']}"},
+                            timeout=10)
+        assert out.status_code == 200
+        assert rider.gone.wait(10)
+        assert rider.events == [("session:ended", {"reason": "logout"}), ("disconnect", None)]
+    finally:
+        if rider.client.connected:
+            rider.client.disconnect()
+
+
+def test_expired_sessions_end_on_the_real_server():
+    """Under eventlet, with 2-second tokens (and no sweep in the way): the first event after expiry gets
+    the `token_expired` ack, then the socket gets `session:ended` and is disconnected."""
+    process = WsgiProcess({"JWT_ACCESS_TOKEN_EXPIRES": "2", "SOCKET_SESSION_SWEEP_SECONDS": "3600",
+                           "RATELIMIT_ENABLED": "0"})
+    try:
+        api = f"{process.wait_ready(timeout=30).url}/api/v1"
+        talker = _Recorder(process.url, _rider(api, "short@example.com"))
+        deadline = time.monotonic() + 10
+        update = {"party_id": "0" * 24, "location": {"lat": 48.1, "lng": 11.5}}  # the bare hot path
+        while True:  # poll with events until the token has expired (until then: no such party)
+            ack = talker.client.call("party:update", update, timeout=10)
+            if ack["error"]["code"] != "not_found" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert ack == {"ok": False, "error": {"code": "token_expired", "message": "Token has expired"}}
+        assert talker.gone.wait(10)
+        assert talker.events == [("session:ended", {"reason": "token_expired"}), ("disconnect", None)]
+    finally:
+        process.stop()

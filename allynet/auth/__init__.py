@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
-from allynet.auth import views  # noqa: E402,F401
+from allynet.auth import events, views  # noqa: E402,F401

@@ -2,10 +2,9 @@
 import functools
 
 from flask import request
-from flask_jwt_extended import decode_token, get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import decode_token, get_current_user, get_jwt, get_jwt_identity, jwt_required
 from flask_limiter.util import get_remote_address
 
-from allynet.db import get_db
 from allynet.errors import Forbidden, Unauthorized
 from allynet.http import _record
 from allynet.fields import object_id
@@ -38,7 +37,7 @@ def roles_required(*roles):
         @functools.wraps(view)
         @jwt_required()
         def wrapper(*args, **kwargs):
-            user = get_db().users.find_one({"_id": current_user_id()}, projection={"role": 1})
+            user = get_current_user()  # read from the database by the JWT user lookup (jwt_handlers)
             if user is None:
                 raise Unauthorized("Account no longer exists")
             if user.get("role") not in roles:

@@ -1,13 +1,35 @@
-"""flask-jwt-extended loaders: every token problem is a 401 in the contract's shape."""
+"""flask-jwt-extended loaders: every token problem is a 401 in the contract's shape.
+
+A validly signed token must also be one we issue (an id, the right type: `token_problem`)
+and belong to a user who still exists (the user lookup, which `roles_required` reuses).
+"""
+from flask import request
+
 from allynet.auth import service
 from allynet.db import get_db
 from allynet.errors import error_response
 from allynet.extensions import jwt
+from allynet.fields import object_id
 
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(jwt_header, jwt_payload):
-    return service.is_revoked(db=get_db(), jti=jwt_payload.get("jti"))
+    return service.is_revoked(db=get_db(), jti=jwt_payload.get("jti"),
+                              family=jwt_payload.get(service.FAMILY_CLAIM))
+
+
+@jwt.token_verification_loader
+def _is_ours(jwt_header, jwt_payload):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return service.token_problem(jwt_payload, None, raw_token=token.strip() or None) is None
+
+
+@jwt.user_lookup_loader
+def _load_user(jwt_header, jwt_payload):
+    user_id = object_id(jwt_payload.get("sub"))
+    if user_id is None:
+        return None
+    return get_db().users.find_one({"_id": user_id}, projection={"role": 1})
 
 
 @jwt.revoked_token_loader

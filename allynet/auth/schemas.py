@@ -31,6 +31,10 @@ class LogoutSchema(Schema):
 
 
 
+class RenewSchema(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
 class TokenPairSchema(Schema):
     access_token = fields.String()
     refresh_token = fields.String()
@@ -43,5 +47,6 @@ class AuthResultSchema(TokenPairSchema):
 register_schema = RegisterSchema()
 login_schema = LoginSchema()
 logout_schema = LogoutSchema()
+renew_schema = RenewSchema()
 token_pair_schema = TokenPairSchema()
 auth_result_schema = AuthResultSchema()

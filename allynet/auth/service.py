@@ -1,22 +1,37 @@
-"""Auth rules: accounts, token pairs, rotation and durable revocation."""
-from datetime import datetime, timezone
+"""Auth rules: accounts, token pairs, rotation and durable revocation.
 
+Every pair issued by one login carries the same family id (`fam`), kept through
+refresh rotations, so a login can be revoked as a whole: on logout, and when a
+rotated refresh token is presented again (reuse: it was stolen or replayed).
+Ending a login also ends its live Socket.IO sessions (`realtime.end_user_sessions`).
+"""
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import jwt as pyjwt
+from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import ExpiredSignatureError, InvalidTokenError
 from pymongo.errors import DuplicateKeyError
 
-from allynet import clock
+from allynet import clock, realtime
 from allynet.auth.passwords import check_password
 from allynet.errors import TokenExpired, TokenRevoked, Unauthorized, ValidationFailed
 from allynet.fields import object_id
 from allynet.users import service as users_service
 
+log = logging.getLogger(__name__)
 
-def issue_tokens(user):
-    """A fresh access + refresh pair for a user document."""
+FAMILY_CLAIM = "fam"
+TOKEN_TYPES = ("access", "refresh")
+
+
+def issue_tokens(user, family=None):
+    """A fresh access + refresh pair for a user document, in login `family` (a new one when None)."""
     identity = str(user["_id"])
-    claims = {"role": user.get("role", "user"), "email": user["email"]}
+    claims = {"role": user.get("role", "user"), "email": user["email"], FAMILY_CLAIM: family or uuid.uuid4().hex}
     return {
         "access_token": create_access_token(identity=identity, additional_claims=claims),
         "refresh_token": create_refresh_token(identity=identity, additional_claims=claims),
@@ -57,23 +72,91 @@ def revoke(*, db, payload, reason):
     return True
 
 
-def is_revoked(*, db, jti):
-    """True when this token id has been revoked."""
-    return db.revoked_tokens.find_one({"_id": jti}, projection={"_id": 1}) is not None
+def _family_key(family):
+    return f"family:{family}"
+
+
+def revoke_family(*, db, user_id, family, reason):
+    """Revoke every token of one login until the newest could expire; False when it already was."""
+    lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    if not isinstance(lifetime, timedelta):
+        lifetime = timedelta(seconds=lifetime) if lifetime else timedelta(days=3650)
+    try:
+        db.revoked_tokens.insert_one({
+            "_id": _family_key(family),
+            "type": "family",
+            "user_id": str(user_id),
+            "reason": reason,
+            "revoked_at": clock.now(),
+            "expires_at": clock.now() + lifetime,
+        })
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def is_revoked(*, db, jti, family=None):
+    """True when this token id, or its login family, has been revoked."""
+    ids = [jti] if jti else []
+    if family:
+        ids.append(_family_key(family))
+    if not ids:
+        return False
+    query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
+    return db.revoked_tokens.find_one(query, projection={"_id": 1}) is not None
+
+
+def token_problem(payload, token_type, raw_token=None):
+    """Why a validly signed token is not one we issue for `token_type` use, or None.
+
+    flask-jwt-extended fills a missing `type` with "access" and a missing `jti` with None,
+    so with `raw_token` the claims as signed are checked too.
+    """
+    if not isinstance(payload.get("jti"), str) or not payload["jti"]:
+        return "Token has no id"
+    if payload.get("type") not in ((token_type,) if token_type else TOKEN_TYPES):
+        return "Wrong token type"
+    if raw_token is not None:
+        try:
+            signed = pyjwt.decode(raw_token, options={"verify_signature": False})
+        except InvalidTokenError:
+            return "Malformed token"
+        if signed.get("type") != payload["type"]:
+            return "Wrong token type"
+    return None
 
 
 def rotate(*, db, payload):
-    """Exchange a refresh token for a new pair, revoking it; a reused one is token_revoked."""
+    """Exchange a refresh token for a new pair of the same login, revoking it.
+
+    A refresh token presented again after its rotation is reuse: the whole login is
+    revoked and its live sockets end (`token_revoked`).
+    """
+    family = payload.get(FAMILY_CLAIM)
+    if is_revoked(db=db, jti=None, family=family):
+        raise TokenRevoked()
     if not revoke(db=db, payload=payload, reason="rotated"):
+        _refresh_reused(db=db, payload=payload)
         raise TokenRevoked()
     user = db.users.find_one({"_id": object_id(payload["sub"])})
     if user is None:
         raise Unauthorized("Account no longer exists")
-    return issue_tokens(user)
+    return issue_tokens(user, family=family)
+
+
+def _refresh_reused(*, db, payload):
+    family = payload.get(FAMILY_CLAIM)
+    log.warning("refresh token reused for user %s: revoking its login", payload.get("sub"))
+    if family:
+        revoke_family(db=db, user_id=payload["sub"], family=family, reason="refresh_reused")
+    # Without a family (a token from before login families) which sockets it opened is unknown:
+    # then all of the user's end.
+    realtime.end_user_sessions(payload["sub"], "token_revoked", family=family)
 
 
 def logout(*, db, access_payload, refresh_token=None):
-    """Revoke the access token and, when given, the user's refresh token."""
+    """Revoke the access token, its login (every token of the family) and, when given, the refresh
+    token; that login's live sockets end with `logout`."""
     if refresh_token:
         try:
             refresh = decode_token(refresh_token)
@@ -82,14 +165,25 @@ def logout(*, db, access_payload, refresh_token=None):
         except (InvalidTokenError, JWTExtendedException) as exc:
             raise ValidationFailed(details={"refresh_token": ["Not a valid refresh token."]}) from exc
         if refresh is not None:
-            if refresh.get("type") != "refresh" or refresh.get("sub") != access_payload["sub"]:
+            if token_problem(refresh, "refresh", raw_token=refresh_token) or \
+                    refresh.get("sub") != access_payload["sub"]:
                 raise ValidationFailed(details={"refresh_token": ["Not a refresh token of this user."]})
             revoke(db=db, payload=refresh, reason="logout")
+    else:
+        refresh = None
     revoke(db=db, payload=access_payload, reason="logout")
+    user_id = access_payload["sub"]
+    families = {payload.get(FAMILY_CLAIM) for payload in (access_payload, refresh) if payload}
+    families.discard(None)
+    for family in families:
+        revoke_family(db=db, user_id=user_id, family=family, reason="logout")
+        realtime.end_user_sessions(user_id, "logout", family=family)
+    if not families:  # a token from before login families: the sockets opened with it
+        realtime.end_user_sessions(user_id, "logout", jti=access_payload["jti"])
 
 
-def user_id_from_access_token(*, db, token):
-    """The user id of a valid, unrevoked access token (Socket.IO connect)."""
+def access_token_owner(*, db, token):
+    """(user id, claims) of a valid, unrevoked access token of an existing user (Socket.IO)."""
     if not token or not isinstance(token, str):
         raise Unauthorized("Missing token")
     try:
@@ -98,11 +192,28 @@ def user_id_from_access_token(*, db, token):
         raise TokenExpired() from exc
     except (InvalidTokenError, JWTExtendedException, ValueError, KeyError) as exc:
         raise Unauthorized("Invalid token") from exc
-    if payload.get("type") != "access":
-        raise Unauthorized("Not an access token")
-    if is_revoked(db=db, jti=payload.get("jti")):
+    problem = token_problem(payload, "access", raw_token=token)
+    if problem:
+        raise Unauthorized(problem)
+    if is_revoked(db=db, jti=payload["jti"], family=payload.get(FAMILY_CLAIM)):
         raise TokenRevoked()
     user_id = object_id(payload.get("sub"))
     if user_id is None or db.users.find_one({"_id": user_id}, projection={"_id": 1}) is None:
         raise Unauthorized("Unknown user")
-    return user_id
+    return user_id, payload
+
+
+def user_id_from_access_token(*, db, token):
+    """The user id of a valid, unrevoked access token (Socket.IO connect)."""
+    return access_token_owner(db=db, token=token)[0]
+
+
+def renewal_claims(*, db, token, user_id):
+    """Claims of a new access token for a live socket of `user_id`; every refusal is `unauthorized`."""
+    try:
+        owner, payload = access_token_owner(db=db, token=token)
+    except (TokenExpired, TokenRevoked) as exc:
+        raise Unauthorized(exc.message) from exc
+    if owner != user_id:
+        raise Unauthorized("Token of another user")
+    return payload

@@ -37,7 +37,7 @@ def login(data):
 
 
 @bp.post("/refresh")
-@jwt_required(refresh=True)
+@jwt_required(refresh=True, skip_revocation_check=True)  # service.rotate checks it, and detects reuse
 @doc(summary="Rotate a refresh token", response=token_pair_schema, tags=["auth"], refresh=True)
 @no_body
 def refresh():

@@ -2,7 +2,7 @@
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from allynet import audit, clock
+from allynet import audit, clock, realtime
 from allynet.auth.passwords import hash_password
 from allynet.errors import Conflict, NotFound
 from allynet.trust import BASE_SCORE
@@ -95,6 +95,10 @@ def admin_update(*, db, actor_id, user_id, data):
     if before is None:
         raise NotFound("User not found")
     after = {**before, **data}
+    if "role" in data and data["role"] != before.get("role"):
+        # Rooms joined under the old role (staff in emergency rooms) must not outlive it: the
+        # user's sockets end and reconnect under the new one.
+        realtime.end_user_sessions(user_id, "role_changed")
     audit.record(db=db, actor_id=actor_id, action="user.update", target_type="user", target_id=user_id,
                  before={key: before.get(key) for key in data}, after=data)
     return after

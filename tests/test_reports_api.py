@@ -126,12 +126,15 @@ def test_three_more_downvotes_than_upvotes_hide_it(client, make_user):
     assert hidden.status_code == 200
     assert hidden.get_json()["data"]["status"] == "hidden"
     assert (hidden.get_json()["data"]["upvotes"], hidden.get_json()["data"]["downvotes"]) == (1, 4)
-    # Hidden: not listed, not readable by others, not votable (409 conflict).
+    # Hidden: not listed, not readable by others, not votable (404, as for a report they cannot see).
     assert client.get(url, headers=reader.headers).status_code == 404
     assert report["id"] not in [item["id"] for item in client.get(REPORTS, headers=reader.headers)
                                 .get_json()["data"]]
     blocked = cast(client, reader, report["id"], "up")
-    assert blocked.status_code == 409 and error_code(blocked) == "conflict"
+    assert blocked.status_code == 404 and error_code(blocked) == "not_found"
+    moderator = make_user(role="moderator")
+    closed = cast(client, moderator, report["id"], "up")  # staff may see it: it exists, takes no votes
+    assert closed.status_code == 409 and error_code(closed) == "conflict"
     # Its reporter still sees it, hidden.
     assert client.get(url, headers=reporter.headers).get_json()["data"]["status"] == "hidden"
 
@@ -143,8 +146,8 @@ def test_speed_camera_waits_pending_and_never_expires(client, make_user, clock):
     url = f"{REPORTS}/{camera['id']}"
     assert client.get(url, headers=reader.headers).status_code == 404  # not public while pending
     assert client.get(url, headers=reporter.headers).get_json()["data"]["status"] == "pending"
-    blocked = cast(client, reader, camera["id"], "up")
-    assert blocked.status_code == 409 and error_code(blocked) == "conflict"
+    blocked = cast(client, reader, camera["id"], "up")  # as unknown to them as GET says
+    assert blocked.status_code == 404 and error_code(blocked) == "not_found"
     moderator = make_user(role="moderator")
     approved = client.post(f"{url}/moderate", headers=moderator.headers, json={"action": "approve"})
     assert approved.status_code == 200 and approved.get_json()["data"]["status"] == "approved"

@@ -163,6 +163,9 @@ def vote(*, db, report_id, user_id, value):
     if report["user_id"] == user_id:
         raise Forbidden("You cannot vote on your own report")
     if report["status"] not in VISIBLE:
+        # Only those who may see it (get_report) learn that it exists but takes no votes.
+        if not has_role(db=db, user_id=user_id, roles=MODERATOR_ROLES):
+            raise NotFound("Report not found")
         raise Conflict("This report is not open for votes", details={"status": report["status"]})
 
     counts, extends = _record_vote(db=db, report_id=report_id, user_id=user_id, value=value, now=now)

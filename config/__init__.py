@@ -20,6 +20,7 @@ ENV_VARS = {
     "MONGO_URI": str,
     "MONGO_DB": str,
     "MONGO_SERVER_SELECTION_TIMEOUT_MS": int,
+    "INDEX_RETRY_MAX_SECONDS": float,
     "REDIS_URL": str,
     "JWT_SECRET_KEY": str,
     "JWT_ACCESS_TOKEN_EXPIRES": _seconds,
@@ -68,6 +69,7 @@ class Config:
     MONGO_DB = "allynet"
     MONGO_SERVER_SELECTION_TIMEOUT_MS = 3000
     MONGO_CLIENT = None  # an already-built client to share (tests, multi-app)
+    INDEX_RETRY_MAX_SECONDS = 30.0  # indexes not created at start (MongoDB down): retried 1 s, 2 s, ... up to this
     REDIS_URL = None
     JWT_SECRET_KEY = None
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)

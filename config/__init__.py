@@ -27,6 +27,8 @@ ENV_VARS = {
     "JWT_REFRESH_TOKEN_EXPIRES": _seconds,
     "CORS_ORIGINS": str,
     "MAX_CONTENT_LENGTH": int,
+    "HTTP_MAX_URL_BYTES": int,
+    "HTTP_MAX_HEADER_BYTES": int,
     "RATELIMIT_ENABLED": _bool,
     "SOCKETIO_ASYNC_MODE": str,
     "ALLYNET_BOOTSTRAP_ADMIN": str,
@@ -78,6 +80,10 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
     CORS_ORIGINS = "*"
     MAX_CONTENT_LENGTH = 64 * 1024
+    # The server's own limits (wsgi.py, eventlet): a longer request line is 414 `uri_too_long`, a
+    # longer header line (or all headers over 8 times this) 431 `headers_too_large`.
+    HTTP_MAX_URL_BYTES = 8192
+    HTTP_MAX_HEADER_BYTES = 8192
     MAX_JSON_DEPTH = 20
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"

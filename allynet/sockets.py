@@ -206,7 +206,30 @@ def init_socketio(app, sio):
     if bare and not sio.server.async_handlers:
         # Engine.IO calls it for every message; Flask-SocketIO's test client calls the attribute.
         sio.server._handle_eio_message = _bare_event_dispatch(sio.server, bare)
-        sio.server.eio.on("message", sio.server._handle_eio_message)
+    else:
+        sio.server._handle_eio_message = drop_malformed_packets(sio.server._handle_eio_message)
+    sio.server.eio.on("message", sio.server._handle_eio_message)
+
+
+# What python-socketio raises while decoding and dispatching a packet a client got wrong (bad JSON,
+# an unknown packet type, an EVENT without a name...). Handlers registered here never raise (they
+# ack every failure), so at this level these errors come from the client's bytes.
+MALFORMED_PACKET_ERRORS = (ValueError, TypeError, IndexError, KeyError)
+
+
+def drop_malformed_packets(handle):
+    """Wrap python-socketio's Engine.IO message handler: a malformed packet is dropped with one
+    log line instead of Engine.IO's "message handler error" traceback; the connection stays."""
+
+    def guarded(eio_sid, data):
+        try:
+            return handle(eio_sid, data)
+        except MALFORMED_PACKET_ERRORS as exc:
+            log.warning("malformed Socket.IO packet dropped (%s: %s): %.80r", type(exc).__name__, exc, data)
+            return None
+
+    guarded.allynet_original = handle
+    return guarded
 
 
 def _bare_handler(app, run):
@@ -237,12 +260,12 @@ def _bare_event_dispatch(server, bare):
     """Engine.IO `message` handler: a plain Socket.IO EVENT for a bare event on "/"
     (`2<id>["name",...]`) is decoded once and answered with its ACK (`3<id>[ack]`) here;
     every other packet goes to python-socketio's own dispatch, which would do the same
-    with packet objects in between."""
+    with packet objects in between (a malformed one is logged in one line and dropped)."""
     import engineio.packet
 
     from allynet import message_queue
 
-    original = server._handle_eio_message
+    original = drop_malformed_packets(server._handle_eio_message)
     prefixes = tuple((jsonutil.dumps([name])[:-1] + ",", handler) for name, handler in bare.items())
     manager = server.manager
 

@@ -184,7 +184,9 @@ def init_socketio(app, sio):
         # False: a client's events run in order in its own reader instead of one new
         # greenlet/thread per event (a spawn per party:update was measurable, issue 9).
         async_handlers=app.config.get("SOCKETIO_ASYNC_HANDLERS", True),
-        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        # The largest Socket.IO frame read and parsed: then each event's own limits answer in its
+        # ack (a 200 KB party:message is a validation_error); over it the websocket is closed.
+        max_http_buffer_size=app.config["SOCKET_MAX_FRAME_BYTES"],
         logger=False,
         engineio_logger=False,
     )

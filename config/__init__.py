@@ -29,6 +29,7 @@ ENV_VARS = {
     "MAX_CONTENT_LENGTH": int,
     "HTTP_MAX_URL_BYTES": int,
     "HTTP_MAX_HEADER_BYTES": int,
+    "SOCKET_MAX_FRAME_BYTES": int,
     "RATELIMIT_ENABLED": _bool,
     "SOCKETIO_ASYNC_MODE": str,
     "ALLYNET_BOOTSTRAP_ADMIN": str,
@@ -84,6 +85,9 @@ class Config:
     # longer header line (or all headers over 8 times this) 431 `headers_too_large`.
     HTTP_MAX_URL_BYTES = 8192
     HTTP_MAX_HEADER_BYTES = 8192
+    # Largest Socket.IO message a client may send (websocket frame, polling body): parsed, then
+    # refused by the event's own limits; over it `session:ended {"reason": "frame_too_large"}` and close.
+    SOCKET_MAX_FRAME_BYTES = 1024 * 1024
     MAX_JSON_DEPTH = 20
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"

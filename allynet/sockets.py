@@ -211,6 +211,7 @@ def init_socketio(app, sio):
     else:
         sio.server._handle_eio_message = drop_malformed_packets(sio.server._handle_eio_message)
     sio.server.eio.on("message", sio.server._handle_eio_message)
+    drop_malformed_polling_payloads()
 
 
 # What python-socketio raises while decoding and dispatching a packet a client got wrong (bad JSON,
@@ -232,6 +233,27 @@ def drop_malformed_packets(handle):
 
     guarded.allynet_original = handle
     return guarded
+
+
+def drop_malformed_polling_payloads():
+    """Engine.IO's long-polling POST, with a body that does not decode as Engine.IO packets dropped
+    with one log line (Engine.IO answers it "ok" and keeps the session, as before) instead of its
+    "post request handler error" traceback. Idempotent; applies to every Engine.IO server."""
+    from engineio import socket as eio_socket
+
+    original = eio_socket.Socket.handle_post_request
+    if hasattr(original, "allynet_original"):
+        return
+
+    def handle_post_request(self, environ):
+        try:
+            return original(self, environ)
+        except ValueError as exc:  # the payload's decoding; its Socket.IO packets are guarded above
+            log.warning("malformed Engine.IO payload dropped (%s: %s)", type(exc).__name__, exc)
+            return None
+
+    handle_post_request.allynet_original = original
+    eio_socket.Socket.handle_post_request = handle_post_request
 
 
 def _bare_handler(app, run):

@@ -71,3 +71,25 @@ def test_garbage_websocket_frames_log_one_line(served, make_user, caplog):
         assert_one_line_each(caplog, len(GARBAGE))
     finally:
         ws.close()
+
+
+def test_garbage_polling_payload_logs_one_line(served, make_user, caplog):
+    import requests
+
+    user = make_user()
+    base = f"{served.url}/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(requests.get(base, timeout=10).text[1:])["sid"]
+    assert requests.post(f"{base}&sid={sid}", data="40" + json.dumps({"token": user["access_token"]}),
+                         timeout=10).text == "OK"
+    with caplog.at_level(logging.INFO):
+        for garbage in ("zz", "4" + GARBAGE[0]):
+            assert requests.post(f"{base}&sid={sid}", data=garbage, timeout=10).status_code == 200
+    assert "Traceback" not in caplog.text
+    assert not [record for record in caplog.records if record.exc_info is not None]
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 2
+    # The session goes on: an event with an ack is answered through the next poll.
+    requests.post(f"{base}&sid={sid}", data='421["party:create",{"name":"Polling"}]', timeout=10)
+    polled = ""
+    while '431[' not in polled:
+        polled = requests.get(f"{base}&sid={sid}", timeout=10).text
+    assert '"ok":true' in polled.split("431[", 1)[1]

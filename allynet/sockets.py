@@ -237,7 +237,7 @@ def drop_malformed_packets(handle):
 
 def drop_malformed_polling_payloads():
     """Engine.IO's long-polling POST, with a body that does not decode as Engine.IO packets dropped
-    with one log line (Engine.IO answers it "ok" and keeps the session, as before) instead of its
+    with one log line (Engine.IO answers it "OK" and keeps the session, as before) instead of its
     "post request handler error" traceback. Idempotent; applies to every Engine.IO server."""
     from engineio import socket as eio_socket
 

@@ -52,8 +52,12 @@ def main():
     start_listening(sio)
     options = {"host": host, "port": port, "log_output": False}
     if ASYNC_MODE == "eventlet":
+        from allynet import eventlet_http
+
         # eventlet.wsgi caps simultaneous connections at 1,024 by default.
         options["max_size"] = MAX_CONNECTIONS
+        # URL and header limits, refused in the contract's envelope: allynet/eventlet_http.py.
+        options.update(eventlet_http.server_options(app.config))
     elif ASYNC_MODE == "threading":
         options["allow_unsafe_werkzeug"] = True
     log.info("AllyNet serving on %s:%d (%s, store: %s, redis: %s)", host, port, ASYNC_MODE,

@@ -35,10 +35,35 @@ def _run_forever(app, sio, name, fn, interval):
         sio.sleep(delay)
 
 
+def retry_until_done(app, name, attempt, sleep, first_delay=1.0, max_delay=30.0):
+    """Call `attempt(app)` until it returns True, sleeping `first_delay` seconds after the first
+    failure and twice as long after each next one, at most `max_delay`. Returns the delays slept."""
+    delays = []
+    delay = first_delay
+    while True:
+        try:
+            with app.app_context():
+                if attempt(app):
+                    return delays
+        except Exception:
+            log.exception("background retry %s failed; trying again", name)
+        sleep(delay)
+        delays.append(delay)
+        delay = min(delay * 2, max_delay)
+
+
 def start(app):
-    """Start every registered loop as a Socket.IO background task."""
-    if not app.config.get("BACKGROUND_TASKS", True):
-        return []
+    """Start every registered loop as a Socket.IO background task, and the index retry if needed."""
+    from allynet import db as db_module
+
     sio = app.extensions["socketio"]
-    return [sio.start_background_task(_run_forever, app, sio, name, fn, interval)
-            for name, fn, interval in LOOPS]
+    tasks = []
+    if not db_module.indexes_ready(app):
+        # Not a BACKGROUND_TASKS loop: without its indexes the database enforces none of its rules.
+        tasks.append(sio.start_background_task(
+            retry_until_done, app, "indexes", db_module.create_pending_indexes, sio.sleep,
+            max_delay=app.config["INDEX_RETRY_MAX_SECONDS"]))
+    if not app.config.get("BACKGROUND_TASKS", True):
+        return tasks
+    return tasks + [sio.start_background_task(_run_forever, app, sio, name, fn, interval)
+                    for name, fn, interval in LOOPS]

@@ -3,7 +3,9 @@
 `MONGO_URI` set: pymongo against a real server (short server-selection
 timeout so an outage is a quick 503, not a hang). Unset: the embedded
 mongomock store. Every collection's indexes are declared in INDEXES and
-created at start-up by `ensure_indexes`.
+created at start-up by `ensure_indexes`; when MongoDB does not answer then,
+the server retries in the background (`create_pending_indexes`, started by
+`allynet.background.start`) and `/readyz` says `indexes: "pending"` meanwhile.
 """
 import logging
 
@@ -13,10 +15,13 @@ from pymongo import ASCENDING, DESCENDING, GEOSPHERE, TEXT, UpdateOne
 from pymongo.errors import OperationFailure
 
 from allynet import embedded
+from allynet.errors import MONGO_DOWN_ERRORS
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "allynet_db"
+# app.extensions[INDEXES_KEY]: "ready" once every declared index was ensured, else "pending".
+INDEXES_KEY = "allynet_indexes"
 
 # (collection, keys, options). Options may hold callables of the config
 # (for TTLs taken from settings) and "real_mongo_only" for what mongomock
@@ -114,12 +119,34 @@ def init_app(app):
     client = make_client(app.config)
     db = client[app.config["MONGO_DB"]]
     app.extensions[EXTENSION_KEY] = db
-    try:
-        ensure_indexes(db, app.config)
-    except pymongo.errors.ServerSelectionTimeoutError:
-        # Start anyway: /readyz reports the outage and requests answer 503.
-        log.error("MongoDB unreachable at start-up; indexes will be created on the next start")
+    app.extensions[INDEXES_KEY] = "pending"
+    if not create_pending_indexes(app):
+        # Start anyway: /readyz reports the outage (and the missing indexes), requests answer 503.
+        log.error("MongoDB unreachable at start-up; indexes will be created when it answers")
     return db
+
+
+def indexes_ready(app):
+    """True once every declared index of the app's database has been ensured."""
+    return app.extensions.get(INDEXES_KEY) == "ready"
+
+
+def create_pending_indexes(app):
+    """Ensure the declared indexes if that has not succeeded yet; True when they are in place.
+
+    A fresh database without them would run without the unique email, TTL, 2dsphere and
+    one-open-SOS indexes, so a server started during an outage keeps calling this (with
+    backoff, `allynet.background.start`) until it succeeds.
+    """
+    if indexes_ready(app):
+        return True
+    try:
+        ensure_indexes(app.extensions[EXTENSION_KEY], app.config)
+    except MONGO_DOWN_ERRORS as exc:
+        log.warning("indexes not created yet, MongoDB unreachable: %s", type(exc).__name__)
+        return False
+    app.extensions[INDEXES_KEY] = "ready"
+    return True
 
 
 def get_db():

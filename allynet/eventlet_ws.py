@@ -46,6 +46,13 @@
    packet read in one step goes straight to the server's message handler,
    as Engine.IO's read loop would send it, without a Packet object.
 
+9. The frame limit (`limited_recv_frame`, not a speed-up): a client frame, or a
+   fragmented message in all, over Engine.IO's `max_http_buffer_size`
+   (SOCKET_MAX_FRAME_BYTES) gets `session:ended {"reason": "frame_too_large"}`
+   before eventlet closes the websocket with 1009, instead of a bare close.
+   eventlet checks each frame's declared length before reading its payload,
+   but never the sum of a message's fragments: that is checked here too.
+
 Under eventlet's monkey patch `socket.socket` is eventlet's green wrapper:
 checks for a plain socket use `_socket.socket`.
 """
@@ -475,15 +482,64 @@ def _keep_websocket(original):
             ws._allynet_fd = raw
             ws.socket = BufferedReads(ws.socket, persistent=True)
         ws._allynet_dispatch = engineio_dispatch(self)
+        ws._allynet_engineio = self  # an Engine.IO websocket: told why when its frame is too large
         try:
             return original(self, ws)
         finally:
             self._allynet_ws = None
-            ws._allynet_dispatch = None
+            ws._allynet_dispatch = ws._allynet_engineio = None
             ws.socket.release()
 
     _websocket_handler.allynet_original = original
     return _websocket_handler
+
+
+def session_ended_packet(reason, **details):
+    """The Engine.IO text of a Socket.IO `session:ended` event on "/" (`42["session:ended",{...}]`)."""
+    from allynet import jsonutil
+
+    return "42" + jsonutil.dumps(["session:ended", {"reason": reason, **details}])
+
+
+def _frame_too_large(ws):
+    """Tell the client of an Engine.IO websocket why it is about to be closed (best effort)."""
+    if ws.__dict__.get("_allynet_engineio") is None or ws.websocket_closed:
+        return
+    try:
+        ws.send(session_ended_packet("frame_too_large", max_bytes=ws.max_frame_length))
+    except OSError:
+        pass  # the client is gone already
+
+
+def limited_recv_frame(original):
+    """RFC6455WebSocket._recv_frame enforcing `max_frame_length` on whole messages too, and sending
+    `session:ended` before a websocket is closed for a frame or message over it (see item 9)."""
+    from eventlet.websocket import FailedConnectionError
+
+    def _recv_frame(self, message=None):
+        try:
+            received = original(self, message=message)
+        except FailedConnectionError as exc:
+            if exc.status == 1009:
+                _frame_too_large(self)
+            raise
+        # One frame is bounded by eventlet's own check; only a message of several can add up. The
+        # running total is kept on the message, so a stream of tiny fragments costs O(1) each.
+        chunks = received.data
+        if len(chunks) > 1 and not received.opcode & 8:
+            state = received.__dict__
+            counted = state.get("_allynet_counted", 0)
+            state["_allynet_size"] = size = state.get("_allynet_size", 0) + sum(map(len, chunks[counted:]))
+            state["_allynet_counted"] = len(chunks)
+            if size <= self.max_frame_length:
+                return received
+            _frame_too_large(self)
+            raise FailedConnectionError(1009, "Incoming message is above the length limit of {} bytes.".format(
+                self.max_frame_length))
+        return received
+
+    _recv_frame.allynet_original = original
+    return _recv_frame
 
 
 def install(nodelay=True):
@@ -499,6 +555,8 @@ def install(nodelay=True):
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     if not hasattr(websocket.RFC6455WebSocket.wait, "allynet_original"):
         websocket.RFC6455WebSocket.wait = fast_wait(websocket.RFC6455WebSocket.wait)
+    if not hasattr(websocket.RFC6455WebSocket._recv_frame, "allynet_original"):
+        websocket.RFC6455WebSocket._recv_frame = limited_recv_frame(websocket.RFC6455WebSocket._recv_frame)
     if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
         eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
     if not hasattr(socketio.Server._send_packet, "allynet_original"):

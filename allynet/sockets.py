@@ -203,7 +203,9 @@ def init_socketio(app, sio):
         # False: a client's events run in order in its own reader instead of one new
         # greenlet/thread per event (a spawn per party:update was measurable, issue 9).
         async_handlers=app.config.get("SOCKETIO_ASYNC_HANDLERS", True),
-        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        # The largest Socket.IO frame read and parsed: then each event's own limits answer in its
+        # ack (a 200 KB party:message is a validation_error); over it the websocket is closed.
+        max_http_buffer_size=app.config["SOCKET_MAX_FRAME_BYTES"],
         logger=False,
         engineio_logger=False,
     )
@@ -230,7 +232,52 @@ def init_socketio(app, sio):
     if bare and not sio.server.async_handlers:
         # Engine.IO calls it for every message; Flask-SocketIO's test client calls the attribute.
         sio.server._handle_eio_message = _bare_event_dispatch(sio.server, bare)
-        sio.server.eio.on("message", sio.server._handle_eio_message)
+    else:
+        sio.server._handle_eio_message = drop_malformed_packets(sio.server._handle_eio_message)
+    sio.server.eio.on("message", sio.server._handle_eio_message)
+    drop_malformed_polling_payloads()
+
+
+# What python-socketio raises while decoding and dispatching a packet a client got wrong (bad JSON,
+# an unknown packet type, an EVENT without a name...). Handlers registered here never raise (they
+# ack every failure), so at this level these errors come from the client's bytes.
+MALFORMED_PACKET_ERRORS = (ValueError, TypeError, IndexError, KeyError)
+
+
+def drop_malformed_packets(handle):
+    """Wrap python-socketio's Engine.IO message handler: a malformed packet is dropped with one
+    log line instead of Engine.IO's "message handler error" traceback; the connection stays."""
+
+    def guarded(eio_sid, data):
+        try:
+            return handle(eio_sid, data)
+        except MALFORMED_PACKET_ERRORS as exc:
+            log.warning("malformed Socket.IO packet dropped (%s: %s): %.80r", type(exc).__name__, exc, data)
+            return None
+
+    guarded.allynet_original = handle
+    return guarded
+
+
+def drop_malformed_polling_payloads():
+    """Engine.IO's long-polling POST, with a body that does not decode as Engine.IO packets dropped
+    with one log line (Engine.IO answers it "OK" and keeps the session, as before) instead of its
+    "post request handler error" traceback. Idempotent; applies to every Engine.IO server."""
+    from engineio import socket as eio_socket
+
+    original = eio_socket.Socket.handle_post_request
+    if hasattr(original, "allynet_original"):
+        return
+
+    def handle_post_request(self, environ):
+        try:
+            return original(self, environ)
+        except ValueError as exc:  # the payload's decoding; its Socket.IO packets are guarded above
+            log.warning("malformed Engine.IO payload dropped (%s: %s)", type(exc).__name__, exc)
+            return None
+
+    handle_post_request.allynet_original = original
+    eio_socket.Socket.handle_post_request = handle_post_request
 
 
 def _bare_handler(app, run):
@@ -262,12 +309,12 @@ def _bare_event_dispatch(server, bare):
     """Engine.IO `message` handler: a plain Socket.IO EVENT for a bare event on "/"
     (`2<id>["name",...]`) is decoded once and answered with its ACK (`3<id>[ack]`) here;
     every other packet goes to python-socketio's own dispatch, which would do the same
-    with packet objects in between."""
+    with packet objects in between (a malformed one is logged in one line and dropped)."""
     import engineio.packet
 
     from allynet import message_queue
 
-    original = server._handle_eio_message
+    original = drop_malformed_packets(server._handle_eio_message)
     prefixes = tuple((jsonutil.dumps([name])[:-1] + ",", handler) for name, handler in bare.items())
     manager = server.manager
 

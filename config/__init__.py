@@ -20,12 +20,16 @@ ENV_VARS = {
     "MONGO_URI": str,
     "MONGO_DB": str,
     "MONGO_SERVER_SELECTION_TIMEOUT_MS": int,
+    "INDEX_RETRY_MAX_SECONDS": float,
     "REDIS_URL": str,
     "JWT_SECRET_KEY": str,
     "JWT_ACCESS_TOKEN_EXPIRES": _seconds,
     "JWT_REFRESH_TOKEN_EXPIRES": _seconds,
     "CORS_ORIGINS": str,
     "MAX_CONTENT_LENGTH": int,
+    "HTTP_MAX_URL_BYTES": int,
+    "HTTP_MAX_HEADER_BYTES": int,
+    "SOCKET_MAX_FRAME_BYTES": int,
     "RATELIMIT_ENABLED": _bool,
     "SOCKETIO_ASYNC_MODE": str,
     "ALLYNET_BOOTSTRAP_ADMIN": str,
@@ -70,6 +74,7 @@ class Config:
     MONGO_DB = "allynet"
     MONGO_SERVER_SELECTION_TIMEOUT_MS = 3000
     MONGO_CLIENT = None  # an already-built client to share (tests, multi-app)
+    INDEX_RETRY_MAX_SECONDS = 30.0  # indexes not created at start (MongoDB down): retried 1 s, 2 s, ... up to this
     REDIS_URL = None
     JWT_SECRET_KEY = None
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
@@ -78,6 +83,13 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
     CORS_ORIGINS = "*"
     MAX_CONTENT_LENGTH = 64 * 1024
+    # The server's own limits (wsgi.py, eventlet): a longer request line is 414 `uri_too_long`, a
+    # longer header line (or all headers over 8 times this) 431 `headers_too_large`.
+    HTTP_MAX_URL_BYTES = 8192
+    HTTP_MAX_HEADER_BYTES = 8192
+    # Largest Socket.IO message a client may send (websocket frame, polling body): parsed, then
+    # refused by the event's own limits; over it `session:ended {"reason": "frame_too_large"}` and close.
+    SOCKET_MAX_FRAME_BYTES = 1024 * 1024
     MAX_JSON_DEPTH = 20
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"

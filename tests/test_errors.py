@@ -126,7 +126,7 @@ def test_health_and_ready(client):
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["data"]["checks"] == {"mongodb": "ok"}
+    assert ready.get_json()["data"]["checks"] == {"mongodb": "ok", "indexes": "ok"}
 
 
 def test_ready_reports_unreachable_redis(app_factory):

@@ -88,8 +88,9 @@ def test_concurrent_downvotes_hide_once_and_count_exactly(app, client, db, make_
     results = all_at_once(app, [(url, voter, "down") for voter in voters])
     accepted = [body for status, body in results if status == 200]
     refused = [body for status, body in results if status != 200]
-    # Votes that arrive after the report is hidden are refused with 409 and leave no record.
-    assert all(body["error"]["code"] == "conflict" for body in refused)
+    # Votes that arrive after the report is hidden are refused (404: it is no longer theirs to see,
+    # as GET says) and leave no record.
+    assert all(body["error"]["code"] == "not_found" for body in refused)
     doc = stored(db, report["id"])
     assert doc["status"] == "hidden" and doc["hidden_by"] == "votes"
     assert doc["downvotes"] == len(accepted) == records(db, report["id"], "down")

@@ -90,9 +90,11 @@ SERVER_EVENTS = {
     "party:ended": ("party:<id>", "The party ended; the room is then closed.",
                     _obj(("party_id", "ended_at"), party_id=ID, ended_at=TS)),
     "session:ended": ("the one connection being ended", "The connection's session ended (logout, token_revoked, "
-                      "role_changed, token_expired, suspended); the server disconnects it next.",
+                      "role_changed, token_expired, suspended, frame_too_large); the server disconnects it next.",
                       _obj(("reason",), reason={"type": "string", "enum": ["logout", "token_revoked", "role_changed",
-                                                                            "token_expired", "suspended"]})),
+                                                                            "token_expired", "suspended",
+                                                                            "frame_too_large"]},
+                           max_bytes={"type": "integer", "description": "With frame_too_large: the limit."})),
     "help_request.offer": ("user:<requester>", "A new offer on your request.",
                            _obj(("help_request_id", "offer"), help_request_id=ID, offer={"type": "object"})),
     "help_request.accepted": ("user:<helper>", "Your offer was accepted.",

@@ -9,8 +9,10 @@ ENVELOPE_ERRORS = {
     "401": "unauthorized, token_expired or token_revoked",
     "403": "forbidden",
     "404": "not_found",
-    "409": "conflict, active_emergency_exists, invalid_transition or request_in_progress",
+    "409": "conflict, active_emergency_exists, invalid_transition, request_in_progress or last_admin",
     "413": "payload_too_large",
+    "414": "uri_too_long (request line over HTTP_MAX_URL_BYTES)",
+    "431": "headers_too_large (a header over HTTP_MAX_HEADER_BYTES)",
     "429": "rate_limited (with Retry-After)",
     "503": "service_unavailable",
 }

@@ -26,9 +26,9 @@ def check_redis(url):
     return None
 
 
-def readiness(*, db, redis_url):
-    """({service: "ok" | reason}, all_ok)."""
-    checks = {"mongodb": check_mongo(db) or "ok"}
+def readiness(*, db, redis_url, indexes_ready=True):
+    """({service: "ok" | reason}, all_ok); `indexes` is "pending" until the declared indexes exist."""
+    checks = {"mongodb": check_mongo(db) or "ok", "indexes": "ok" if indexes_ready else "pending"}
     if redis_url:
         checks["redis"] = check_redis(redis_url) or "ok"
     return checks, all(value == "ok" for value in checks.values())

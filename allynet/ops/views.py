@@ -1,7 +1,7 @@
 """Health, readiness and the OpenAPI and AsyncAPI documents."""
 from flask import current_app, jsonify
 
-from allynet.db import get_db
+from allynet.db import get_db, indexes_ready
 from allynet.ops import bp, service
 from allynet.ops.asyncapi import build_asyncapi
 from allynet.ops.openapi import build_spec
@@ -14,7 +14,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    checks, ready = service.readiness(db=get_db(), redis_url=current_app.config.get("REDIS_URL"))
+    checks, ready = service.readiness(db=get_db(), redis_url=current_app.config.get("REDIS_URL"),
+                                      indexes_ready=indexes_ready(current_app))
     if ready:
         return jsonify({"success": True, "data": {"status": "ready", "checks": checks}})
     failed = sorted(name for name, value in checks.items() if value != "ok")

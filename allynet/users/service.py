@@ -88,10 +88,56 @@ def set_location(*, db, user_id, lat, lng, accuracy_m=None):
     return user
 
 
-def admin_update(*, db, actor_id, user_id, data):
-    """Change a user's role or verification; written to the audit log."""
-    before = db.users.find_one_and_update({"_id": user_id}, {"$set": data},
+# Who counts as an admin for the last-admin rule. A rule that takes admin rights away without
+# touching `role` (a suspension) adds its condition here and in `is_active_admin`.
+ADMIN_FILTER = {"role": "admin"}
+
+
+def is_active_admin(user):
+    """True when `user` (a document) counts as an admin for the last-admin rule."""
+    return user.get("role") == "admin"
+
+
+def _an_admin_remains(db):
+    return db.users.find_one(ADMIN_FILTER, projection={"_id": 1}) is not None
+
+
+def ensure_not_last_admin(*, db, user_id, changes):
+    """Apply `changes` to the user unless they take admin rights from the last admin: 409 last_admin.
+
+    Returns the document as it was before. Race-free without transactions: write, then count,
+    then undo. The change is written first (one atomic update), then the remaining admins are
+    counted; if none remain, this call puts the user's changed fields back and answers 409.
+    Two admins demoting each other at once cannot both succeed: the later of the two counts
+    comes after both writes and, no undo having happened, finds no admin, so that call undoes its
+    own write (both may get 409 when both count after both writes; they retry). An admin always
+    remains once the calls have returned. Checking first and writing after would let both pass
+    on a count of two. The undo is unconditional: when it runs no other admin is left to have
+    changed the user meanwhile, and it must not miss.
+    """
+    before = db.users.find_one_and_update({"_id": user_id}, {"$set": changes},
                                           return_document=ReturnDocument.BEFORE)
+    if before is None:
+        raise NotFound("User not found")
+    if is_active_admin(before) and not _an_admin_remains(db):
+        restore = {key: before[key] for key in changes if key in before}
+        unset = {key: "" for key in changes if key not in before}
+        undo = {"$set": restore} if restore else {}
+        if unset:
+            undo["$unset"] = unset
+        db.users.update_one({"_id": user_id}, undo)
+        raise Conflict("The last admin cannot lose admin rights; make another admin first",
+                       code="last_admin")
+    return before
+
+
+def admin_update(*, db, actor_id, user_id, data):
+    """Change a user's role or verification (never the last admin's role); written to the audit log."""
+    if data.get("role", "admin") != "admin":
+        before = ensure_not_last_admin(db=db, user_id=user_id, changes=data)
+    else:
+        before = db.users.find_one_and_update({"_id": user_id}, {"$set": data},
+                                              return_document=ReturnDocument.BEFORE)
     if before is None:
         raise NotFound("User not found")
     after = {**before, **data}

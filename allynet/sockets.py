@@ -12,8 +12,8 @@ from flask import current_app, request
 from flask import globals as flask_globals
 from marshmallow import ValidationError
 
-from allynet import jsonutil
-from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
+from allynet import inputgate, jsonutil
+from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError, client_error
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,12 @@ def socket_event(name, schema=None, request_context=True):
             if user_id is None:
                 return _ack_error("unauthorized", "Not authenticated")
             try:
+                if type(payload) is inputgate.Refused:  # refused while decoding (jsonutil.loads)
+                    raise payload.error
                 if schema is not None:
                     if not isinstance(payload, dict):
                         return _ack_error("bad_request", "Payload must be an object")
+                    inputgate.check(payload)  # schema-less (hot path) handlers load their own
                     data = schema.load(payload)
                 else:
                     data = payload
@@ -89,7 +92,10 @@ def socket_event(name, schema=None, request_context=True):
             except MONGO_DOWN_ERRORS:
                 log.warning("MongoDB unreachable during %s", name)
                 return _ack_error("service_unavailable", "Database unavailable, retry shortly")
-            except Exception:
+            except Exception as exc:
+                known = client_error(exc)
+                if known is not None:
+                    return {"ok": False, "error": known.to_dict()}
                 log.exception("socket event %s failed", name)
                 return _ack_error("internal_error", "Internal error")
             ack = {"ok": True}
@@ -102,6 +108,7 @@ def socket_event(name, schema=None, request_context=True):
             return run(request.sid, payload)
 
         handler.run = run
+        handler.schema = schema  # what tests and docs read: the payload the event takes
         HANDLERS.append((name, handler))
         if not request_context:
             BARE_EVENTS.add(name)

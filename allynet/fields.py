@@ -147,6 +147,18 @@ class Name(Text):
         return text
 
 
+class BoundedList(fields.List):
+    """A List whose `validate.Length` runs before its items are loaded: a 64 KB body of
+    20,000 items is one error, not 20,000 item loads and as many messages."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list):
+            for validator in self.validators:
+                if isinstance(validator, validate.Length):
+                    validator(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def indexable_geometry(geometry):
     """Raise ValidationError unless a 2dsphere index takes `geometry` (GeoJSON).
 

@@ -11,8 +11,8 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import (DateTimeZ, Id, LatLngSchema, Location, Name, ObjectIdField, StrictBool, Text,
-                            indexable_geometry)
+from allynet.fields import (BoundedList, DateTimeZ, Id, LatLngSchema, Location, Name, ObjectIdField,
+                            StrictBool, Text, indexable_geometry)
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400
@@ -56,7 +56,7 @@ class HistoryQuerySchema(Schema):
 
 class RouteCreateSchema(Schema):
     name = Name(required=True, min_len=1, max_len=100)
-    waypoints = fields.List(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
+    waypoints = BoundedList(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
 
     @validates_schema
     def no_degenerate_segments(self, data, **kwargs):
@@ -169,8 +169,8 @@ def validate_update(payload):
         data["heading"] = heading
     if "client_ts" in payload:
         client_ts = payload["client_ts"]
-        if _number(client_ts) is None:
-            errors["client_ts"] = ["Must be a finite number."]
+        if _number(client_ts) is None or (type(client_ts) is int and not -2 ** 63 <= client_ts < 2 ** 63):
+            errors["client_ts"] = ["Must be a finite number (integers within 64 bits)."]
         data["client_ts"] = client_ts
     if "status" in payload:
         if payload["status"] not in STATUSES:

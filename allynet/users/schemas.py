@@ -1,7 +1,7 @@
 """User schemas: what a user may write, what they and others may read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, Location, Name, ObjectIdField, StrictBool
+from allynet.fields import BoundedList, DateTimeZ, Finite, Id, Location, Name, ObjectIdField, StrictBool
 
 VEHICLE_TYPES = ("car", "motorcycle", "bicycle", "scooter", "truck", "walking", "other")
 ROLES = ("user", "moderator", "admin")
@@ -14,7 +14,7 @@ class PreferencesSchema(Schema):
     units = fields.String(validate=validate.OneOf(("metric", "imperial")))
     language = fields.String(validate=validate.Length(min=2, max=10))
     share_location = StrictBool()
-    alert_types = fields.List(fields.String(validate=validate.OneOf(REPORT_TYPES)),
+    alert_types = BoundedList(fields.String(validate=validate.OneOf(REPORT_TYPES)),
                               validate=validate.Length(max=len(REPORT_TYPES)))
 
 

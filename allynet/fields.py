@@ -39,10 +39,10 @@ class DateTimeZ(fields.Field):
             raise self.make_error("invalid")
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except (ValueError, OverflowError) as exc:  # OverflowError: year 9999 -23:59 is past year 9999 in UTC
             raise self.make_error("invalid") from exc
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
         return parsed
 
 

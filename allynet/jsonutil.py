@@ -4,7 +4,8 @@
 through them) use orjson, several times faster than the stdlib on the
 real-time path (issue 9), and fall back to the stdlib for anything orjson
 refuses (non-string keys, integers beyond 64 bits, NaN on input, extra
-options), so the output is always valid JSON the stdlib would also accept.
+options; on input also text too long to be safe with orjson 3.8, see ORJSON_MAX_CHARS),
+so the output is always valid JSON the stdlib would also accept.
 On input, what orjson refuses and the stdlib reads (lone surrogates, NaN, numbers
 beyond a double) is the only JSON that can carry those values, so the input gate
 (allynet/inputgate.py) checks Socket.IO event arguments there, at no cost to the
@@ -50,14 +51,22 @@ def dumps(obj, **kwargs):
     return json.dumps(obj, **kwargs)
 
 
+# orjson 3.8 has no nesting limit when decoding (CVE-2024-27454): a document nested some
+# 50,000+ levels deep overflows the C stack and kills the process. Nothing this short can
+# nest that deep; longer text (only where MAX_CONTENT_LENGTH was raised) goes to the stdlib,
+# which raises RecursionError instead.
+ORJSON_MAX_CHARS = 64 * 1024
+
+
 def loads(text, **kwargs):
     """json.loads (the Socket.IO `json` module API); event arguments the input gate refuses are
     replaced by `inputgate.Refused` (see `_loads_lenient`)."""
-    if not kwargs:
+    if not kwargs and len(text) <= ORJSON_MAX_CHARS:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass  # NaN/Infinity, lone surrogates, numbers beyond a double: the stdlib reads them
+    if not kwargs:
         return _loads_lenient(text)
     return json.loads(text, **kwargs)
 

@@ -231,3 +231,29 @@ def test_names_keep_emoji_and_accents(client, user):
     response = send(client, "post", "/parties", {"name": "Ça roule 🏍️‍🔥"}, user.headers)
     assert response.status_code == 201
     assert response.get_json()["data"]["name"] == "Ça roule 🏍️‍🔥"
+
+
+# ---- times at the ends of the calendar ---------------------------------------------------------
+
+@pytest.mark.parametrize("expires_at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_a_validation_error(client, db, make_user, expires_at):
+    moderator = make_user(role="moderator")
+    response = send(client, "post", "/alerts", {"type": "police", "location": HERE, "description": "Checkpoint",
+                                                "expires_at": expires_at}, moderator.headers)
+    assert_refused(response, "expires_at")
+    assert db.alerts.count_documents({}) == 0
+
+
+# ---- nesting deep enough to overflow a C decoder ----------------------------------------------
+
+def test_a_socket_payload_nested_deeper_than_a_c_stack_is_acked_not_a_crash(app_factory, make_user):
+    # orjson 3.8 recurses without a limit (CVE-2024-27454): 200,000 levels overflowed the
+    # stack and killed the process. Reachable where MAX_CONTENT_LENGTH is raised.
+    app = app_factory(MAX_CONTENT_LENGTH=1024 * 1024)
+    sio = app.extensions["socketio"].test_client(app, auth={"token": make_user()["access_token"]})
+    deep = '{"a":' * 200_000 + "1" + "}" * 200_000
+    for event in ("party:create", "party:update"):
+        ack = emit_raw(sio, event, deep)
+        assert ack["ok"] is False and ack["error"]["code"] == "bad_request", ack
+    assert sio.emit("party:create", {"name": "Still here"}, callback=True)["ok"] is True
+    sio.disconnect()

@@ -11,7 +11,8 @@ import uuid
 
 from flask import g, jsonify, request
 from marshmallow import ValidationError
-from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import (AutoReconnect, BulkWriteError, ConnectionFailure, ServerSelectionTimeoutError,
+                            WriteError)
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,27 @@ class RateLimited(AllyNetError):
 
 # MongoDB unreachable: answered 503 instead of a hang or a 500.
 MONGO_DOWN_ERRORS = (ServerSelectionTimeoutError, AutoReconnect, ConnectionFailure)
+
+# "Can't extract geo keys": a geometry a 2dsphere index refuses (MongoDB, and the embedded
+# store's geo layer with the same code). Schemas refuse such input first; one that gets
+# through is still the client's bad input, not a server fault.
+GEO_KEYS_CODE = 16755
+
+
+def client_error(exc):
+    """The client-facing error for a database exception caused by bad input, or None."""
+    if isinstance(exc, BulkWriteError):
+        codes = {error.get("code") for error in (exc.details or {}).get("writeErrors", ())}
+    elif isinstance(exc, WriteError):
+        codes = {exc.code}
+    else:
+        return None
+    if GEO_KEYS_CODE in codes:
+        return ValidationFailed("The geometry cannot be indexed (invalid or degenerate)",
+                                details={"_schema": ["Geometry not accepted: check for repeated, "
+                                                     "antipodal or out-of-range coordinates."]})
+    return None
+
 
 HTTP_CODES = {
     400: "bad_request",
@@ -179,6 +201,15 @@ def register_error_handlers(app):
 
     for exc_class in MONGO_DOWN_ERRORS:
         app.register_error_handler(exc_class, handle_mongo_down)
+
+    @app.errorhandler(WriteError)
+    @app.errorhandler(BulkWriteError)
+    def handle_write_error(exc):
+        known = client_error(exc)
+        if known is None:
+            return handle_unexpected(exc)
+        log.info("write refused as bad input (request %s): %s", request_id(), exc)
+        return handle_domain(known)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc):

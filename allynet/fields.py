@@ -5,6 +5,7 @@ The one place that turns wire formats into stored ones and back:
 ObjectId, naive UTC datetimes -> ISO 8601 with ``Z``.
 """
 import math
+import re
 from datetime import datetime, timezone
 
 from bson import ObjectId
@@ -38,10 +39,10 @@ class DateTimeZ(fields.Field):
             raise self.make_error("invalid")
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except (ValueError, OverflowError) as exc:  # OverflowError: year 9999 -23:59 is past year 9999 in UTC
             raise self.make_error("invalid") from exc
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
         return parsed
 
 
@@ -54,11 +55,23 @@ def iso(value):
 
 
 class Finite(fields.Float):
-    """A float that refuses NaN and infinities (and booleans)."""
+    """A float that refuses NaN and infinities (and booleans); with `strict`, JSON numbers only.
+
+    JSON bodies and socket payloads use `strict=True` ("12.5" is refused, as marshmallow's
+    `Integer(strict=True)` refuses it); query strings, where every value is text, do not.
+    """
+
+    default_error_messages = {"not_number": "Must be a number, not a string."}
+
+    def __init__(self, *, strict=False, **kwargs):
+        self.strict = strict
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if self.strict and not isinstance(value, (int, float)):
+            raise self.make_error("not_number" if isinstance(value, str) else "invalid")
         number = super()._deserialize(value, attr, data, **kwargs)
         if not math.isfinite(number):
             raise ValidationError("Must be a finite number.")
@@ -66,10 +79,10 @@ class Finite(fields.Float):
 
 
 class LatLngSchema(Schema):
-    """A coordinate as clients send it."""
+    """A coordinate as clients send it (JSON numbers)."""
 
-    lat = Finite(required=True, validate=validate.Range(-90, 90))
-    lng = Finite(required=True, validate=validate.Range(-180, 180))
+    lat = Finite(required=True, strict=True, validate=validate.Range(-90, 90))
+    lng = Finite(required=True, strict=True, validate=validate.Range(-180, 180))
 
 
 class Location(fields.Field):
@@ -116,6 +129,47 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class Name(Text):
+    """A one-line name (display name, party, route, skill, title): Text without control characters."""
+
+    default_error_messages = {"control": "Must not contain control characters or line breaks."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _CONTROL.search(text):
+            raise self.make_error("control")
+        return text
+
+
+class BoundedList(fields.List):
+    """A List whose `validate.Length` runs before its items are loaded: a 64 KB body of
+    20,000 items is one error, not 20,000 item loads and as many messages."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list):
+            for validator in self.validators:
+                if isinstance(validator, validate.Length):
+                    validator(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def indexable_geometry(geometry):
+    """Raise ValidationError unless a 2dsphere index takes `geometry` (GeoJSON).
+
+    The embedded store's geo layer applies MongoDB's own rules (allynet/embedded/geo.py),
+    so what passes here is stored by either.
+    """
+    from allynet.embedded import geo as geo_mongomock
+
+    problem = geo_mongomock.index_problem(geometry)
+    if problem is not None:
+        raise ValidationError(f"Not a valid {geometry.get('type', 'geometry')}: {problem}")
 
 
 def object_id(value):

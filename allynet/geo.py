@@ -41,6 +41,24 @@ def points_distance_m(point_a, point_b):
     return haversine_m(lng1, lat1, lng2, lat2)
 
 
+#: Points closer than this (radians, ~6 m) to each other's antipode count as antipodal: no
+#: one great circle joins them, and MongoDB's 2dsphere index refuses such a LineString edge
+#: (the embedded store refuses within ~0.3 m; S2 rounding may differ by far less than this).
+ANTIPODAL_MARGIN_RAD = 1e-6
+
+
+def _unit_vector(lng, lat):
+    phi, lmb = math.radians(lat), math.radians(lng)
+    return (math.cos(phi) * math.cos(lmb), math.cos(phi) * math.sin(lmb), math.sin(phi))
+
+
+def nearly_antipodal(lng1, lat1, lng2, lat2):
+    """True when the two points are (within ANTIPODAL_MARGIN_RAD of) antipodal."""
+    a, b = _unit_vector(lng1, lat1), _unit_vector(lng2, lat2)
+    # |a + b| is the chord from a to b's antipode: accurate where the angle a-b is not.
+    return math.hypot(a[0] + b[0], a[1] + b[1], a[2] + b[2]) < ANTIPODAL_MARGIN_RAD
+
+
 def to_point(lat, lng):
     """GeoJSON Point for lat/lng (note: GeoJSON stores [lng, lat]); ValueError if invalid."""
     if not valid_lng_lat(lng, lat):

@@ -13,7 +13,7 @@ from marshmallow import Schema
 from werkzeug.routing import BaseConverter, ValidationError as RoutingValidationError
 from bson import ObjectId
 
-from allynet import geo
+from allynet import geo, inputgate
 from allynet.errors import BadRequest
 
 GEOJSON_MIMETYPE = "application/geo+json"
@@ -41,23 +41,12 @@ def ok_list(items, next_cursor=None, status=200, fmt="json"):
     return ok(items, status=status, meta=meta)
 
 
-def _depth(value, limit):
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return True
-
-
 def json_body(optional=False):
-    """The request body as a dict; 400 bad_request for non-JSON, non-objects or too deep."""
-    from flask import current_app
+    """The request body as a dict, through the input gate (allynet/inputgate.py).
 
+    400 bad_request for non-JSON, non-objects or nesting deeper than MAX_JSON_DEPTH;
+    400 validation_error naming the field for values the gate refuses.
+    """
     raw = request.get_data(cache=True)
     if not raw.strip():
         if optional:
@@ -68,12 +57,13 @@ def json_body(optional=False):
         raise BadRequest("Content-Type must be application/json")
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise BadRequest(inputgate.TOO_DEEP) from exc
+    except ValueError as exc:
         raise BadRequest("Request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    if not _depth(body, current_app.config["MAX_JSON_DEPTH"]):
-        raise BadRequest("Request body is nested too deeply")
+    inputgate.check(body)
     return body
 
 
@@ -106,6 +96,7 @@ def use_query(schema):
         def wrapper(*args, **kwargs):
             args_dict = {key: values[-1] if len(values) == 1 else values
                          for key, values in request.args.lists()}
+            inputgate.check(args_dict)
             kwargs["query"] = schema.load(args_dict)
             return view(*args, **kwargs)
 

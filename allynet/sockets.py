@@ -12,9 +12,9 @@ from flask import current_app, request
 from flask import globals as flask_globals
 from marshmallow import ValidationError
 
-from allynet import jsonutil, request_log, socket_sessions
+from allynet import inputgate, jsonutil, request_log, socket_sessions
 from allynet.clock import timestamp
-from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
+from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError, client_error
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,12 @@ def socket_event(name, schema=None, request_context=True):
             if session is not None and session.exp <= timestamp():
                 return socket_sessions.refused(current_app._get_current_object(), sid, session)
             try:
+                if type(payload) is inputgate.Refused:  # refused while decoding (jsonutil.loads)
+                    raise payload.error
                 if schema is not None:
                     if not isinstance(payload, dict):
                         return _ack_error("bad_request", "Payload must be an object")
+                    inputgate.check(payload)  # schema-less (hot path) handlers load their own
                     data = schema.load(payload)
                 else:
                     data = payload
@@ -94,7 +97,10 @@ def socket_event(name, schema=None, request_context=True):
             except MONGO_DOWN_ERRORS:
                 log.warning("MongoDB unreachable during %s", name)
                 return _ack_error("service_unavailable", "Database unavailable, retry shortly")
-            except Exception:
+            except Exception as exc:
+                known = client_error(exc)
+                if known is not None:
+                    return {"ok": False, "error": known.to_dict()}
                 log.exception("socket event %s failed", name)
                 return _ack_error("internal_error", "Internal error")
             ack = {"ok": True}
@@ -114,7 +120,7 @@ def socket_event(name, schema=None, request_context=True):
             return logged_run(request.sid, payload)
 
         handler.run = logged_run
-        handler.schema = schema  # for the AsyncAPI document (allynet/ops/asyncapi.py)
+        handler.schema = schema  # for tests and the AsyncAPI document (allynet/ops/asyncapi.py)
         handler.summary = (fn.__doc__ or "").strip().split("\n")[0]
         HANDLERS.append((name, handler))
         if not request_context:

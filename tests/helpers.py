@@ -21,3 +21,15 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def emit_raw(sio_client, event, payload_json):
+    """Emit `event` with `payload_json` spliced in as raw JSON text (NaN, 1e400, `\\ud800`, deep
+    nesting: what a client's encoder may send but Python's would not) and return the ack."""
+    import json
+
+    sio_client.callback_counter += 1
+    packet = f"2{sio_client.callback_counter}{json.dumps([event])[:-1]},{payload_json}]"
+    sio_client.socketio.server._handle_eio_message(sio_client.eio_sid, packet)
+    ack, sio_client.acks = sio_client.acks, None
+    return None if ack is None else ack["args"][0]

@@ -1,7 +1,7 @@
 """Auth request and response schemas."""
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from allynet.fields import Email, Text
+from allynet.fields import Email, Name
 from allynet.users.schemas import VEHICLE_TYPES, ProfileSchema
 
 PASSWORD_MIN, PASSWORD_MAX_BYTES = 8, 72  # bcrypt reads at most 72 bytes
@@ -10,7 +10,7 @@ PASSWORD_MIN, PASSWORD_MAX_BYTES = 8, 72  # bcrypt reads at most 72 bytes
 class RegisterSchema(Schema):
     email = Email(required=True, validate=validate.Length(max=254))
     password = fields.String(required=True, load_only=True)
-    display_name = Text(required=True, min_len=1, max_len=50)
+    display_name = Name(required=True, min_len=1, max_len=50)
     vehicle_type = fields.String(validate=validate.OneOf(VEHICLE_TYPES))
 
     @validates("password")

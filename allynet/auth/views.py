@@ -1,6 +1,7 @@
 """Auth HTTP endpoints."""
 from flask import current_app, request
 from flask_jwt_extended import get_jwt, jwt_required
+from marshmallow import ValidationError
 
 from allynet.auth import bp, service
 from allynet.auth.decorators import auth_required
@@ -8,11 +9,15 @@ from allynet.auth.schemas import (auth_result_schema, login_schema, logout_schem
                                   register_schema, token_pair_schema)
 from allynet.db import get_db
 from allynet.extensions import limiter
-from allynet.http import doc, no_body, ok, use_body
+from allynet.errors import AllyNetError
+from allynet.http import doc, json_body, no_body, ok, use_body
 
 
 def _email_key():
-    body = request.get_json(silent=True)
+    try:
+        body = json_body()  # through the input gate: the key reaches the limiter's storage
+    except (AllyNetError, ValidationError):
+        body = None
     email = body.get("email") if isinstance(body, dict) else None
     return f"email:{email.strip().lower()}" if isinstance(email, str) else f"email:-{request.remote_addr}"
 

@@ -87,7 +87,7 @@ try:
 except ImportError:  # pragma: no cover - pymongo always ships bson
     Decimal128 = None
 
-__all__ = ["install"]
+__all__ = ["install", "index_problem"]
 
 # Server error codes.
 BAD_VALUE = 2
@@ -701,6 +701,15 @@ def _stored(value):
     if isinstance(value, (list, tuple)):
         return _legacy_sphere_point(*_flat_point(value, True), value)
     raise _GeoError(f"geo element must be an array or object: {_fmt(value)}")
+
+
+def index_problem(value):
+    """Why a 2dsphere index would refuse to store `value` (the server's message), or None."""
+    try:
+        _stored(value)
+    except _GeoError as exc:
+        return str(exc)
+    return None
 
 
 def _legacy_sphere_point(x, y, value):

@@ -32,7 +32,7 @@ class CreateEmergencySchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(EMERGENCY_TYPES))
     location = Location(required=True)
     description = Text(max_len=MAX_DESCRIPTION, allow_none=True)
-    radius_m = Finite(validate=validate.Range(*RADIUS_RANGE))
+    radius_m = Finite(strict=True, validate=validate.Range(*RADIUS_RANGE))
     request_id = fields.String(validate=validate.Length(min=1, max=128))
 
 

@@ -11,7 +11,7 @@ stored upper-case.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
 
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
@@ -59,7 +59,7 @@ class Near(fields.Field):
 class MoneySchema(Schema):
     """An amount of money: {amount >= 0, currency}."""
 
-    amount = Finite(required=True, validate=validate.Range(0, MAX_AMOUNT))
+    amount = Finite(required=True, strict=True, validate=validate.Range(0, MAX_AMOUNT))
     currency = Currency(required=True, metadata={
         "description": "ISO 4217 code of a circulating currency, e.g. EUR, USD, GBP (stored upper-case)"})
 
@@ -97,7 +97,7 @@ class HelpRequestSchema(Schema):
 
 
 class HelpRequestCreateSchema(Schema):
-    title = Text(required=True, min_len=3, max_len=120)
+    title = Name(required=True, min_len=3, max_len=120)
     description = Text(required=True, min_len=1, max_len=2000)
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     location = Location(required=True)
@@ -107,7 +107,7 @@ class HelpRequestCreateSchema(Schema):
 class HelpRequestUpdateSchema(Schema):
     """What an owner may change while the request is open (`budget: null` removes it)."""
 
-    title = Text(min_len=3, max_len=120)
+    title = Name(min_len=3, max_len=120)
     description = Text(min_len=1, max_len=2000)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     location = Location()

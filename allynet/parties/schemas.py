@@ -10,7 +10,9 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Id, LatLngSchema, Location, ObjectIdField, StrictBool, Text
+from allynet import geo
+from allynet.fields import (BoundedList, DateTimeZ, Id, LatLngSchema, Location, Name, ObjectIdField,
+                            StrictBool, Text, indexable_geometry)
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400
@@ -40,7 +42,7 @@ class InviteCode(fields.String):
 # ---- REST bodies -----------------------------------------------------------
 
 class PartyCreateSchema(Schema):
-    name = Text(required=True, min_len=1, max_len=100)
+    name = Name(required=True, min_len=1, max_len=100)
 
 
 class PartyJoinSchema(Schema):
@@ -53,20 +55,25 @@ class HistoryQuerySchema(Schema):
 
 
 class RouteCreateSchema(Schema):
-    name = Text(required=True, min_len=1, max_len=100)
-    waypoints = fields.List(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
+    name = Name(required=True, min_len=1, max_len=100)
+    waypoints = BoundedList(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
 
     @validates_schema
     def no_degenerate_segments(self, data, **kwargs):
-        # MongoDB's 2dsphere index refuses a LineString with repeated or antipodal
-        # consecutive vertices; say so here rather than as a 500 on insert.
+        # MongoDB's 2dsphere index refuses a LineString with repeated or (nearly) antipodal
+        # consecutive vertices; say so here rather than as an error on insert.
         points = data.get("waypoints") or []
         for index in range(1, len(points)):
             a, b = points[index - 1], points[index]
             if a["lat"] == b["lat"] and a["lng"] == b["lng"]:
                 raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are the same point."]})
-            if a["lat"] == -b["lat"] and abs(abs(a["lng"] - b["lng"]) - 180) < 1e-9:
-                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are antipodal."]})
+            if geo.nearly_antipodal(a["lng"], a["lat"], b["lng"], b["lat"]):
+                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are (nearly) antipodal."]})
+        if len(points) >= 2:
+            try:
+                indexable_geometry({"type": "LineString", "coordinates": [[p["lng"], p["lat"]] for p in points]})
+            except ValidationError as exc:
+                raise ValidationError({"waypoints": exc.messages}) from exc
 
 
 class RouteUpdateSchema(RouteCreateSchema):
@@ -140,7 +147,10 @@ def _number(value):
     # bool is an int in Python; a client sending true is a bug, not 1 km/h.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a double (the decoder refuses those from the wire)
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -180,8 +190,8 @@ def validate_update(payload):
         data["heading"] = heading
     if "client_ts" in payload:
         client_ts = payload["client_ts"]
-        if _number(client_ts) is None:
-            errors["client_ts"] = ["Must be a finite number."]
+        if _number(client_ts) is None or (type(client_ts) is int and not -2 ** 63 <= client_ts < 2 ** 63):
+            errors["client_ts"] = ["Must be a finite number (integers within 64 bits)."]
         data["client_ts"] = client_ts
     if "status" in payload:
         if payload["status"] not in STATUSES:

@@ -1,6 +1,7 @@
 """Report, vote, moderation, alert and audit-log schemas: what clients send and what they read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from allynet import geo
 from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
 
 REPORT_TYPES = ("speed_camera", "police", "hazard", "accident", "road_closure", "traffic", "weather")
@@ -21,14 +22,11 @@ class NearField(fields.Field):
     default_error_messages = {"invalid": "Must be 'lat,lng' with lat in -90..90 and lng in -180..180."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or value.count(",") != 1:
-            raise self.make_error("invalid")
-        lat_text, lng_text = value.split(",")
         try:
-            point = Location().deserialize({"lat": lat_text.strip(), "lng": lng_text.strip()})
-        except ValidationError as exc:
+            lat, lng = geo.parse_near(value)
+        except ValueError as exc:
             raise self.make_error("invalid") from exc
-        return point
+        return geo.to_point(lat, lng)
 
 
 class TypeList(fields.Field):

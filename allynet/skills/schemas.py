@@ -1,7 +1,7 @@
 """Skill schemas. Categories and money come from the help request vocabulary (one list for both)."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
 from allynet.help_requests.schemas import (CATEGORIES, DEFAULT_RADIUS_M, RADIUS_M, MoneySchema, Near,
                                            PageQuerySchema)
 
@@ -32,7 +32,7 @@ class SkillSchema(Schema):
 class SkillCreateSchema(Schema):
     """`location` defaults to the caller's profile location."""
 
-    name = Text(required=True, min_len=2, max_len=100)
+    name = Name(required=True, min_len=2, max_len=100)
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     description = Text(max_len=2000, allow_none=True)
     rate = fields.Nested(RateSchema, allow_none=True)
@@ -42,7 +42,7 @@ class SkillCreateSchema(Schema):
 class SkillUpdateSchema(Schema):
     """What an owner may change (`description: null` and `rate: null` remove them)."""
 
-    name = Text(min_len=2, max_len=100)
+    name = Name(min_len=2, max_len=100)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     description = Text(max_len=2000, allow_none=True)
     rate = fields.Nested(RateSchema, allow_none=True)

@@ -1,7 +1,7 @@
 """User schemas: what a user may write, what they and others may read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, StrictBool, Text
+from allynet.fields import BoundedList, DateTimeZ, Finite, Id, Location, Name, ObjectIdField, StrictBool
 
 VEHICLE_TYPES = ("car", "motorcycle", "bicycle", "scooter", "truck", "walking", "other")
 ROLES = ("user", "moderator", "admin")
@@ -14,7 +14,7 @@ class PreferencesSchema(Schema):
     units = fields.String(validate=validate.OneOf(("metric", "imperial")))
     language = fields.String(validate=validate.Length(min=2, max=10))
     share_location = StrictBool()
-    alert_types = fields.List(fields.String(validate=validate.OneOf(REPORT_TYPES)),
+    alert_types = BoundedList(fields.String(validate=validate.OneOf(REPORT_TYPES)),
                               validate=validate.Length(max=len(REPORT_TYPES)))
 
 
@@ -52,11 +52,11 @@ class PublicUserSchema(Schema):
 class ProfileUpdateSchema(Schema):
     """The only profile fields a user may change."""
 
-    display_name = Text(min_len=1, max_len=50)
+    display_name = Name(min_len=1, max_len=50)
     vehicle_type = fields.String(validate=validate.OneOf(VEHICLE_TYPES), allow_none=True)
     preferences = fields.Nested(PreferencesSchema)
     is_helper = StrictBool()
-    emergency_radius_m = Finite(validate=validate.Range(*EMERGENCY_RADIUS))
+    emergency_radius_m = Finite(strict=True, validate=validate.Range(*EMERGENCY_RADIUS))
 
     @validates_schema
     def not_empty(self, data, **kwargs):
@@ -65,9 +65,9 @@ class ProfileUpdateSchema(Schema):
 
 
 class LocationUpdateSchema(Schema):
-    lat = Finite(required=True, validate=validate.Range(-90, 90))
-    lng = Finite(required=True, validate=validate.Range(-180, 180))
-    accuracy_m = Finite(validate=validate.Range(0, 100000))
+    lat = Finite(required=True, strict=True, validate=validate.Range(-90, 90))
+    lng = Finite(required=True, strict=True, validate=validate.Range(-180, 180))
+    accuracy_m = Finite(strict=True, validate=validate.Range(0, 100000))
 
 
 class AdminUserUpdateSchema(Schema):

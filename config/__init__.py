@@ -15,6 +15,14 @@ def _seconds(value):
     return timedelta(seconds=float(value))
 
 
+def _rate_limit(value):
+    """A `limits` rate string ("20 per 10 seconds", "10/minute;100/day"), checked here."""
+    from limits import parse_many
+
+    parse_many(value)  # ValueError for anything it cannot read
+    return value
+
+
 # Environment variables read at app creation, with how to parse each one.
 ENV_VARS = {
     "MONGO_URI": str,
@@ -47,6 +55,14 @@ ENV_VARS = {
     "PARTY_POSITION_FLUSH_SECONDS": float,
     "PARTY_EPISODE_SWEEP_SECONDS": float,
     "PARTY_BATCH_MS": int,
+    # per-user / per-room limits on writes (allynet/ratelimit.py)
+    "PARTY_CREATE_RATE_LIMIT": _rate_limit,
+    "PARTY_MESSAGE_RATE_LIMIT": _rate_limit,
+    "PARTY_MESSAGE_ROOM_RATE_LIMIT": _rate_limit,
+    "PARTY_ALERT_RATE_LIMIT": _rate_limit,
+    "PARTY_ALERT_ROOM_RATE_LIMIT": _rate_limit,
+    "EMERGENCY_MESSAGE_RATE_LIMIT": _rate_limit,
+    "EMERGENCY_MESSAGE_ROOM_RATE_LIMIT": _rate_limit,
     "LOG_LEVEL": str,
     # scale-out
     "REDIS_KEY_PREFIX": str,
@@ -117,6 +133,16 @@ class Config:
     # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
     # often, so a batched position waits at most this long. 20..1000.
     PARTY_BATCH_MS = 200
+    # Limits on writes (allynet/ratelimit.py), shared by all processes through Redis. "User" limits
+    # count one user's writes, "room" limits everyone's in one party or SOS chat. Party creation
+    # counts POST /parties and party:create together. party:update has MAX_UPDATE_HZ instead.
+    PARTY_CREATE_RATE_LIMIT = "10 per hour"
+    PARTY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    PARTY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
+    PARTY_ALERT_RATE_LIMIT = "10 per minute"
+    PARTY_ALERT_ROOM_RATE_LIMIT = "30 per minute"
+    EMERGENCY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    EMERGENCY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     TESTING = False

@@ -35,7 +35,7 @@ from flask import current_app, has_app_context
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from allynet import audit, clock, geo, idempotency, realtime
+from allynet import audit, clock, geo, idempotency, ratelimit, realtime
 from allynet.background import periodic
 from allynet.emergencies.schemas import alert_schema, create_result_schema, message_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
@@ -564,12 +564,15 @@ def join_room(*, db, emergency_id, user_id, sid):
 
 
 def post_message(*, db, emergency_id, user_id, text):
-    """Chat between the owner and responders: stored, then sent to the room."""
+    """Owner-responder chat: stored, then sent to the room (rate limited per user and per SOS)."""
+    ratelimit.hit("EMERGENCY_MESSAGE_RATE_LIMIT", "emergency:message", "user", user_id)
     emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)
     if emergency["user_id"] != user_id and user_id not in _responder_ids(emergency):
         raise Forbidden("Only the owner and responders can message this emergency")
     if emergency["status"] not in OPEN_STATUSES:
         raise Conflict(f"Emergency is {emergency['status']}")
+    # Counted after the checks: outsiders cannot use up an SOS's budget.
+    ratelimit.hit("EMERGENCY_MESSAGE_ROOM_RATE_LIMIT", "emergency:message", "emergency", emergency_id)
     message = {"emergency_id": emergency_id, "user_id": user_id, "text": text, "created_at": clock.now()}
     db.emergency_messages.insert_one(message)
     realtime.emit_to_room(realtime.emergency_room(emergency_id), "emergency:message", message_schema.dump(message))

@@ -569,10 +569,10 @@ def post_message(*, db, emergency_id, user_id, text):
     emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)
     if emergency["user_id"] != user_id and user_id not in _responder_ids(emergency):
         raise Forbidden("Only the owner and responders can message this emergency")
+    # Counted after the membership check: outsiders cannot use up an SOS's budget.
+    ratelimit.hit("EMERGENCY_MESSAGE_ROOM_RATE_LIMIT", "emergency:message", "emergency", emergency_id)
     if emergency["status"] not in OPEN_STATUSES:
         raise Conflict(f"Emergency is {emergency['status']}")
-    # Counted after the checks: outsiders cannot use up an SOS's budget.
-    ratelimit.hit("EMERGENCY_MESSAGE_ROOM_RATE_LIMIT", "emergency:message", "emergency", emergency_id)
     message = {"emergency_id": emergency_id, "user_id": user_id, "text": text, "created_at": clock.now()}
     db.emergency_messages.insert_one(message)
     realtime.emit_to_room(realtime.emergency_room(emergency_id), "emergency:message", message_schema.dump(message))

@@ -49,12 +49,6 @@ ENV_VARS = {
     "TRUSTED_REPORTER_SCORE": float,
     "REPORT_RATE_LIMIT": str,
     "REPORT_FLAG_DOWNVOTES": int,
-    "PARTY_IDLE_HOURS": float,
-    "SOS_MAX_HOURS": float,
-    "PARTY_PRESENCE_TTL_SECONDS": float,
-    "PARTY_POSITION_FLUSH_SECONDS": float,
-    "PARTY_EPISODE_SWEEP_SECONDS": float,
-    "PARTY_BATCH_MS": int,
     # per-user / per-room limits on writes (allynet/ratelimit.py)
     "PARTY_CREATE_RATE_LIMIT": _rate_limit,
     "PARTY_MESSAGE_RATE_LIMIT": _rate_limit,
@@ -63,6 +57,12 @@ ENV_VARS = {
     "PARTY_ALERT_ROOM_RATE_LIMIT": _rate_limit,
     "EMERGENCY_MESSAGE_RATE_LIMIT": _rate_limit,
     "EMERGENCY_MESSAGE_ROOM_RATE_LIMIT": _rate_limit,
+    "PARTY_IDLE_HOURS": float,
+    "SOS_MAX_HOURS": float,
+    "PARTY_PRESENCE_TTL_SECONDS": float,
+    "PARTY_POSITION_FLUSH_SECONDS": float,
+    "PARTY_EPISODE_SWEEP_SECONDS": float,
+    "PARTY_BATCH_MS": int,
     "LOG_LEVEL": str,
     # scale-out
     "REDIS_KEY_PREFIX": str,
@@ -120,6 +120,16 @@ class Config:
     REPORT_RATE_LIMIT = "10/minute;100/day"  # per user, on POST /reports
     REPORT_FLAG_DOWNVOTES = 2  # downvotes that put a visible report in the moderators' flagged queue
     OFFICIAL_ALERT_MAX_DAYS = 30  # how far ahead an official alert's expires_at may be
+    # Limits on writes (allynet/ratelimit.py), shared by all processes through Redis. "User" limits
+    # count one user's writes, "room" limits everyone's in one party or SOS chat. Party creation
+    # counts POST /parties and party:create together. party:update has MAX_UPDATE_HZ instead.
+    PARTY_CREATE_RATE_LIMIT = "10 per hour"
+    PARTY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    PARTY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
+    PARTY_ALERT_RATE_LIMIT = "10 per minute"
+    PARTY_ALERT_ROOM_RATE_LIMIT = "30 per minute"
+    EMERGENCY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    EMERGENCY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
     PARTY_IDLE_HOURS = 12.0
     SOS_MAX_HOURS = 24.0
     # parties
@@ -133,16 +143,6 @@ class Config:
     # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
     # often, so a batched position waits at most this long. 20..1000.
     PARTY_BATCH_MS = 200
-    # Limits on writes (allynet/ratelimit.py), shared by all processes through Redis. "User" limits
-    # count one user's writes, "room" limits everyone's in one party or SOS chat. Party creation
-    # counts POST /parties and party:create together. party:update has MAX_UPDATE_HZ instead.
-    PARTY_CREATE_RATE_LIMIT = "10 per hour"
-    PARTY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
-    PARTY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
-    PARTY_ALERT_RATE_LIMIT = "10 per minute"
-    PARTY_ALERT_ROOM_RATE_LIMIT = "30 per minute"
-    EMERGENCY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
-    EMERGENCY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
     BACKGROUND_TASKS = True  # escalation sweeps and similar in-process loops
     LOG_LEVEL = "INFO"
     TESTING = False

@@ -564,7 +564,7 @@ def join_room(*, db, emergency_id, user_id, sid):
 
 
 def post_message(*, db, emergency_id, user_id, text):
-    """Owner-responder chat: stored, then sent to the room (rate limited per user and per SOS)."""
+    """Chat between the owner and responders: stored, then sent to the room."""
     ratelimit.hit("EMERGENCY_MESSAGE_RATE_LIMIT", "emergency:message", "user", user_id)
     emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)
     if emergency["user_id"] != user_id and user_id not in _responder_ids(emergency):

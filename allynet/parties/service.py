@@ -299,9 +299,9 @@ def _access_error(db, party_id, *, action):
 
 def create_party(*, db, user_id, name):
     """Create a party led by the user (leaving their current party) and make them its first member."""
+    now = clock.now()
     # REST and party:create count together: PARTY_CREATE_RATE_LIMIT per user.
     ratelimit.hit("PARTY_CREATE_RATE_LIMIT", "party:create", "user", user_id)
-    now = clock.now()
     for _ in range(5):
         party = {"name": name, "invite_code": new_invite_code(), "leader_id": user_id, "is_active": True,
                  "created_at": now, "ended_at": None, "members": []}
@@ -904,7 +904,7 @@ def _require_member(db, live, user_id, sid, party_id):
 
 
 def post_message(*, db, user_id, sid, party_id, text):
-    """Store a chat message and send it to the room (rate limited per user and per party)."""
+    """Store a chat message and send it to the whole room."""
     ratelimit.hit("PARTY_MESSAGE_RATE_LIMIT", "party:message", "user", user_id)
     pid = _require_member(db, _live(), user_id, sid, party_id)
     # Counted after the membership check: outsiders cannot use up a party's budget.
@@ -918,7 +918,7 @@ def post_message(*, db, user_id, sid, party_id, text):
 
 
 def post_alert(*, db, user_id, sid, party_id, alert_type, location, description=None):
-    """A rider flags something to the party: stored and sent to the room (rate limited per user and party)."""
+    """A rider flags something to the party: stored and sent to the whole room."""
     ratelimit.hit("PARTY_ALERT_RATE_LIMIT", "party:alert", "user", user_id)
     pid = _require_member(db, _live(), user_id, sid, party_id)
     ratelimit.hit("PARTY_ALERT_ROOM_RATE_LIMIT", "party:alert", "party", pid)

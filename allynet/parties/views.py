@@ -18,8 +18,8 @@ def _state(db, party):
 
 @bp.post("/parties")
 @auth_required
-@doc(summary="Create a party (leaves your current one); you lead it. Rate limited per user together with "
-             "party:create (PARTY_CREATE_RATE_LIMIT)", response=party_schema, status=201, tags=["parties"])
+@doc(summary="Create a party (leaves your current one); you lead it", response=party_schema, status=201,
+     tags=["parties"])
 @use_body(party_create_schema)
 def create_party(data):
     db = get_db()

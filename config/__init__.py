@@ -15,6 +15,14 @@ def _seconds(value):
     return timedelta(seconds=float(value))
 
 
+def _rate_limit(value):
+    """A `limits` rate string ("20 per 10 seconds", "10/minute;100/day"), checked here."""
+    from limits import parse_many
+
+    parse_many(value)  # ValueError for anything it cannot read
+    return value
+
+
 # Environment variables read at app creation, with how to parse each one.
 ENV_VARS = {
     "MONGO_URI": str,
@@ -45,6 +53,14 @@ ENV_VARS = {
     "TRUSTED_REPORTER_SCORE": float,
     "REPORT_RATE_LIMIT": str,
     "REPORT_FLAG_DOWNVOTES": int,
+    # per-user / per-room limits on writes (allynet/ratelimit.py)
+    "PARTY_CREATE_RATE_LIMIT": _rate_limit,
+    "PARTY_MESSAGE_RATE_LIMIT": _rate_limit,
+    "PARTY_MESSAGE_ROOM_RATE_LIMIT": _rate_limit,
+    "PARTY_ALERT_RATE_LIMIT": _rate_limit,
+    "PARTY_ALERT_ROOM_RATE_LIMIT": _rate_limit,
+    "EMERGENCY_MESSAGE_RATE_LIMIT": _rate_limit,
+    "EMERGENCY_MESSAGE_ROOM_RATE_LIMIT": _rate_limit,
     "PARTY_IDLE_HOURS": float,
     "SOS_MAX_HOURS": float,
     "PARTY_PRESENCE_TTL_SECONDS": float,
@@ -118,6 +134,16 @@ class Config:
     REPORT_RATE_LIMIT = "10/minute;100/day"  # per user, on POST /reports
     REPORT_FLAG_DOWNVOTES = 2  # downvotes that put a visible report in the moderators' flagged queue
     OFFICIAL_ALERT_MAX_DAYS = 30  # how far ahead an official alert's expires_at may be
+    # Limits on writes (allynet/ratelimit.py), shared by all processes through Redis. "User" limits
+    # count one user's writes, "room" limits everyone's in one party or SOS chat. Party creation
+    # counts POST /parties and party:create together. party:update has MAX_UPDATE_HZ instead.
+    PARTY_CREATE_RATE_LIMIT = "10 per hour"
+    PARTY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    PARTY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
+    PARTY_ALERT_RATE_LIMIT = "10 per minute"
+    PARTY_ALERT_ROOM_RATE_LIMIT = "30 per minute"
+    EMERGENCY_MESSAGE_RATE_LIMIT = "20 per 10 seconds"
+    EMERGENCY_MESSAGE_ROOM_RATE_LIMIT = "60 per 10 seconds"
     PARTY_IDLE_HOURS = 12.0
     SOS_MAX_HOURS = 24.0
     # parties

@@ -33,3 +33,31 @@ def emit_raw(sio_client, event, payload_json):
     sio_client.socketio.server._handle_eio_message(sio_client.eio_sid, packet)
     ack, sio_client.acks = sio_client.acks, None
     return None if ack is None else ack["args"][0]
+
+
+def all_at_once(calls, timeout=60):
+    """Run the callables in threads released together by a barrier; their results, in order.
+
+    An exception in a call is returned in its place (the test asserts on it), never lost in a thread.
+    """
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+    done = [False] * len(calls)
+
+    def run(index, call):
+        barrier.wait()
+        try:
+            results[index] = call()
+        except Exception as exc:  # handed to the test as a result
+            results[index] = exc
+        done[index] = True
+
+    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert all(done), "a racing call did not finish"
+    return results

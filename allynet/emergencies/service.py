@@ -35,7 +35,7 @@ from flask import current_app, has_app_context
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from allynet import audit, clock, geo, idempotency, realtime
+from allynet import audit, clock, geo, idempotency, ratelimit, realtime
 from allynet.background import periodic
 from allynet.emergencies.schemas import alert_schema, create_result_schema, message_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
@@ -621,9 +621,12 @@ def list_messages(*, db, emergency_id, user_id, cursor=None, limit=DEFAULT_PAGE)
 
 def post_message(*, db, emergency_id, user_id, text):
     """Chat between the owner and responders: stored, then sent to the room."""
+    ratelimit.hit("EMERGENCY_MESSAGE_RATE_LIMIT", "emergency:message", "user", user_id)
     emergency, _ = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)
     if emergency["user_id"] != user_id and user_id not in _responder_ids(emergency):
         raise Forbidden("Only the owner and responders can message this emergency")
+    # Counted after the membership check: outsiders cannot use up an SOS's budget.
+    ratelimit.hit("EMERGENCY_MESSAGE_ROOM_RATE_LIMIT", "emergency:message", "emergency", emergency_id)
     if emergency["status"] not in OPEN_STATUSES:
         raise Conflict(f"Emergency is {emergency['status']}", details={"status": emergency["status"]})
     message = {"_id": ObjectId(), "emergency_id": emergency_id, "user_id": user_id, "text": text,

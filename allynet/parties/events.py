@@ -8,7 +8,9 @@ online until the last socket goes.
 Acks: `{"ok": true, ...}` or `{"ok": false, "error": {code, message}}` with
 `validation_error` (bad payload), `not_found` (no such party, or it ended),
 `forbidden` (the party exists but the sender is not a member),
-`rate_limited` (`party:update` faster than MAX_UPDATE_HZ per member).
+`rate_limited` (`party:update` faster than MAX_UPDATE_HZ per member; `party:create`,
+`party:message` and `party:alert` over their limits, allynet/ratelimit.py, with
+`details.retry_after` in seconds).
 
 Server events to `party:<id>` besides those of the contract (additive):
 `party:leader` `{party_id, leader_id}` when leadership passes on, and

@@ -45,7 +45,7 @@ from flask import current_app, has_app_context
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from allynet import clock, geo, realtime
+from allynet import clock, geo, ratelimit, realtime
 from allynet.db import update_batch
 from allynet.background import periodic
 from allynet.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
@@ -295,6 +295,8 @@ def create_party(*, db, user_id, name):
     exactly as by `leave_party` (events, leader hand-over, the last one out ends it).
     """
     now = clock.now()
+    # REST and party:create count together: PARTY_CREATE_RATE_LIMIT per user.
+    ratelimit.hit("PARTY_CREATE_RATE_LIMIT", "party:create", "user", user_id)
     for _ in range(5):
         party = {"name": name, "invite_code": new_invite_code(), "leader_id": user_id, "is_active": True,
                  "created_at": now, "ended_at": None, "members": []}
@@ -940,7 +942,10 @@ def _require_member(db, live, user_id, sid, party_id):
 
 def post_message(*, db, user_id, sid, party_id, text):
     """Store a chat message and send it to the whole room."""
+    ratelimit.hit("PARTY_MESSAGE_RATE_LIMIT", "party:message", "user", user_id)
     pid = _require_member(db, _live(), user_id, sid, party_id)
+    # Counted after the membership check: outsiders cannot use up a party's budget.
+    ratelimit.hit("PARTY_MESSAGE_ROOM_RATE_LIMIT", "party:message", "party", pid)
     now = clock.now()
     doc = {"party_id": party_id, "user_id": user_id, "text": text, "ts": now}
     db.party_messages.insert_one(doc)
@@ -951,7 +956,9 @@ def post_message(*, db, user_id, sid, party_id, text):
 
 def post_alert(*, db, user_id, sid, party_id, alert_type, location, description=None):
     """A rider flags something to the party: stored and sent to the whole room."""
+    ratelimit.hit("PARTY_ALERT_RATE_LIMIT", "party:alert", "user", user_id)
     pid = _require_member(db, _live(), user_id, sid, party_id)
+    ratelimit.hit("PARTY_ALERT_ROOM_RATE_LIMIT", "party:alert", "party", pid)
     return _publish_alert(db, pid, alert_type=alert_type, user_id=str(user_id), location=location,
                           description=description, source="member")
 

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r requirements-dev.txt
 bash scripts/ensure_redis.sh
-exec python3 -m pytest "$@"
+exec python3 -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

@@ -25,7 +25,6 @@ wins. Ties go to the nearer helper. At most ``MAX_HELPERS_PER_WAVE`` are
 alerted per wave; members of the requester's active party are alerted first,
 at any distance, on top of them.
 """
-import importlib
 import logging
 from collections import namedtuple
 from datetime import timedelta
@@ -41,6 +40,7 @@ from allynet.emergencies.schemas import alert_schema, create_result_schema, mess
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from allynet.fields import DateTimeZ, iso
 from allynet.pagination import decode_cursor, encode_cursor
+from allynet.parties import service as parties_service
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,14 @@ def escalation_seconds():
 
 
 def party_member_ids(*, db, user_id):
-    """Other current members of the user's active party; [] when parties are unavailable.
+    """Other current members of the user's active party; [] when the party lookup fails.
 
-    A seam: the parties feature may not be deployed (or may fail); an SOS must
-    go out regardless, so any problem here means "no party".
+    An SOS must go out regardless of the parties feature, so any problem here
+    means "no party".
     """
     try:
-        module = importlib.import_module("allynet.parties.service")
-    except ImportError:
-        return []
-    lookup = getattr(module, "active_party_member_ids", None)
-    if lookup is None:
-        return []
-    try:
-        return [member for member in (lookup(db=db, user_id=user_id) or []) if isinstance(member, ObjectId)]
+        members = parties_service.active_party_member_ids(db=db, user_id=user_id)
+        return [member for member in (members or []) if isinstance(member, ObjectId)]
     except Exception:
         log.exception("party lookup failed for %s; alerting helpers only", user_id)
         return []

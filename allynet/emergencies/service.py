@@ -38,8 +38,8 @@ from allynet import audit, clock, geo, idempotency, ratelimit, realtime
 from allynet.background import periodic
 from allynet.emergencies.schemas import alert_schema, create_result_schema, message_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from allynet.fields import DateTimeZ, iso
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.fields import iso
+from allynet.pagination import decode_time_cursor, encode_cursor, newest_first_page
 from allynet.parties import service as parties_service
 
 log = logging.getLogger(__name__)
@@ -374,23 +374,7 @@ def get_for_viewer(*, db, emergency_id, user_id):
 
 def list_mine(*, db, user_id, cursor=None, limit=DEFAULT_PAGE):
     """The caller's emergencies, newest first: (items, next_cursor)."""
-    query = {"user_id": user_id}
-    if cursor:
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = DateTimeZ().deserialize(created_iso)
-            last_id = ObjectId(last_id)
-        except Exception as exc:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
-        query["$or"] = [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": last_id}}]
-    docs = list(db.emergencies.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                .limit(limit + 1))
-    next_cursor = None
-    if len(docs) > limit:
-        docs = docs[:limit]
-        last = docs[-1]
-        next_cursor = encode_cursor([iso(last["created_at"]), last["_id"]])
-    return docs, next_cursor
+    return newest_first_page(db.emergencies, query={"user_id": user_id}, limit=limit, cursor=cursor)
 
 
 def list_open_near(*, db, user_id, near=None, radius_m=None, limit=50):
@@ -596,12 +580,7 @@ def list_messages(*, db, emergency_id, user_id, cursor=None, limit=DEFAULT_PAGE)
     """The room's messages, oldest first, for owner, responders and staff (else 404): (items, next_cursor)."""
     query = {"emergency_id": emergency_id}
     if cursor:  # input first: a forged cursor is 400 whoever asks
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = DateTimeZ().deserialize(created_iso)
-            last_id = ObjectId(last_id)
-        except Exception as exc:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
+        created, last_id = decode_time_cursor(cursor)
         query["$or"] = [{"created_at": {"$gt": created}}, {"created_at": created, "_id": {"$gt": last_id}}]
     _get_for_room(db=db, emergency_id=emergency_id, user_id=user_id, missing=_not_found)
     docs = list(db.emergency_messages.find(query).sort([("created_at", ASCENDING), ("_id", ASCENDING)])

@@ -229,6 +229,33 @@ def _release_slot(*, db, user_id, emergency_id):
                         {"$set": {"active_emergency_id": None}})
 
 
+def new_emergency_document(*, emergency_id, user_id, kind, description, location, radius_m, now,
+                           escalation_seconds):
+    """A new active SOS at wave 1, alerting no one yet; `radius_m` None means the default, and is clamped."""
+    radius = min(max(float(radius_m or DEFAULT_RADIUS_M), MIN_RADIUS_M), MAX_RADIUS_M)
+    return {
+        "_id": emergency_id,
+        "user_id": user_id,
+        "type": kind,
+        "description": description,
+        "location": location,
+        "radius_m": radius,
+        "search_radius_m": radius,
+        "status": "active",
+        "is_open": True,
+        "wave": 1,
+        "next_wave_at": now + timedelta(seconds=escalation_seconds) if _has_next_wave(radius, 1) else None,
+        "responses": [],
+        "notified_helper_ids": [],
+        "declined_helper_ids": [],
+        "timeline": [{"status": "active", "at": now, "by": user_id}],
+        "created_at": now,
+        "updated_at": now,
+        "resolved_at": None,
+        "cancelled_at": None,
+    }
+
+
 def open_emergency(*, db, user_id, data):
     """Take the user's slot, insert the SOS with its first wave, alert: returns (emergency, notified)."""
     user = db.users.find_one({"_id": user_id}, projection={"emergency_radius_m": 1})
@@ -238,30 +265,11 @@ def open_emergency(*, db, user_id, data):
     emergency_id = ObjectId()
     _take_slot(db=db, user_id=user_id, emergency_id=emergency_id, now=now)
     try:
-        radius = data.get("radius_m") or user.get("emergency_radius_m") or DEFAULT_RADIUS_M
-        radius = min(max(float(radius), MIN_RADIUS_M), MAX_RADIUS_M)
-        emergency = {
-            "_id": emergency_id,
-            "user_id": user_id,
-            "type": data["type"],
-            "description": data.get("description"),
-            "location": data["location"],
-            "radius_m": radius,
-            "search_radius_m": radius,
-            "status": "active",
-            "is_open": True,
-            "wave": 1,
-            "next_wave_at": _next_wave_at(radius, 1, now),
-            "responses": [],
-            "notified_helper_ids": [],
-            "declined_helper_ids": [],
-            "timeline": [{"status": "active", "at": now, "by": user_id}],
-            "created_at": now,
-            "updated_at": now,
-            "resolved_at": None,
-            "cancelled_at": None,
-        }
-        targets = _wave_targets(db=db, emergency=emergency, radius_m=radius, now=now)
+        emergency = new_emergency_document(
+            emergency_id=emergency_id, user_id=user_id, kind=data["type"], description=data.get("description"),
+            location=data["location"], radius_m=data.get("radius_m") or user.get("emergency_radius_m"), now=now,
+            escalation_seconds=escalation_seconds())
+        targets = _wave_targets(db=db, emergency=emergency, radius_m=emergency["radius_m"], now=now)
         emergency["notified_helper_ids"] = [target.user_id for target in targets]
         db.emergencies.insert_one(emergency)
     except DuplicateKeyError:

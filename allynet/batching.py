@@ -1,4 +1,4 @@
-"""Batched party positions: one `party:updates` frame per tick for sockets that opt in (issue 9).
+"""Batched party positions: one `party:updates` frame per tick for sockets that opt in.
 
 A socket that sends `party:batch` `{enabled: true}` stops getting one
 `party:update` event per rider position and gets instead, at most once per

@@ -1,4 +1,4 @@
-"""Websocket speed-ups for eventlet (issue 9), installed by wsgi.py under eventlet only.
+"""Websocket speed-ups for eventlet (the party-position path), installed by wsgi.py under eventlet only.
 
 1. Unmasking. Every frame a client sends is masked (RFC 6455 5.3). eventlet's
    `RFC6455WebSocket._apply_mask` unmasks byte by byte in Python, building one

@@ -21,10 +21,10 @@ interoperates with plain RedisManager emitters) and changes only that:
   It has no read timeout (an idle channel is normal: a read timeout there
   makes the stock manager reconnect in a loop) but pings an idle connection
   every 5 s and abandons one silent for 15 s, since a connection that died
-  without a reset otherwise blocks forever (python-socketio issue #281,
-  Flask-SocketIO issue #1675).
+  without a reset otherwise blocks forever (github.com/miguelgrinberg/python-socketio/issues/281,
+  github.com/miguelgrinberg/Flask-SocketIO/issues/1675).
 
-The hot path (issue 9) adds three things on the same channel:
+The hot path (party positions) adds three things on the same channel:
 
 - `publish_encoded` carries an already-encoded Socket.IO packet for one room
   as a plain frame (``#fast1`` header, see `FAST_PREFIX`), not as a JSON
@@ -43,7 +43,7 @@ The hot path (issue 9) adds three things on the same channel:
   is in the room. The announcements keep each process's cached answer
   right, so its lifetime (`remote_cache_seconds`, 30 s) is only a safety
   net; at 2 s it cost a Redis round trip on the hot path every few dozen
-  updates (issue 9). When Redis cannot be asked the answer is True, kept
+  position updates. When Redis cannot be asked the answer is True, kept
   `unsure_cache_seconds` (2 s). A rider joining on another process can miss the updates
   sent in the milliseconds before the announcement arrives, as with any join.
 """

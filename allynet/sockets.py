@@ -48,11 +48,6 @@ def on_disconnect(fn):
     return fn
 
 
-def connection_user(sid):
-    """The user id behind a local socket, or None."""
-    return _local_connections().get(sid)
-
-
 def _ack_error(code, message, details=None):
     error = {"code": code, "message": message}
     if details is not None:
@@ -207,7 +202,7 @@ def init_socketio(app, sio):
         cors_allowed_origins="*" if origins == "*" else [o.strip() for o in origins.split(",")],
         json=jsonutil,
         # False: a client's events run in order in its own reader instead of one new
-        # greenlet/thread per event (a spawn per party:update was measurable, issue 9).
+        # greenlet/thread per event (a spawn per party:update was measurable under load).
         async_handlers=app.config.get("SOCKETIO_ASYNC_HANDLERS", True),
         # The largest Socket.IO frame read and parsed: then each event's own limits answer in its
         # ack (a 200 KB party:message is a validation_error); over it the websocket is closed.

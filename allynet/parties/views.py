@@ -6,7 +6,7 @@ actions on an existing party by a non-member are 403 `forbidden`.
 from allynet.auth.decorators import auth_required, current_user_id
 from allynet.db import get_db
 from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
-from allynet.parties import bp, service
+from allynet.parties import bp, history, service
 from allynet.parties.schemas import (history_item_schema, history_query_schema, party_create_schema,
                                      party_join_result_schema, party_join_schema, party_list_query_schema,
                                      party_schema, party_summary_schema)
@@ -100,6 +100,6 @@ def end_party(party_id):
              "up to when they left; others 404)", response=history_item_schema, many=True, tags=["parties"])
 @use_query(history_query_schema)
 def party_history(party_id, query):
-    items, next_cursor = service.history(db=get_db(), user_id=current_user_id(), party_id=party_id,
+    items, next_cursor = history.history(db=get_db(), user_id=current_user_id(), party_id=party_id,
                                          cursor=query.get("cursor"), limit=query["limit"])
     return ok_list(history_item_schema.dump(items, many=True), next_cursor)

@@ -98,10 +98,10 @@ def serve():
     from mongomock.collection import Collection
 
     from allynet import batching, eventlet_ws, realtime, sockets
-    from allynet.parties import events, service
+    from allynet.parties import events, live
 
-    timed(service, "record_update")
-    timed(service, "_check_episodes", "check_episodes")
+    timed(live, "record_update")
+    timed(live, "_check_episodes", "check_episodes")
     timed(events, "validate_update")
     timed(realtime, "relay_to_room")
     timed(realtime, "deliver_encoded")

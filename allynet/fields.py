@@ -139,14 +139,20 @@ class Id(ObjectIdField):
 
 
 class Text(fields.String):
-    """A string stripped of surrounding white space, with a length range."""
+    """A string stripped of surrounding white space, with a length range.
+
+    The minimum counts the stripped string; the maximum the string as sent, too (so the
+    OpenAPI maxLength is exact: a padded string over it is refused, not silently trimmed).
+    """
+
+    default_error_messages = {"too_long": "Longer than maximum length {max}."}
 
     def __init__(self, *, min_len=None, max_len=None, **kwargs):
         validators = list(kwargs.pop("validate", []) or [])
         if min_len is not None or max_len is not None:
             validators.append(validate.Length(min=min_len, max=max_len))
         super().__init__(validate=validators, **kwargs)
-        self.min_len = min_len
+        self.min_len, self.max_len = min_len, max_len
 
     def openapi_property(self):
         """OpenAPI: the length range holds after stripping, so a minimum also needs a pattern."""
@@ -154,7 +160,10 @@ class Text(fields.String):
         return {"pattern": pattern} if pattern else {}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if self.max_len is not None and len(text) > self.max_len:
+            raise self.make_error("too_long", max=self.max_len)
+        return text.strip()
 
 
 def object_id(value):
@@ -171,7 +180,7 @@ class Cursor(fields.String):
 
     def openapi_property(self):
         """OpenAPI: URL-safe base64 characters."""
-        return {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
+        return {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}
 
 
 class Email(fields.Email):

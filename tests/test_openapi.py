@@ -101,7 +101,9 @@ def test_request_schemas_are_as_strict_as_the_server(client):
     assert params["limit"]["schema"]["type"] == "integer"
     assert "police" in params["types"]["schema"]["pattern"]
     history = {p["name"]: p for p in spec["paths"]["/api/v1/parties/{party_id}/history"]["get"]["parameters"]}
-    assert history["cursor"]["schema"]["pattern"] == "^[A-Za-z0-9_-]+$"
+    assert history["cursor"]["schema"]["pattern"] == "^[A-Za-z0-9_-]*$"
+    budget = schemas["HelpRequestCreate"]["properties"]["budget"]
+    assert budget == {"allOf": [{"$ref": "#/components/schemas/Money"}], "nullable": True}
     near = {p["name"]: p for p in spec["paths"]["/api/v1/emergencies"]["get"]["parameters"]}["near"]
     assert near["schema"]["type"] == "string" and "pattern" in near["schema"]
 

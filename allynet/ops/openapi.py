@@ -9,6 +9,7 @@ import re
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
 
 # The contract's error codes behind each status (docs/API.md).
 ERROR_CODES = {
@@ -34,8 +35,15 @@ def _schema_name(schema):
     return name[:-6] if name.endswith("Schema") and len(name) > 6 else name
 
 
-def _custom_field(self, field, **kwargs):
-    """apispec attribute function: a field's own `openapi_property()`, when it has one."""
+def _custom_field(self, field, ret, **kwargs):
+    """apispec attribute function: a field's own `openapi_property()`, when it has one.
+
+    Also a nullable nested schema: apispec writes `anyOf: [{type: object, nullable}, $ref]`,
+    which lets any object through; `allOf: [$ref]` + `nullable` is the schema or null.
+    """
+    if isinstance(field, fields.Nested) and field.allow_none and "anyOf" in ret:
+        refs = [item for item in ret.pop("anyOf") if "$ref" in item]
+        return {"allOf": refs, "nullable": True}
     describe = getattr(field, "openapi_property", None)
     return describe() if callable(describe) else {}
 

@@ -63,8 +63,9 @@ def test_each_operation_lists_the_statuses_it_can_answer(client):
     assert _statuses(spec, "/api/v1/auth/login", "post") >= {"401", "429"}
     create = _statuses(spec, "/api/v1/emergencies", "post")
     assert {"201", "400", "401", "409", "422", "429"} <= create
-    assert "idempotency_key_reused" in spec["paths"]["/api/v1/emergencies"]["post"]["responses"]["422"]["description"]
-    assert "active_emergency_exists" in spec["paths"]["/api/v1/emergencies"]["post"]["responses"]["409"]["description"]
+    responses = spec["paths"]["/api/v1/emergencies"]["post"]["responses"]
+    assert "idempotency_key_reused" in responses["422"]["description"]
+    assert "active_emergency_exists" in responses["409"]["description"]
     # No body and no query: no 400 or 413; an id in the path: 404; no rate limit: no 429.
     assert _statuses(spec, "/api/v1/profile", "get") == {"200", "401", "503"}
     assert _statuses(spec, "/api/v1/skills/{skill_id}", "get") == {"200", "401", "404", "503"}

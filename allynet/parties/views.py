@@ -29,7 +29,8 @@ def create_party(data):
 @bp.post("/parties/join")
 @auth_required
 @doc(summary="Join an active party by invite code (404 for a wrong code or ended party)",
-     response=party_schema, tags=["parties"], errors={404: "not_found (wrong code or ended party)", 409: "conflict"})
+     response=party_schema, tags=["parties"],
+     errors={404: "not_found (wrong code or ended party)", 409: "conflict"})
 @use_body(party_join_schema)
 def join_by_code(data):
     db = get_db()

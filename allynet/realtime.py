@@ -16,7 +16,7 @@ import logging
 from flask import current_app, has_app_context
 
 from allynet import batching, jsonutil
-from allynet.message_queue import deliver_encoded, enter_room_of, queue_of
+from allynet.message_queue import deliver_encoded, enter_room_of, leave_room_of, queue_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ def emergency_room(emergency_id):
 def party_room(party_id):
     """Room of one party's members."""
     return f"party:{party_id}"
+
+
+def organization_room(organization_id):
+    """Room of one organization's dispatch: owner, admins and dispatchers of a dispatching org."""
+    return f"org:{organization_id}"
 
 
 def _server():
@@ -180,6 +185,26 @@ def enter_user_sockets(user_id, room):
             enter_room_of(sio.server, user_room(user_id), room)
     except Exception:  # like the emits: a queue outage must not fail the request
         log.exception("entering %s's sockets into %s failed", user_id, room)
+        return False
+    return True
+
+
+def leave_user_sockets(user_id, room):
+    """Take every connection of a user, on every process, out of `room` (through the queue)."""
+    sio = _emitter()
+    if sio is None:
+        return False
+    try:
+        if sio is _external:
+            sio.queue.leave_room_of(user_room(user_id), room)
+            return True
+        queue = queue_of(sio)
+        if queue is not None:
+            queue.leave_room_of(user_room(user_id), room)
+        else:
+            leave_room_of(sio.server, user_room(user_id), room)
+    except Exception:  # like the emits: a queue outage must not fail the request
+        log.exception("taking %s's sockets out of %s failed", user_id, room)
         return False
     return True
 

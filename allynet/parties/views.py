@@ -30,7 +30,8 @@ def _joined(db, party, left_party_id):
 @use_body(party_create_schema)
 def create_party(data):
     db = get_db()
-    party, left_party_id = service.create_party(db=db, user_id=current_user_id(), name=data["name"])
+    party, left_party_id = service.create_party(db=db, user_id=current_user_id(), name=data["name"],
+                                                organization_id=data.get("organization_id"))
     return ok(_joined(db, party, left_party_id), 201)
 
 

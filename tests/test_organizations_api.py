@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from allynet import clock
-from tests.scaleout_support import SioClient, serve
+from tests.scaleout_support import SioClient, cluster, quiet_werkzeug, redis_prefix, serve  # noqa: F401 (fixtures)
 
 API = "/api/v1"
 PARIS_AREA = {"type": "Polygon", "coordinates": [[[2.30, 48.82], [2.40, 48.82], [2.40, 48.90], [2.30, 48.90],
@@ -31,13 +31,6 @@ def served(app, quiet_werkzeug):
     for sio in clients:
         sio.close()
     server.stop()
-
-
-@pytest.fixture
-def quiet_werkzeug():
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
 def call(server, method, path, user=None, body=None):
@@ -209,6 +202,35 @@ def test_a_non_member_cannot_create_or_join_a_club_ride(served, make_user):
     assert call(served, "POST", f"/parties/{party_id}/end", owner)[0] == 200
     status, body = call(served, "GET", f"/organizations/{org_id}/parties", member)
     assert body["data"][0]["is_active"] is False and body["data"][0]["invite_code"] is None
+
+
+def test_the_dispatch_room_follows_the_role_on_every_process(cluster, make_user):
+    """A dispatcher's connections on two servers (over Redis) enter org:<id> when the role is granted
+    on one server and leave it when it is taken away on the other."""
+    a, b = cluster(2, processes_ok=True, EMERGENCY_CREATE_RATE_LIMIT="1000/minute")
+    owner, admin, dispatcher, requester = make_user(), make_user(role="admin"), make_user(), make_user()
+    org_id = dispatching_org(a, owner, admin, [dispatcher])
+    witnesses = [cluster.connect(a, owner), cluster.connect(b, owner)]  # in org:<id> from connect
+    sockets = [cluster.connect(a, dispatcher), cluster.connect(b, dispatcher)]
+    assert call(a, "PATCH", f"/organizations/{org_id}/members/{dispatcher.id}", owner,
+                {"role": "dispatcher"})[0] == 200
+
+    first = call(b, "POST", "/emergencies", requester, {"type": "medical", "location": INSIDE})[1]
+    first_id = first["data"]["emergency"]["id"]
+    for sock in sockets + witnesses:
+        sock.wait_for("emergency.created", lambda d: d["id"] == first_id)
+    assert call(b, "POST", f"/emergencies/{first_id}/cancel", requester)[0] == 200
+    for sock in sockets:
+        sock.wait_for("emergency.status_changed", lambda d: d["emergency_id"] == first_id)
+
+    assert call(b, "PATCH", f"/organizations/{org_id}/members/{dispatcher.id}", owner, {"role": "member"})[0] == 200
+    second = call(a, "POST", "/emergencies", requester, {"type": "medical", "location": INSIDE})[1]
+    second_id = second["data"]["emergency"]["id"]
+    for witness, sock in zip(witnesses, sockets):
+        witness.wait_for("emergency.created", lambda d: d["id"] == second_id)
+        # A round trip on the same connection: an event sent before its ack would be here by now.
+        assert sock.call("org:join", {"organization_id": org_id})["error"]["code"] == "forbidden"
+        assert [d["id"] for d in sock.received("emergency.created")] == [first_id]
 
 
 # ---- refusals that change nothing (test client) ---------------------------------------------------

@@ -842,7 +842,9 @@ DESCRIPTION = """\
 Seed a realistic, reproducible demo city: users (bcrypt passwords), helpers and
 verified helpers clustered like a real population around the city centre, skills,
 help requests, active parties with members and trails, road reports of every type
-with votes, official alerts and a few open SOS. Times are relative to now, and
+with votes, official alerts, organizations (a verified rescue team with a dispatcher
+and vouched helpers, a riding club, a company; members and service areas) and a few
+open SOS. Times are relative to now, and
 helpers' locations are fresh, so SOS alerts find them at once.
 
 The same --seed builds the same city. Indexes are ensured before inserting.

@@ -28,7 +28,7 @@ from allynet import audit, clock, geo, realtime
 from allynet.emergencies import service as emergencies_service
 from allynet.emergencies.schemas import alert_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound
-from allynet.pagination import newest_first_page
+from allynet.pagination import decode_time_cursor, newest_first_page
 
 OWNER, ADMIN, DISPATCHER, MEMBER = "owner", "admin", "dispatcher", "member"
 MANAGER_ROLES = (OWNER, ADMIN)
@@ -469,5 +469,7 @@ def _sync_dispatch_room(org):
 
 def list_parties(*, db, organization_id, user_id, cursor=None, limit=20):
     """The organization's rides, active and past, newest first (members only): (items, next_cursor)."""
+    if cursor:
+        decode_time_cursor(cursor)  # input first: a forged cursor is 400 whoever asks
     require_member(db=db, organization_id=organization_id, user_id=user_id, action="see its rides")
     return newest_first_page(db.parties, query={"organization_id": organization_id}, limit=limit, cursor=cursor)

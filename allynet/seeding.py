@@ -745,7 +745,8 @@ class CitySeeder:
                                 "joined_at": created_at + timedelta(days=rng.uniform(0, 20))})
                 if vouched and verified and plan_name == "pro":
                     docs[user_id].setdefault("vouched_by", []).append(org_id)
-            corners = [destination(*centre, half_km * 1000 * math.sqrt(2), math.radians(b)) for b in (45, 135, 225, 315)]
+            corners = [destination(*centre, half_km * 1000 * math.sqrt(2), math.radians(bearing))
+                       for bearing in (45, 135, 225, 315)]
             ring = [[round(lng, 6), round(lat, 6)] for lat, lng in corners]
             orgs.append({"_id": org_id, "name": name, "kind": kind, "description": f"Demo {kind.replace('_', ' ')}",
                          "contact": {"email": self.email(kind.replace("_", "-"))},

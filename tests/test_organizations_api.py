@@ -260,7 +260,8 @@ def test_a_multipolygon_is_accepted_and_found_by_either_part(client, make_user):
     owner = make_user()
     area = {"type": "MultiPolygon", "coordinates": [PARIS_AREA["coordinates"],
                                                     [[[4.8, 45.7], [4.9, 45.7], [4.9, 45.8], [4.8, 45.7]]]]}
-    assert client.post(f"{API}/organizations", json=dict(ORG, service_area=area), headers=owner.headers).status_code == 201
+    response = client.post(f"{API}/organizations", json=dict(ORG, service_area=area), headers=owner.headers)
+    assert response.status_code == 201
     for near in ("48.86,2.35", "45.72,4.85"):
         assert len(client.get(f"{API}/organizations?near={near}", headers=owner.headers).get_json()["data"]) == 1
     assert client.get(f"{API}/organizations?near=0,0", headers=owner.headers).get_json()["data"] == []
@@ -365,7 +366,8 @@ def test_maintenance_removes_used_and_expired_invitations_only(app, client, make
     org_id = client.post(f"{API}/organizations", json=ORG, headers=owner.headers).get_json()["data"]["id"]
 
     def invite():
-        return client.post(f"{API}/organizations/{org_id}/invitations", headers=owner.headers).get_json()["data"]["code"]
+        response = client.post(f"{API}/organizations/{org_id}/invitations", headers=owner.headers)
+        return response.get_json()["data"]["code"]
 
     used, expired = invite(), invite()
     client.post(f"{API}/organizations/join", json={"code": used}, headers=member.headers)

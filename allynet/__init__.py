@@ -14,7 +14,8 @@ from allynet.http import ObjectIdConverter
 
 log = logging.getLogger("allynet")
 
-BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports")
+BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports",
+              "organizations")
 
 
 def create_app(config_name=None, **overrides):

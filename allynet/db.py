@@ -94,6 +94,14 @@ INDEXES = [
     ("report_votes", [("report_id", ASCENDING), ("user_id", ASCENDING)], {"unique": True, "name": "one_vote"}),
     ("alerts", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("alerts", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    # organizations
+    ("organizations", [("service_area", GEOSPHERE)], {"name": "service_area_2dsphere"}),
+    ("organizations", [("members.user_id", ASCENDING)], {"name": "member"}),
+    ("organizations", [("created_at", DESCENDING)], {"name": "created"}),
+    ("organization_invitations", [("code", ASCENDING)], {"unique": True, "name": "code_unique"}),
+    ("organization_invitations", [("expires_at", ASCENDING)], {"name": "expires"}),
+    ("parties", [("organization_id", ASCENDING), ("created_at", DESCENDING)],
+     {"partialFilterExpression": {"organization_id": {"$exists": True}}, "name": "organization_created"}),
     ("audit_log", [("at", DESCENDING)], {"name": "at"}),
     ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
 ]

@@ -132,7 +132,7 @@ def close_stale_sos(*, db, max_hours, dry_run=False, now=None):
 
 def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
     """End idle parties, cancel stale SOS, remove expired reports (and their votes), votes of reports
-    already gone, and expired alerts."""
+    already gone, expired alerts and stale organization invitations (expired or used)."""
     now = now or clock.now()
     parties = end_idle_parties(db=db, idle_hours=float(config["PARTY_IDLE_HOURS"]), dry_run=dry_run, now=now)
     sos = close_stale_sos(db=db, max_hours=float(config["SOS_MAX_HOURS"]), dry_run=dry_run, now=now)
@@ -145,12 +145,17 @@ def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
     reports = delete_in_batches(db.reports, expired, batch_size=batch_size, dry_run=dry_run, on_batch=drop_votes)
     orphans = drop_orphan_votes(db=db, dry_run=dry_run, batch_size=batch_size)
     alerts = delete_in_batches(db.alerts, expired, batch_size=batch_size, dry_run=dry_run)
+    # Invitations that can no longer be used: expired, or used already.
+    invitations = delete_in_batches(db.organization_invitations,
+                                    {"$or": [{"expires_at": {"$lte": now}}, {"used_at": {"$ne": None}}]},
+                                    batch_size=batch_size, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     if reports or alerts or orphans:
         log.info("%s %d expired reports (%d votes), %d votes of reports already gone and %d expired alerts",
                  verb, reports, votes["n"], orphans, alerts)
     return {"parties_ended": len(parties), "sos_cancelled": len(sos), "reports_removed": reports,
-            "report_votes_removed": votes["n"], "orphan_votes_removed": orphans, "alerts_removed": alerts}
+            "report_votes_removed": votes["n"], "orphan_votes_removed": orphans, "alerts_removed": alerts,
+            "invitations_removed": invitations}
 
 
 def drop_orphan_votes(*, db, dry_run=False, batch_size=DEFAULT_BATCH):
@@ -384,7 +389,8 @@ def build_parser(prog=None):
                                     "conflicting ones (exit 1).")
     commands.add_parser("expire", parents=[common], help="end idle parties, close stale SOS, drop expired items",
                         description="End parties idle for PARTY_IDLE_HOURS, cancel SOS open longer than "
-                                    "SOS_MAX_HOURS, remove expired reports (and votes) and alerts.")
+                                    "SOS_MAX_HOURS, remove expired reports (and votes) and alerts, and "
+                                    "organization invitations that expired or were used.")
     purge = commands.add_parser("purge-trails", parents=[common], help="delete old trail points in batches",
                                 description="Delete trail points older than --older-than DAYS, in batches.")
     purge.add_argument("--older-than", type=float, metavar="DAYS",

@@ -70,6 +70,7 @@ ROOM_HOSTS_METHOD = "allynet_room_hosts"  # "a process's set changed": the other
 ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extra publishes; they age out
 # "Every socket in room A, on every process, enters room B" (a user's connections joining an SOS room).
 ENTER_ROOM_OF_METHOD = "allynet_enter_room_of"
+LEAVE_ROOM_OF_METHOD = "allynet_leave_room_of"
 END_SESSIONS_METHOD = "allynet_end_sessions"  # "end these sockets of a user" (allynet/socket_sessions.py)
 
 
@@ -120,6 +121,15 @@ def enter_room_of(server, source, room):
     return len(sids)
 
 
+def leave_room_of(server, source, room):
+    """Take every socket of this process that is in room `source` out of `room`; returns how many."""
+    manager = server.manager
+    sids = list(manager.rooms.get("/", {}).get(source, {}))
+    for sid in sids:
+        server.leave_room(sid, room, namespace="/")
+    return len(sids)
+
+
 class QueueManager(socketio.RedisManager):
     """RedisManager with bounded waits, fast reconnects and a separate listener connection."""
 
@@ -163,6 +173,17 @@ class QueueManager(socketio.RedisManager):
         source, room = message.get("source"), message.get("room")
         if isinstance(source, str) and isinstance(room, str):
             enter_room_of(self.server, source, room)
+
+    def leave_room_of(self, source, room):
+        """Every socket in room `source`, here and on every other process, leaves `room`."""
+        if getattr(self, "server", None) is not None and not self.write_only:
+            leave_room_of(self.server, source, room)
+        self._publish({"method": LEAVE_ROOM_OF_METHOD, "source": source, "room": room, "host_id": self.host_id})
+
+    def _handle_allynet_leave_room_of(self, message):
+        source, room = message.get("source"), message.get("room")
+        if isinstance(source, str) and isinstance(room, str):
+            leave_room_of(self.server, source, room)
 
     # ---- routed rooms: publish a party's traffic only when another process has a member there ----
 
@@ -393,7 +414,7 @@ class QueueManager(socketio.RedisManager):
                 elif data.get("host_id") != self.host_id:
                     handler = getattr(self, f"_handle_{data['method']}", None)
                     if data["method"] in ("emit", "disconnect", "enter_room", "leave_room", "close_room",
-                                          ENTER_ROOM_OF_METHOD):
+                                          ENTER_ROOM_OF_METHOD, LEAVE_ROOM_OF_METHOD):
                         handler(data)
             except Exception:
                 log.exception("Socket.IO queue: handling a %s message failed", data.get("method"))

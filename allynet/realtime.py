@@ -16,7 +16,7 @@ import logging
 from flask import current_app, has_app_context
 
 from allynet import batching, jsonutil
-from allynet.message_queue import deliver_encoded, enter_room_of, queue_of
+from allynet.message_queue import deliver_encoded, enter_room_of, leave_room_of, queue_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ def emergency_room(emergency_id):
 def party_room(party_id):
     """Room of one party's members."""
     return f"party:{party_id}"
+
+
+def organization_room(organization_id):
+    """Room of one organization's dispatch: owner, admins and dispatchers of a dispatching org."""
+    return f"org:{organization_id}"
 
 
 def _server():
@@ -166,20 +171,31 @@ def enter_room(sid, room):
 
 def enter_user_sockets(user_id, room):
     """Put every connection of a user, on every process, into `room` (through the queue)."""
+    return _move_user_sockets(user_id, room, enter=True)
+
+
+def leave_user_sockets(user_id, room):
+    """Take every connection of a user, on every process, out of `room` (through the queue)."""
+    return _move_user_sockets(user_id, room, enter=False)
+
+
+def _move_user_sockets(user_id, room, *, enter):
     sio = _emitter()
     if sio is None:
         return False
+    method = "enter_room_of" if enter else "leave_room_of"
     try:
         if sio is _external:
-            sio.enter_room_of(user_room(user_id), room)
+            getattr(sio.queue, method)(user_room(user_id), room)
             return True
         queue = queue_of(sio)
         if queue is not None:
-            queue.enter_room_of(user_room(user_id), room)
+            getattr(queue, method)(user_room(user_id), room)
         else:
-            enter_room_of(sio.server, user_room(user_id), room)
+            (enter_room_of if enter else leave_room_of)(sio.server, user_room(user_id), room)
     except Exception:  # like the emits: a queue outage must not fail the request
-        log.exception("entering %s's sockets into %s failed", user_id, room)
+        log.exception("%s %s's sockets %s %s failed", "entering" if enter else "taking", user_id,
+                      "into" if enter else "out of", room)
         return False
     return True
 

@@ -309,7 +309,7 @@ class CitySeeder:
         """The seeding steps in dependency order: users are built first and inserted last, once the
         other steps have set their trust scores and open-SOS slots."""
         return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_parties, self.seed_reports,
-                self.seed_alerts, self.apply_trust, self.seed_sos, self.insert_users]
+                self.seed_alerts, self.seed_organizations, self.apply_trust, self.seed_sos, self.insert_users]
 
     def email(self, local):
         """A demo address on the reserved domain."""
@@ -713,6 +713,53 @@ class CitySeeder:
         self.insert("alerts", alerts, len(alerts))
         self.insert("audit_log", audits, len(audits), "audit log")
 
+    def seed_organizations(self):
+        """A verified pro rescue team around the centre (dispatcher, vouched helpers), a free riding
+        club led by the demo rider and an unverified company, each with a square service area.
+
+        Own random stream (seed + 1): the other steps' data stay what they were before organizations.
+        """
+        rng = random.Random(self.plan.seed + 1)
+        centre = (self.plan.city_lat, self.plan.city_lng)
+        docs = {doc["_id"]: doc for doc in self.user_docs}
+        specs = (  # (name, kind, owner account, half side in km, verified, plan, members)
+            ("City Volunteer Rescue", "volunteer_group", "helper", 6.0, True, "pro", 12),
+            ("Sunday Riders Club", "club", "rider", 10.0, False, "free", 8),
+            ("Courier Fleet Co", "company", "user", 4.0, False, "free", 5),
+        )
+        orgs, audits, taken = [], [], set()
+        for name, kind, owner_local, half_km, verified, plan_name, size in specs:
+            owner = self.accounts.get(owner_local)
+            if owner is None:
+                continue
+            created_at = self.ago(days=rng.uniform(30, 300))
+            org_id = make_id(rng, created_at)
+            members = [{"user_id": owner["_id"], "role": "owner", "joined_at": created_at, "vouched": False}]
+            pool = self.helpers if kind == "volunteer_group" else self.users
+            candidates = [entry[0] for entry in pool if entry[0] not in taken and entry[0] != owner["_id"]]
+            for index, user_id in enumerate(rng.sample(candidates, min(size, len(candidates)))):
+                taken.add(user_id)
+                role = "dispatcher" if index == 0 else "member"
+                vouched = kind == "volunteer_group" and index % 2 == 1
+                members.append({"user_id": user_id, "role": role, "vouched": vouched,
+                                "joined_at": created_at + timedelta(days=rng.uniform(0, 20))})
+                if vouched and verified and plan_name == "pro":
+                    docs[user_id].setdefault("vouched_by", []).append(org_id)
+            corners = [destination(*centre, half_km * 1000 * math.sqrt(2), math.radians(bearing))
+                       for bearing in (45, 135, 225, 315)]
+            ring = [[round(lng, 6), round(lat, 6)] for lat, lng in corners]
+            orgs.append({"_id": org_id, "name": name, "kind": kind, "description": f"Demo {kind.replace('_', ' ')}",
+                         "contact": {"email": self.email(kind.replace("_", "-"))},
+                         "service_area": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                         "verified": verified, "plan": plan_name, "members": members,
+                         "member_count": len(members), "version": 0, "created_by": owner["_id"],
+                         "created_at": created_at, "updated_at": created_at})
+            audits.append({"_id": make_id(rng, created_at), "actor_id": owner["_id"],
+                           "action": "organization.create", "target_type": "organization", "target_id": org_id,
+                           "before": None, "after": {"name": name, "kind": kind}, "reason": None, "at": created_at})
+        self.insert("organizations", orgs, len(orgs))
+        self.insert("audit_log", audits, len(audits), "audit log")
+
     def seed_sos(self):
         """A few open SOS, as emergencies.service.open_emergency leaves them (some already answered).
 
@@ -791,7 +838,9 @@ DESCRIPTION = """\
 Seed a realistic, reproducible demo city: users (bcrypt passwords), helpers and
 verified helpers clustered like a real population around the city centre, skills,
 help requests, active parties with members and trails, road reports of every type
-with votes, official alerts and a few open SOS. Times are relative to now, and
+with votes, official alerts, organizations (a verified rescue team with a dispatcher
+and vouched helpers, a riding club, a company; members and service areas) and a few
+open SOS. Times are relative to now, and
 helpers' locations are fresh, so SOS alerts find them at once.
 
 The same --seed builds the same city. Indexes are ensured before inserting.

@@ -53,6 +53,9 @@ ENV_VARS = {
     "TRUSTED_REPORTER_SCORE": float,
     "REPORT_RATE_LIMIT": str,
     "REPORT_FLAG_DOWNVOTES": int,
+    "ORG_MAX_AREA_KM2": float,
+    "ORG_FREE_MEMBERS": int,
+    "ORG_INVITATION_TTL_HOURS": float,
     # per-user / per-room limits on writes (allynet/ratelimit.py)
     "PARTY_CREATE_RATE_LIMIT": _rate_limit,
     "PARTY_MESSAGE_RATE_LIMIT": _rate_limit,
@@ -134,6 +137,10 @@ class Config:
     REPORT_RATE_LIMIT = "10/minute;100/day"  # per user, on POST /reports
     REPORT_FLAG_DOWNVOTES = 2  # downvotes that put a visible report in the moderators' flagged queue
     OFFICIAL_ALERT_MAX_DAYS = 30  # how far ahead an official alert's expires_at may be
+    # organizations
+    ORG_MAX_AREA_KM2 = 5000.0  # largest service area
+    ORG_FREE_MEMBERS = 25  # members of a free-plan organization (the owner counts)
+    ORG_INVITATION_TTL_HOURS = 72.0  # an invitation code's lifetime
     # Limits on writes (allynet/ratelimit.py), shared by all processes through Redis. "User" limits
     # count one user's writes, "room" limits everyone's in one party or SOS chat. Party creation
     # counts POST /parties and party:create together. party:update has MAX_UPDATE_HZ instead.

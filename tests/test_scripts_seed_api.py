@@ -30,7 +30,8 @@ def demo(local):
 def test_every_feature_is_seeded(city):
     result, _, _ = city
     for collection in ("users", "skills", "help_requests", "parties", "party_members", "trail_points",
-                       "party_messages", "routes", "reports", "report_votes", "alerts", "audit_log", "emergencies"):
+                       "party_messages", "routes", "reports", "report_votes", "alerts", "audit_log", "emergencies",
+                       "organizations"):
         assert result.created[collection] > 0, collection
 
 

@@ -34,6 +34,9 @@ What is supported
   `$or` / `$not` and with `count_documents`. Rings must be closed, have at least
   3 distinct vertices, no duplicate vertices and no crossing edges; holes must
   lie inside the shell.
+* `$geoIntersects` with a `$geometry` GeoJSON Point: the documents whose stored geometry
+  (point, line or polygon, boundary included) contains that point (which service areas cover
+  a place). Needs no index. Other query geometries: NotImplementedError.
 * The aggregation stage `$geoNear` (first stage only, code 40602 otherwise)
   with near, distanceField (dotted paths allowed), maxDistance, minDistance,
   query (no near inside), key (else exactly one geo index must exist),
@@ -59,7 +62,7 @@ requires the whole geometry inside the region.
 Known deviations (NotImplementedError, never a silent wrong answer): legacy
 coordinate-pair *query* points (`$near: [x, y]`, flat 2d semantics),
 `$geoWithin` with `$box` / `$center` / `$polygon` / GeometryCollection / big
-polygons (strict-winding crs), `$geoIntersects`, 2d indexes. Points closer
+polygons (strict-winding crs), `$geoIntersects` with anything but a Point, 2d indexes. Points closer
 than ~6 mm to a polygon edge are treated as on the boundary (the server's
 tolerance is similar: an S2 leaf cell). A partial 2dsphere index only serves
 `$near` when the query repeats its partialFilterExpression conditions
@@ -1384,6 +1387,35 @@ def _value_within(value, region):
     return False
 
 
+def _intersects_point(spec):
+    """The _Pt of a `$geoIntersects` spec `{$geometry: <GeoJSON Point>}`."""
+    if not isinstance(spec, Mapping) or set(spec) != {"$geometry"} or not isinstance(spec["$geometry"], Mapping):
+        raise _fail(f"$geoIntersects needs exactly one $geometry object: {_fmt(spec)}")
+    geometry = spec["$geometry"]
+    if geometry.get("type") != "Point":
+        raise NotImplementedError("$geoIntersects with a geometry other than a Point is not implemented by "
+                                  "the embedded store")
+    try:
+        _crs(geometry)
+        return _sphere_point(*_flat_point(geometry.get("coordinates", _MISSING), True))
+    except _GeoError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _geo_intersects_operator(doc_value, spec):
+    point = _intersects_point(spec)
+    if doc_value is _NOTHING or not isinstance(doc_value, (Mapping, list, tuple)):
+        return False
+    geometry = _try_stored(doc_value)
+    if geometry is not None:
+        candidates = [geometry]
+    elif isinstance(doc_value, (list, tuple)):  # an array of geometries: any element
+        candidates = [_try_stored(item) for item in doc_value if isinstance(item, (Mapping, list, tuple))]
+    else:
+        candidates = []
+    return any(g is not None and g.distance(point) <= _BOUNDARY_TOL for g in candidates)
+
+
 def _near_operator(doc_value, spec):
     raise _fail(_NEAR_NOT_ALLOWED_MSG, NEAR_NOT_ALLOWED)
 
@@ -1421,7 +1453,8 @@ def install():
 
         operators = mm_filtering._filterer_inst._operator_map
         operators["$geoWithin"] = _geo_within_operator
+        operators["$geoIntersects"] = _geo_intersects_operator
         for op in _NEAR_OPS:
             operators[op] = _near_operator
         mm_filtering._NOT_IMPLEMENTED_OPERATORS.difference_update(
-            {"$geoWithin", "$near", "$nearSphere", "$maxDistance", "$minDistance"})
+            {"$geoWithin", "$geoIntersects", "$near", "$nearSphere", "$maxDistance", "$minDistance"})

@@ -21,7 +21,9 @@ the wave's radius::
 
 Trust weighs more than distance: a trusted helper a little further away is
 preferred to an unknown one next door, but at equal trust the nearer one
-wins. Ties go to the nearer helper. At most ``MAX_HELPERS_PER_WAVE`` are
+wins. A helper is verified by staff (``verified``) or through a verified organization that
+vouches for them (``vouched_by``, allynet/organizations/service.py); ranking does not tell
+the two apart. Ties go to the nearer helper. At most ``MAX_HELPERS_PER_WAVE`` are
 alerted per wave; members of the requester's active party are alerted first,
 at any distance, on top of them.
 """
@@ -41,6 +43,7 @@ from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition,
 from allynet.fields import iso
 from allynet.pagination import decode_time_cursor, encode_cursor, newest_first_page
 from allynet.parties import service as parties_service
+from allynet.users.service import is_verified_helper
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,24 @@ def _setting(name, default):
 def escalation_seconds():
     """Seconds between escalation waves (config ESCALATION_SECONDS)."""
     return float(_setting("ESCALATION_SECONDS", 60.0))
+
+
+def dispatching_organization_ids(*, db, location):
+    """Ids of the dispatching organizations whose service area covers `location`; [] on any problem.
+
+    A seam like `party_member_ids`: dispatch is on top of the SOS, which goes out regardless.
+    """
+    try:
+        from allynet.organizations import service as organizations_service
+
+        return organizations_service.dispatching_organization_ids(db=db, location=location)
+    except Exception:
+        log.exception("organization dispatch lookup failed; alerting helpers only")
+        return []
+
+
+def _dispatch_rooms(emergency):
+    return [realtime.organization_room(org_id) for org_id in emergency.get("dispatch_organization_ids") or ()]
 
 
 def party_member_ids(*, db, user_id):
@@ -116,7 +137,8 @@ def find_nearby_helpers(*, db, location, radius_m, exclude=(), limit=MAX_HELPERS
     now = now or clock.now()
     query = {
         "is_helper": True,
-        "verified": True,
+        # verified by staff, or vouched for by a verified organization right now
+        "$or": [{"verified": True}, {"vouched_by.0": {"$exists": True}}],
         "location_updated_at": {"$gte": now - LOCATION_FRESHNESS},
         # a helper with an SOS of their own is in no position to help
         "active_emergency_id": None,
@@ -271,6 +293,7 @@ def open_emergency(*, db, user_id, data):
             escalation_seconds=escalation_seconds())
         targets = _wave_targets(db=db, emergency=emergency, radius_m=emergency["radius_m"], now=now)
         emergency["notified_helper_ids"] = [target.user_id for target in targets]
+        emergency["dispatch_organization_ids"] = dispatching_organization_ids(db=db, location=data["location"])
         db.emergencies.insert_one(emergency)
     except DuplicateKeyError:
         # The unique partial index saw an open SOS the slot did not (e.g. a slot cleared by hand).
@@ -282,6 +305,9 @@ def open_emergency(*, db, user_id, data):
         raise
     realtime.enter_user_sockets(user_id, realtime.emergency_room(emergency_id))
     _alert(emergency, targets, wave=1)
+    if emergency["dispatch_organization_ids"]:
+        realtime.emit_to_rooms(_dispatch_rooms(emergency), "emergency.created",
+                               dict(alert_schema.dump(emergency), wave=1, party_member=False, distance_m=None))
     return emergency, len(targets)
 
 
@@ -348,8 +374,8 @@ def escalation_loop(app):
 
 def _user(*, db, user_id):
     return db.users.find_one({"_id": user_id},
-                             projection={"role": 1, "is_helper": 1, "verified": 1, "location": 1,
-                                         "emergency_radius_m": 1}) or {}
+                             projection={"role": 1, "is_helper": 1, "verified": 1, "vouched_by": 1,
+                                         "location": 1, "emergency_radius_m": 1}) or {}
 
 
 def _responder_ids(emergency):
@@ -388,7 +414,7 @@ def list_mine(*, db, user_id, cursor=None, limit=DEFAULT_PAGE):
 def list_open_near(*, db, user_id, near=None, radius_m=None, limit=50):
     """Open SOS near a point (default: the caller's location), for verified helpers: [emergency + distance_m]."""
     user = _user(db=db, user_id=user_id)
-    if not (user.get("is_helper") and user.get("verified")):
+    if not is_verified_helper(user):
         raise Forbidden("Only verified helpers can list nearby emergencies")
     if near is not None:
         point = geo.to_point(*near)
@@ -423,7 +449,7 @@ def _closed_or_missing(*, db, emergency_id):
 def respond(*, db, emergency_id, helper_id, eta_minutes=None):
     """A verified helper joins an open SOS (active -> responding on the first); twice is a no-op."""
     helper = _user(db=db, user_id=helper_id)
-    if not (helper.get("is_helper") and helper.get("verified")):
+    if not is_verified_helper(helper):
         raise Forbidden("Only verified helpers can respond to an emergency")
     emergency = db.emergencies.find_one({"_id": emergency_id}, projection={"user_id": 1})
     if emergency is None:
@@ -456,7 +482,7 @@ def respond(*, db, emergency_id, helper_id, eta_minutes=None):
     realtime.emit_to_rooms(rooms, "helper.joined", {"emergency_id": str(emergency_id),
                                                     "helper_id": str(helper_id), "eta_minutes": eta_minutes})
     if moved:
-        realtime.emit_to_rooms(rooms, "emergency.status_changed",
+        realtime.emit_to_rooms(rooms + _dispatch_rooms(updated), "emergency.status_changed",
                                {"emergency_id": str(emergency_id), "status": "responding"})
     return updated
 
@@ -479,8 +505,8 @@ def _close(*, db, emergency, status, actor_id, owner_only):
     declined = set(updated.get("declined_helper_ids") or ())
     # Alerted helpers who have not joined the room must learn the SOS is over too.
     alerted = [realtime.user_room(h) for h in updated.get("notified_helper_ids") or () if h not in declined]
-    realtime.emit_to_rooms(_room_and_owner(updated) + alerted, "emergency.status_changed",
-                           {"emergency_id": emergency_id, "status": status})
+    realtime.emit_to_rooms(_room_and_owner(updated) + alerted + _dispatch_rooms(updated),
+                           "emergency.status_changed", {"emergency_id": emergency_id, "status": status})
     if status == "resolved":
         realtime.emit_to_rooms(_room_and_owner(updated), "emergency.resolved",
                                {"emergency_id": emergency_id, "status": status,

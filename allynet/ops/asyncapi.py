@@ -43,7 +43,9 @@ EMERGENCY_SUMMARY = _obj(
     ("id", "emergency_id", "user_id", "type", "location", "status", "created_at"),
     id=ID, emergency_id=ID, user_id=ID, type={"type": "string"}, description=_nullable({"type": "string"}),
     location=LATLNG, status={"type": "string"}, created_at=TS, wave={"type": "integer", "minimum": 1},
-    party_member={"type": "boolean"}, distance_m=_nullable({"type": "number"}))
+    party_member={"type": "boolean"}, distance_m=_nullable({"type": "number"}),
+    assigned_by={**ID, "description": "Set when an organization's dispatcher assigned you."},
+    organization_id={**ID, "description": "The assigning organization (with assigned_by)."})
 
 # Client events without a marshmallow schema (hand-written hot-path loaders).
 CLIENT_PAYLOADS = {
@@ -56,11 +58,14 @@ CLIENT_PAYLOADS = {
 
 # Server events: name -> (who receives it, description, payload schema).
 SERVER_EVENTS = {
-    "emergency.created": ("user:<helper>", "An SOS near you (or in your party): decide and go.", EMERGENCY_SUMMARY),
+    "emergency.created": ("user:<helper>, and org:<id> of the dispatching organizations whose service area "
+                          "covers it", "An SOS near you (or in your party, or assigned to you by an "
+                                       "organization's dispatcher: assigned_by): decide and go.", EMERGENCY_SUMMARY),
     "helper.joined": ("emergency:<id> and the owner", "A helper responded.",
                       _obj(("emergency_id", "helper_id"), emergency_id=ID, helper_id=ID,
                            eta_minutes=_nullable({"type": "integer"}))),
-    "emergency.status_changed": ("emergency:<id>, the owner and alerted helpers", "The SOS changed status.",
+    "emergency.status_changed": ("emergency:<id>, the owner, alerted helpers and org:<id> of the dispatching "
+                                 "organizations whose service area covers it", "The SOS changed status.",
                                  _obj(("emergency_id", "status"), emergency_id=ID, status={"type": "string"})),
     "emergency.resolved": ("emergency:<id> and the owner", "The SOS is resolved; the room is then emptied.",
                            _obj(("emergency_id", "status", "resolved_at"), emergency_id=ID,

@@ -63,7 +63,8 @@ def batch(*, user_id, sid, data):
 @socket_event("party:create", socket_create_schema)
 def create(*, user_id, sid, data):
     db = get_db()
-    party, left_party_id = service.create_party(db=db, user_id=user_id, name=data["name"])
+    party, left_party_id = service.create_party(db=db, user_id=user_id, name=data["name"],
+                                                organization_id=data.get("organization_id"))
     return {"party": party_schema.dump(service.get_party(db=db, user_id=user_id, party_id=party["_id"])),
             "left_party_id": None if left_party_id is None else str(left_party_id)}
 

@@ -46,6 +46,7 @@ class InviteCode(fields.String):
 
 class PartyCreateSchema(Schema):
     name = Name(required=True, min_len=1, max_len=100)
+    organization_id = ObjectIdField(metadata={"description": "a club ride of this organization (members only)"})
 
 
 class PartyJoinSchema(Schema):
@@ -189,6 +190,7 @@ class PartySchema(Schema):
     name = fields.String()
     invite_code = fields.String()
     leader_id = ObjectIdField()
+    organization_id = ObjectIdField(allow_none=True)
     is_active = fields.Boolean()
     created_at = DateTimeZ()
     ended_at = DateTimeZ(allow_none=True)

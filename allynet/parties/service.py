@@ -37,6 +37,7 @@ from pymongo.errors import DuplicateKeyError
 from allynet import clock, ratelimit, realtime
 from allynet.errors import Conflict, Forbidden, NotFound
 from allynet.fields import iso
+from allynet.organizations import service as organizations_service
 from allynet.pagination import newest_first_page
 from allynet.parties import presence
 from allynet.parties.history import publish_alert
@@ -92,18 +93,24 @@ def new_invite_code():
     return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_CODE_LENGTH))
 
 
-def create_party(*, db, user_id, name):
+def create_party(*, db, user_id, name, organization_id=None):
     """Create a party led by the user and make them its first member; (party, id of the party they left or None).
 
     A user rides in one party at a time: their current party, if any, is left
     exactly as by `leave_party` (events, leader hand-over, the last one out ends it).
+    With `organization_id` it is that organization's club ride: only its members create and join it.
     """
     now = clock.now()
     # REST and party:create count together: PARTY_CREATE_RATE_LIMIT per user.
     ratelimit.hit("PARTY_CREATE_RATE_LIMIT", "party:create", "user", user_id)
+    if organization_id is not None:
+        organizations_service.require_member(db=db, organization_id=organization_id, user_id=user_id,
+                                             action="create its rides")
     for _ in range(5):
         party = {"name": name, "invite_code": new_invite_code(), "leader_id": user_id, "is_active": True,
                  "created_at": now, "ended_at": None, "members": []}
+        if organization_id is not None:
+            party["organization_id"] = organization_id
         try:
             db.parties.insert_one(party)
             break
@@ -127,9 +134,12 @@ def join_by_code(*, db, user_id, invite_code, party_id=None):
     query = {"invite_code": invite_code, "is_active": True}
     if party_id is not None:
         query["_id"] = party_id
-    party = db.parties.find_one(query, projection={"_id": 1})
+    party = db.parties.find_one(query, projection={"_id": 1, "organization_id": 1})
     if party is None:
         raise NotFound("No active party with this invite code")
+    if party.get("organization_id") is not None:  # a club ride: the organization's members only
+        organizations_service.require_member(db=db, organization_id=party["organization_id"], user_id=user_id,
+                                             action="join its rides")
     return _join_party(db, user_id, party["_id"])
 
 

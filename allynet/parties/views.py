@@ -25,11 +25,14 @@ def _joined(db, party, left_party_id):
 @bp.post("/parties")
 @auth_required
 @doc(summary="Create a party and lead it; you leave your current one (left_party_id, null when none)",
-     response=party_join_result_schema, status=201, tags=["parties"], errors={409: "conflict"})
+     response=party_join_result_schema, status=201, tags=["parties"],
+     errors={403: "forbidden (organization_id: not a member of that organization)",
+             404: "not_found (organization_id: no such organization)", 409: "conflict"})
 @use_body(party_create_schema)
 def create_party(data):
     db = get_db()
-    party, left_party_id = service.create_party(db=db, user_id=current_user_id(), name=data["name"])
+    party, left_party_id = service.create_party(db=db, user_id=current_user_id(), name=data["name"],
+                                                organization_id=data.get("organization_id"))
     return ok(_joined(db, party, left_party_id), 201)
 
 

@@ -2,7 +2,7 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import (LAT_LNG_OPENAPI, BoundedList, Cursor, DateTimeZ, Id, LatLngSchema, Name, Text,
+from allynet.fields import (LAT_LNG_OPENAPI, BoundedList, Cursor, DateTimeZ, Id, LatLngSchema, Name,
                             indexable_geometry)
 
 
@@ -31,8 +31,10 @@ class RouteCreateSchema(Schema):
 class RouteUpdateSchema(RouteCreateSchema):
     """What an owner may change on a route: its name, its waypoints (same rules as on create), or both."""
 
-    name = Text(min_len=1, max_len=100)
-    waypoints = fields.List(fields.Nested(LatLngSchema), validate=validate.Length(2, 500))
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
+    name = Name(min_len=1, max_len=100)
+    waypoints = BoundedList(fields.Nested(LatLngSchema), validate=validate.Length(2, 500))
 
     @validates_schema
     def not_empty(self, data, **kwargs):

@@ -165,3 +165,8 @@ def bootstrap_admin(*, db, email, password):
         {"$set": {"role": "admin", "verified": True, "password_hash": password_hash}},
         return_document=ReturnDocument.AFTER,
     )
+
+
+def is_verified_helper(user):
+    """On duty as a helper and verified: by staff, or vouched for by a verified organization."""
+    return bool(user.get("is_helper")) and bool(user.get("verified") or user.get("vouched_by"))

@@ -645,3 +645,40 @@ def test_install_is_idempotent():
     coll.create_index([("loc", GEOSPHERE)])
     coll.insert_many([{"_id": 1, "loc": P(1, 0)}, {"_id": 2, "loc": P(0.5, 0)}])
     assert [d["_id"] for d in coll.find({"loc": near(0, 0)})] == [2, 1]
+
+
+# ---- $geoIntersects with a point: which stored areas cover a place ----------------------------------
+
+SQUARE = {"type": "Polygon", "coordinates": [[[2.3, 48.8], [2.4, 48.8], [2.4, 48.9], [2.3, 48.9], [2.3, 48.8]]]}
+HOLED = {"type": "Polygon", "coordinates": [
+    [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], [[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6], [0.4, 0.4]]]}
+
+
+def _covering(db, lng, lat):
+    query = {"area": {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [lng, lat]}}}}
+    return sorted(doc["name"] for doc in db.areas.find(query))
+
+
+def test_geo_intersects_a_point_finds_the_areas_that_cover_it(db):
+    db.areas.create_index([("area", GEOSPHERE)])
+    db.areas.insert_many([
+        {"name": "square", "area": SQUARE},
+        {"name": "holed", "area": HOLED},
+        {"name": "multi", "area": {"type": "MultiPolygon", "coordinates": [SQUARE["coordinates"],
+                                                                           HOLED["coordinates"]]}},
+        {"name": "point", "area": {"type": "Point", "coordinates": [2.35, 48.85]}},
+        {"name": "none"},
+    ])
+    assert _covering(db, 2.35, 48.85) == ["multi", "point", "square"]
+    assert _covering(db, 0.2, 0.2) == ["holed", "multi"]
+    assert _covering(db, 0.5, 0.5) == []  # in the hole
+    assert _covering(db, 2.3, 48.85) == ["multi", "square"]  # on an edge: the boundary belongs to the area
+    assert _covering(db, 10, 10) == []
+    assert db.areas.count_documents({"name": "square", "area": {"$geoIntersects": {
+        "$geometry": {"type": "Point", "coordinates": [2.35, 48.85]}}}}) == 1
+
+
+def test_geo_intersects_refuses_a_bad_point(db):
+    db.areas.insert_one({"name": "square", "area": SQUARE})
+    with pytest.raises(OperationFailure):
+        list(db.areas.find({"area": {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [200, 0]}}}}))

@@ -1,0 +1,6 @@
+"""organizations feature package."""
+from flask import Blueprint
+
+bp = Blueprint("organizations", __name__, url_prefix="/api/v1")
+
+from allynet.organizations import events, views  # noqa: E402,F401

@@ -60,6 +60,9 @@ OFFER = {"message": "On my way"}
 RESKILL = {"name": "Wheel truing"}
 UPVOTE = {"value": "up"}
 HIDE = {"action": "hide"}
+BUSINESS = {"name": "Corner cafe", "category": "cafe", "location": PARIS}
+RENAME_BUSINESS = {"name": "Corner bistro"}
+RETITLE_PROMOTION = {"title": "Two for one"}
 
 
 def register(w):
@@ -73,6 +76,11 @@ def login(w):
 def alert(w):
     return {"type": "police", "location": PARIS, "description": "Checkpoint",
             "expires_at": (clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def promotion(w):
+    return {"title": "Happy hour", "starts_at": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ends_at": (clock.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def accept(w):
@@ -104,7 +112,8 @@ class R:
 
 # Targets: sos, help (open, with other's offer), help_assigned (other's offer accepted), party (owner
 # leads, other rides), skill, report (visible), report_pending (a speed camera awaiting a moderator),
-# route, owner (the owner's user id), file (a static file name).
+# route, owner (the owner's user id), file (a static file name), business (the owner's), business_hidden (hidden
+# by an admin), promotion (a promotion of `business`: two path values).
 REST = [
     # method    rule (+ query)                                      target            body       anon user othr hlpr mod  admn ownr
     R("POST",   "/api/v1/auth/register",                            None,             register, "201  201  -    201  201  201  -  "),
@@ -167,6 +176,19 @@ REST = [
     R("GET",    "/api/v1/alerts?lat=48.8566&lng=2.3522",            None,             None,     "401  200  -    200  200  200  -  "),
     R("POST",   "/api/v1/alerts",                                   None,             alert,    "401  403  -    403  201  201  -  "),
     R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  403  200  -  "),
+    R("POST",   "/api/v1/businesses",                               None,             BUSINESS, "401  201  -    201  201  201  -  "),
+    R("GET",    "/api/v1/businesses?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  200  -    200  200  200  200"),
+    R("GET",    "/api/v1/businesses/<oid:business_id>",             "business_hidden", None,    "401  404  -    404  200  200  200"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>",             "business",       RENAME_BUSINESS, "401  403  -    403  200  200  200"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>",             "business_hidden", VERIFY,  "401  404  -    404  200  200  403"),
+    R("DELETE", "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  403  -    403  200  200  200"),
+    R("POST",   "/api/v1/businesses/<oid:business_id>/promotions",  "business",       promotion, "401  403  -    403  201  201  201"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", RETITLE_PROMOTION,
+      "401  403  -    403  200  200  200"),
+    R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
+      "401  403  -    403  200  200  200"),
+    R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
@@ -183,6 +205,7 @@ TARGET_PARTIES = {
     "report": {"owner"}, "report_pending": {"owner"},
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
+    "business": {"owner"}, "business_hidden": {"owner"}, "promotion": {"owner"},
 }
 
 
@@ -359,6 +382,20 @@ class World:
         assert report["status"] == "pending"
         return report["id"]
 
+    def _build_business(self):
+        return self.call("POST", f"{API}/businesses", "owner", BUSINESS, 201)["data"]["id"]
+
+    def _build_business_hidden(self):
+        business_id = self._build_business()
+        self.call("PATCH", f"{API}/businesses/{business_id}", "admin", {"hidden": True}, 200)
+        return business_id
+
+    def _build_promotion(self):
+        business_id = self.target("business")
+        promotion_id = self.call("POST", f"{API}/businesses/{business_id}/promotions", "owner", promotion(self),
+                                 201)["data"]["id"]
+        return business_id, promotion_id
+
     def _build_route(self):
         return self.call("POST", f"{API}/routes", "owner", ROUTE, 201)["data"]["id"]
 
@@ -373,7 +410,10 @@ class World:
     def url(self, row):
         if row.target is None:
             return row.url_template
-        return re.sub(r"<[^>]+>", self.target(row.target), row.url_template)
+        value = self.target(row.target)
+        values = iter(value if isinstance(value, tuple) else ())  # a target with several path values
+        return re.sub(r"<[^>]+>", lambda _match: next(values) if isinstance(value, tuple) else value,
+                      row.url_template)
 
     def connect(self, actor):
         """A Socket.IO test client of `actor`, its queue drained."""

@@ -780,7 +780,8 @@ class CitySeeder:
                     "opening_hours": {"timezone": self.plan.timezone,
                                       "intervals": _hours(WEEK, ("00:00", "00:00")) if safe
                                       else BUSINESS_HOURS[category]},
-                    "verified": verified, "hidden": False, "safe_place": safe, "promotions": self.promotions(running=n == safe_places),
+                    "verified": verified, "hidden": False, "safe_place": safe,
+                    "promotions": self.promotions(running=n == safe_places),
                     "created_at": created_at, "updated_at": created_at,
                 }
 

@@ -209,7 +209,8 @@ def test_a_safe_place_counts_only_while_verified(api, make_user, now):
     opted = api("PATCH", f"/businesses/{business['id']}", owner, {"safe_place": True}).json()["data"]
     assert opted["safe_place"] is True and opted["safe_place_active"] is False
     staff_set(api, admin, business["id"], verified=True)
-    sos_id = api("POST", "/emergencies", person, {"type": "medical", "location": at(0)}).json()["data"]["emergency"]["id"]
+    created = api("POST", "/emergencies", person, {"type": "medical", "location": at(0)})
+    sos_id = created.json()["data"]["emergency"]["id"]
     assert [p["id"] for p in api("GET", f"/emergencies/{sos_id}", person).json()["data"]["safe_places"]] == [
         business["id"]]
     assert api("GET", f"/emergencies/{sos_id}", person).json()["data"]["safe_places"][0]["closes_at"] is None

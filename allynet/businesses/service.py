@@ -24,7 +24,7 @@ from allynet import audit, clock
 from allynet.businesses import hours
 from allynet.businesses.schemas import MAX_PROMOTION_DAYS, PROMOTION_RADIUS_M, business_schema
 from allynet.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from allynet.pagination import decode_ranked_cursor, nearest_page, page_of
+from allynet.pagination import nearest_page
 
 STAFF_ROLES = ("moderator", "admin")
 STAFF_FIELDS = ("verified", "hidden")
@@ -157,36 +157,20 @@ def list_nearby(*, db, near, radius_m, category=None, open_now=False, limit, cur
     query = {"hidden": False}
     if category is not None:
         query["category"] = category
-    if not open_now:
-        items, next_cursor = nearest_page(db.businesses, near=near, radius_m=radius_m, query=query,
-                                          limit=limit, cursor=cursor)
-    else:
-        items, next_cursor = _open_nearest_page(db=db, near=near, radius_m=radius_m, query=query,
-                                                limit=limit, cursor=cursor, now=now)
+    if open_now:
+        query["opening_hours"] = {"$ne": None}
+
+    def open_at_now(document):  # hours are read in each business's own zone: no query can say it
+        return hours.is_open(document["opening_hours"], now)
+
+    items, next_cursor = nearest_page(db.businesses, near=near, radius_m=radius_m, query=query, limit=limit,
+                                      cursor=cursor, keep=open_at_now if open_now else None)
     return [_with_status(item, full=False, now=now) for item in items], next_cursor
 
 
 def _near_stage(near_point, max_distance, query):
     return {"$geoNear": {"near": near_point, "key": "location", "distanceField": "distance_m",
                          "maxDistance": max_distance, "spherical": True, "query": query}}
-
-
-def _open_nearest_page(*, db, near, radius_m, query, limit, cursor, now):
-    """nearest_page, keeping only the businesses open at `now` (hours are read in each one's zone)."""
-    point = {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
-    pipeline = [_near_stage(point, radius_m, dict(query, opening_hours={"$ne": None})),
-                {"$sort": {"distance_m": 1, "_id": 1}}]
-    if cursor:
-        last_distance, last_id = decode_ranked_cursor(cursor)
-        pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
-                                             {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
-    found = []
-    for document in db.businesses.aggregate(pipeline):
-        if hours.is_open(document["opening_hours"], now):
-            found.append(document)
-            if len(found) > limit:
-                break
-    return page_of(found, limit, "distance_m")
 
 
 # ---- promotions ---------------------------------------------------------------------------------

@@ -254,6 +254,8 @@ def test_every_endpoint_refuses_others_bad_hours_and_bad_categories_and_changes_
     promotion = api("POST", f"/businesses/{business['id']}/promotions", owner, {
         "title": "Opening week", "starts_at": "2026-01-14T00:00:00Z", "ends_at": "2026-01-21T00:00:00Z"}).json()["data"]
     base, promo = f"/businesses/{business['id']}", f"/businesses/{business['id']}/promotions/{promotion['id']}"
+    # The other owner's own business: a path through it does not reach this business's promotion.
+    others = f"/businesses/{create(api, other, name='Rival')['id']}/promotions/{promotion['id']}"
     before = list(db.businesses.find({}))
     future = {"title": "Mine now", "starts_at": "2026-01-15T00:00:00Z", "ends_at": "2026-01-16T00:00:00Z"}
 
@@ -264,6 +266,8 @@ def test_every_endpoint_refuses_others_bad_hours_and_bad_categories_and_changes_
         (other, "POST", f"{base}/promotions", future, 403, "forbidden", None),
         (other, "PATCH", promo, {"title": "Hijacked"}, 403, "forbidden", None),
         (other, "DELETE", promo, None, 403, "forbidden", None),
+        (other, "PATCH", others, {"title": "Hijacked"}, 404, "not_found", None),
+        (other, "DELETE", others, None, 404, "not_found", None),
         (owner, "PATCH", base, {"verified": True}, 403, "forbidden", None),
         (owner, "PATCH", base, {"hidden": False, "name": "Also"}, 403, "forbidden", None),
         (owner, "PATCH", base, {"category": "bar"}, 400, "validation_error", "category"),

@@ -63,6 +63,10 @@ INDEXES = [
     # language "none": plain tokens, no stemming or stop words, so the server and the embedded
     # store's $text (allynet/embedded/text.py) match the same documents.
     ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text", "default_language": "none"}),
+    # businesses (promotions embedded)
+    ("businesses", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
+    ("businesses", [("owner_id", ASCENDING)], {"name": "owner"}),
+    ("businesses", [("promotions.ends_at", ASCENDING)], {"name": "promotion_ends"}),
     # parties
     ("parties", [("invite_code", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"is_active": True}, "name": "invite_code_active"}),

@@ -19,6 +19,7 @@ from pymongo import ASCENDING
 from pymongo.errors import OperationFailure, PyMongoError
 
 from allynet import audit, clock, realtime, scripting, trust
+from allynet.businesses import service as businesses_service
 from allynet.db import INDEXES, ensure_indexes, update_batch
 from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
 from allynet.parties import service as parties_service
@@ -132,7 +133,8 @@ def close_stale_sos(*, db, max_hours, dry_run=False, now=None):
 
 def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
     """End idle parties, cancel stale SOS, remove expired reports (and their votes), votes of reports
-    already gone, expired alerts and stale organization invitations (expired or used)."""
+    already gone, expired alerts, stale organization invitations (expired or used) and ended
+    promotions."""
     now = now or clock.now()
     parties = end_idle_parties(db=db, idle_hours=float(config["PARTY_IDLE_HOURS"]), dry_run=dry_run, now=now)
     sos = close_stale_sos(db=db, max_hours=float(config["SOS_MAX_HOURS"]), dry_run=dry_run, now=now)
@@ -149,13 +151,14 @@ def expire(*, db, config, dry_run=False, batch_size=DEFAULT_BATCH, now=None):
     invitations = delete_in_batches(db.organization_invitations,
                                     {"$or": [{"expires_at": {"$lte": now}}, {"used_at": {"$ne": None}}]},
                                     batch_size=batch_size, dry_run=dry_run)
+    promotions = businesses_service.remove_expired_promotions(db=db, now=now, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     if reports or alerts or orphans:
         log.info("%s %d expired reports (%d votes), %d votes of reports already gone and %d expired alerts",
                  verb, reports, votes["n"], orphans, alerts)
     return {"parties_ended": len(parties), "sos_cancelled": len(sos), "reports_removed": reports,
             "report_votes_removed": votes["n"], "orphan_votes_removed": orphans, "alerts_removed": alerts,
-            "invitations_removed": invitations}
+            "invitations_removed": invitations, "promotions_removed": promotions}
 
 
 def drop_orphan_votes(*, db, dry_run=False, batch_size=DEFAULT_BATCH):

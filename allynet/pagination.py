@@ -48,11 +48,12 @@ def page_of(items, limit, rank_field):
     return items, encode_cursor([items[-1][rank_field], items[-1]["_id"]])
 
 
-def nearest_page(collection, *, near, radius_m, query, limit, cursor=None, projection=None):
+def nearest_page(collection, *, near, radius_m, query, limit, cursor=None, projection=None, keep=None):
     """One page of `collection` within `radius_m` of `near` ({lat, lng}), nearest first, with `distance_m`.
 
     `$geoNear` is the first stage (distances come from the database); ties in
-    distance are ordered by id, so pages never skip or repeat an item.
+    distance are ordered by id, so pages never skip or repeat an item. `keep`, a
+    test on each document that no query can express, reads on until a page passes it.
     """
     point = {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
     pipeline = [
@@ -64,10 +65,19 @@ def nearest_page(collection, *, near, radius_m, query, limit, cursor=None, proje
         last_distance, last_id = decode_ranked_cursor(cursor)
         pipeline.append({"$match": {"$or": [{"distance_m": {"$gt": last_distance}},
                                              {"distance_m": last_distance, "_id": {"$gt": last_id}}]}})
-    pipeline.append({"$limit": limit + 1})
+    if keep is None:
+        pipeline.append({"$limit": limit + 1})
     if projection:
         pipeline.append({"$project": projection})
-    return page_of(list(collection.aggregate(pipeline)), limit, "distance_m")
+    if keep is None:
+        return page_of(list(collection.aggregate(pipeline)), limit, "distance_m")
+    kept = []
+    for document in collection.aggregate(pipeline):
+        if keep(document):
+            kept.append(document)
+            if len(kept) > limit:
+                break
+    return page_of(kept, limit, "distance_m")
 
 
 def decode_time_cursor(cursor):

@@ -77,6 +77,43 @@ VEHICLE_WEIGHTS = {"car": 40, "motorcycle": 25, "bicycle": 15, "scooter": 8, "tr
 assert set(VEHICLE_WEIGHTS) <= set(VEHICLE_TYPES)
 
 CITY_CURRENCY = {"london": "GBP", "new-york": "USD"}  # others: EUR
+CITY_TIMEZONE = {"berlin": "Europe/Berlin", "london": "Europe/London", "madrid": "Europe/Madrid",
+                 "new-york": "America/New_York"}  # others: Europe/Paris
+WEEK, WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), ("mon", "tue", "wed", "thu", "fri")
+
+
+def _hours(days, *spans):
+    """Intervals for `days`, each open during every (open, close) span."""
+    return [{"day": day, "open": opens, "close": closes} for day in days for opens, closes in spans]
+
+
+# Weekly hours per category (local time): a late bar shift crossing midnight, round-the-clock services.
+BUSINESS_HOURS = {
+    "cafe": _hours(WEEK[:6], ("07:00", "19:00")) + _hours(("sun",), ("08:00", "14:00")),
+    "restaurant": _hours(WEEK[1:], ("12:00", "14:30"), ("19:00", "23:30")) + _hours(("fri", "sat"), ("23:30", "02:00")),
+    "fuel": _hours(WEEK, ("00:00", "00:00")),
+    "garage": _hours(WEEKDAYS, ("08:00", "18:00")) + _hours(("sat",), ("09:00", "12:00")),
+    "pharmacy": _hours(WEEK[:6], ("08:30", "20:00")),
+    "hospital": _hours(WEEK, ("00:00", "00:00")),
+    "shop": _hours(WEEK[:6], ("09:00", "19:30")),
+    "lodging": _hours(WEEK, ("00:00", "00:00")),
+    "other": _hours(WEEKDAYS, ("09:00", "17:00")),
+}
+BUSINESS_NAMES = {
+    "cafe": ("Café du Coin", "Bean There", "Le Petit Noir", "Kickstand Coffee"),
+    "restaurant": ("Chez Louise", "The Gravel Grill", "Trattoria Roma", "Le Relais"),
+    "fuel": ("Station Centrale", "Fuel & Go", "Relais Énergie"),
+    "garage": ("Garage Martin", "Moto Fix", "Pit Stop Repairs"),
+    "pharmacy": ("Pharmacie de la Gare", "Pharmacie Centrale", "Night Pharmacy"),
+    "hospital": ("Hôpital Saint-Luc", "City Clinic"),
+    "shop": ("Bike Parts Store", "Corner Shop", "Outdoor Gear"),
+    "lodging": ("Hôtel du Parc", "Riders' Inn", "Auberge de la Place"),
+    "other": ("Community Centre", "Library", "Post Office"),
+}
+# Safe places are staffed round the clock or late: where someone in trouble can walk in.
+SAFE_PLACE_CATEGORIES = ("pharmacy", "hospital", "fuel", "lodging")
+PROMOTION_TITLES = ("10% off for riders", "Free coffee with a full tank", "Happy hour 17-19h",
+                    "Free tyre check", "Two for one", "Loyalty week")
 
 # Marketplace vocabulary, per help-request/skill category.
 SKILLS = {
@@ -152,7 +189,9 @@ class SeedPlan:
     reports: int = None
     alerts: int = None
     sos: int = None
+    businesses: int = None
     currency: str = "EUR"
+    timezone: str = "Europe/Paris"
     password: str = DEMO_PASSWORD
     fast_hashes: bool = False
     batch_size: int = 1000
@@ -169,6 +208,7 @@ class SeedPlan:
             "reports": max(7, self.users // 5),
             "alerts": max(2, self.users // 500),
             "sos": max(1, self.users // 1000),
+            "businesses": max(8, self.users // 50),
         }
         return derived[name]
 
@@ -309,7 +349,8 @@ class CitySeeder:
         """The seeding steps in dependency order: users are built first and inserted last, once the
         other steps have set their trust scores and open-SOS slots."""
         return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_parties, self.seed_reports,
-                self.seed_alerts, self.seed_organizations, self.apply_trust, self.seed_sos, self.insert_users]
+                self.seed_alerts, self.seed_organizations, self.seed_businesses, self.apply_trust, self.seed_sos,
+                self.insert_users]
 
     def email(self, local):
         """A demo address on the reserved domain."""
@@ -760,6 +801,55 @@ class CitySeeder:
         self.insert("organizations", orgs, len(orgs))
         self.insert("audit_log", audits, len(audits), "audit log")
 
+    def seed_businesses(self):
+        """Businesses with weekly hours and promotions (running, upcoming and ended ones), and a few verified
+        safe places near the centre (where the first demo SOS is), as businesses.service stores them."""
+        rng, total = self.rng, self.plan.size("businesses")
+        owners = self.users
+        safe_places = max(3, total // 10)
+
+        def businesses():
+            for n in range(total):
+                owner_id = rng.choice(owners)[0]
+                safe = n < safe_places
+                category = SAFE_PLACE_CATEGORIES[n % len(SAFE_PLACE_CATEGORIES)] if safe else rng.choice(
+                    list(BUSINESS_HOURS))
+                # The safe places, and the first other business (a running promotion), near the centre.
+                lat, lng = (self.population.near(self.plan.city_lat, self.plan.city_lng, 1500) if n <= safe_places
+                            else self.population.latlng())
+                created_at = self.ago(days=rng.uniform(10, 400))
+                verified = safe or rng.random() < 0.5
+                yield {
+                    "_id": make_id(rng, created_at), "owner_id": owner_id, "name": rng.choice(BUSINESS_NAMES[category]),
+                    "category": category, "location": point(lat, lng), "address": None,
+                    "phone": f"+33 4 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
+                             f"{rng.randint(10, 99)}",
+                    "website": None,
+                    "opening_hours": {"timezone": self.plan.timezone,
+                                      "intervals": _hours(WEEK, ("00:00", "00:00")) if safe
+                                      else BUSINESS_HOURS[category]},
+                    "verified": verified, "hidden": False, "safe_place": safe,
+                    "promotions": self.promotions(running=n == safe_places),
+                    "created_at": created_at, "updated_at": created_at,
+                }
+
+        if self.users:
+            self.insert("businesses", businesses(), total)
+
+    def promotions(self, running=False):
+        """Zero to two promotions: mostly running, some upcoming, some ended (for the maintenance to remove);
+        `running`: exactly one, running now and covering 5 km."""
+        rng, result = self.rng, []
+        for _ in range(1 if running else rng.choice((0, 0, 1, 1, 2))):
+            starts_at = self.now + timedelta(days=-1 if running else rng.choice((-20, -5, -3, -1, 2)))
+            ends_at = starts_at + timedelta(days=7 if running else rng.choice((2, 7, 14)))
+            created_at = min(starts_at, self.now) - timedelta(days=1)
+            result.append({"_id": make_id(rng, created_at), "title": rng.choice(PROMOTION_TITLES),
+                           "description": None, "starts_at": starts_at, "ends_at": ends_at,
+                           "radius_m": 5000.0 if running else float(rng.choice((500, 1000, 2000, 5000))),
+                           "created_at": created_at, "updated_at": created_at})
+        return result
+
     def seed_sos(self):
         """A few open SOS, as emergencies.service.open_emergency leaves them (some already answered).
 
@@ -839,7 +929,8 @@ Seed a realistic, reproducible demo city: users (bcrypt passwords), helpers and
 verified helpers clustered like a real population around the city centre, skills,
 help requests, active parties with members and trails, road reports of every type
 with votes, official alerts, organizations (a verified rescue team with a dispatcher
-and vouched helpers, a riding club, a company; members and service areas) and a few
+and vouched helpers, a riding club, a company; members and service areas), businesses
+with opening hours and promotions (a few verified safe places near the centre) and a few
 open SOS. Times are relative to now, and
 helpers' locations are fresh, so SOS alerts find them at once.
 
@@ -882,7 +973,8 @@ def build_parser(prog=None):
     sizes.add_argument("--verified-ratio", type=float, default=defaults.verified_ratio,
                        help="share of helpers who are verified (default: %(default)s)")
     for name, derived in (("skills", "users/4"), ("help-requests", "users/10"), ("parties", "users/100"),
-                          ("reports", "users/5"), ("alerts", "users/500"), ("sos", "users/1000")):
+                          ("reports", "users/5"), ("alerts", "users/500"), ("sos", "users/1000"),
+                          ("businesses", "users/50")):
         sizes.add_argument(f"--{name}", type=int, help=f"how many (default: {derived})")
     sizes.add_argument("--party-size", type=int, default=defaults.party_size,
                        help="most members per party (default: %(default)s)")
@@ -911,6 +1003,7 @@ def plan_from_args(args):
     values["city_lat"] = args.city_lat if args.city_lat is not None else lat
     values["city_lng"] = args.city_lng if args.city_lng is not None else lng
     values["currency"] = (args.currency or CITY_CURRENCY.get(args.city, "EUR")).upper()
+    values["timezone"] = CITY_TIMEZONE.get(args.city, "Europe/Paris")
     return SeedPlan(**values)
 
 
@@ -924,7 +1017,8 @@ def check_plan(plan):
     for name in ("helper_ratio", "verified_ratio"):
         if not 0.0 <= getattr(plan, name) <= 1.0:
             problems.append(f"--{name.replace('_', '-')} must be between 0 and 1")
-    for name in ("users", "skills", "help_requests", "parties", "reports", "alerts", "sos", "trail_points"):
+    for name in ("users", "skills", "help_requests", "parties", "reports", "alerts", "sos", "trail_points",
+                 "businesses"):
         value = getattr(plan, name)
         if value is not None and value < 0:
             problems.append(f"--{name.replace('_', '-')} must not be negative")

@@ -50,6 +50,7 @@ ENV_VARS = {
     "TRAIL_RETENTION_DAYS": float,
     "MAX_UPDATE_HZ": float,
     "ALERT_PUSH_RADIUS_M": float,
+    "SAFE_PLACE_RADIUS_M": float,
     "TRUSTED_REPORTER_SCORE": float,
     "REPORT_RATE_LIMIT": str,
     "REPORT_FLAG_DOWNVOTES": int,
@@ -132,6 +133,7 @@ class Config:
     TRAIL_RETENTION_DAYS = 30.0
     MAX_UPDATE_HZ = 5.0
     ALERT_PUSH_RADIUS_M = 5000.0
+    SAFE_PLACE_RADIUS_M = 1000.0  # an SOS's detail lists the open safe places within this distance
     TRUSTED_REPORTER_SCORE = 80.0
     # reports and alerts
     REPORT_RATE_LIMIT = "10/minute;100/day"  # per user, on POST /reports

@@ -65,6 +65,9 @@ PARIS_AREA = {"type": "Polygon", "coordinates": [[[2.30, 48.82], [2.40, 48.82], 
 ORG = {"name": "Paris Rescue", "kind": "volunteer_group", "service_area": PARIS_AREA}
 REDESCRIBE = {"description": "Night patrols"}
 DISPATCHER_ROLE = {"role": "dispatcher"}
+BUSINESS = {"name": "Corner cafe", "category": "cafe", "location": PARIS}
+RENAME_BUSINESS = {"name": "Corner bistro"}
+RETITLE_PROMOTION = {"title": "Two for one"}
 
 
 def register(w):
@@ -78,6 +81,11 @@ def login(w):
 def alert(w):
     return {"type": "police", "location": PARIS, "description": "Checkpoint",
             "expires_at": (clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def promotion(w):
+    return {"title": "Happy hour", "starts_at": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ends_at": (clock.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def accept(w):
@@ -117,7 +125,8 @@ class R:
 
 # Targets: sos, help (open, with other's offer), help_assigned (other's offer accepted), party (owner
 # leads, other rides), skill, report (visible), report_pending (a speed camera awaiting a moderator),
-# route, owner (the owner's user id), file (a static file name).
+# route, owner (the owner's user id), file (a static file name), business (the owner's), business_hidden (hidden
+# by an admin), promotion (a promotion of `business`: two path values).
 REST = [
     # method    rule (+ query)                                      target            body       anon user othr hlpr mod  admn ownr
     R("POST",   "/api/v1/auth/register",                            None,             register, "201  201  -    201  201  201  -  "),
@@ -199,6 +208,19 @@ REST = [
                                                                                       assign_other, "401  403  403  403  403  403  200"),
     R("GET",    "/api/v1/organizations/<oid:organization_id>/parties", "org",         None,     "401  403  200  403  403  403  200"),
     R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  403  200  -  "),
+    R("POST",   "/api/v1/businesses",                               None,             BUSINESS, "401  201  -    201  201  201  -  "),
+    R("GET",    "/api/v1/businesses?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  200  -    200  200  200  200"),
+    R("GET",    "/api/v1/businesses/<oid:business_id>",             "business_hidden", None,    "401  404  -    404  200  200  200"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>",             "business",       RENAME_BUSINESS, "401  403  -    403  200  200  200"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>",             "business_hidden", VERIFY,  "401  404  -    404  200  200  403"),
+    R("DELETE", "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  403  -    403  200  200  200"),
+    R("POST",   "/api/v1/businesses/<oid:business_id>/promotions",  "business",       promotion, "401  403  -    403  201  201  201"),
+    R("PATCH",  "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", RETITLE_PROMOTION,
+      "401  403  -    403  200  200  200"),
+    R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
+      "401  403  -    403  200  200  200"),
+    R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
@@ -216,6 +238,7 @@ TARGET_PARTIES = {
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
     "org": {"owner", "other"}, "org_member": {"owner", "other"}, "org_sos": {"owner", "other"},
+    "business": {"owner"}, "business_hidden": {"owner"}, "promotion": {"owner"},
 }
 
 
@@ -414,6 +437,20 @@ class World:
 
     def _build_org_sos(self):
         return self.target("org"), self.target("sos")
+
+    def _build_business(self):
+        return self.call("POST", f"{API}/businesses", "owner", BUSINESS, 201)["data"]["id"]
+
+    def _build_business_hidden(self):
+        business_id = self._build_business()
+        self.call("PATCH", f"{API}/businesses/{business_id}", "admin", {"hidden": True}, 200)
+        return business_id
+
+    def _build_promotion(self):
+        business_id = self.target("business")
+        promotion_id = self.call("POST", f"{API}/businesses/{business_id}/promotions", "owner", promotion(self),
+                                 201)["data"]["id"]
+        return business_id, promotion_id
 
     def _build_route(self):
         return self.call("POST", f"{API}/routes", "owner", ROUTE, 201)["data"]["id"]

@@ -267,7 +267,7 @@ def test_forged_cursor_is_400_validation_error(shared, route):
         party = client.post(f"{API}/parties", headers=headers, json={"name": "cursor"}).get_json()["data"]
         path = path.replace("<oid:party_id>", party["id"])
     # The nearby list needs `near` without a profile location.
-    near = "&near=48.85,2.35" if route[2] == "help_requests.list_help_requests" else ""
+    near = "&near=48.85,2.35" if route[2] in ("help_requests.list_help_requests", "businesses.list_businesses") else ""
     response = client.get(f"{_fill(path)}?cursor=not-a-cursor{near}", headers=headers)
     assert_error(response, 400, "validation_error")
     assert "cursor" in response.get_json()["error"]["details"]

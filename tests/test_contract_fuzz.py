@@ -54,6 +54,7 @@ UNEXPRESSIBLE_400 = (
     "must be in the future",
     "days ahead",
     "Not a valid refresh token.",
+    "Required with format=geojson.",
     # a service area's geometry: closed rings, MongoDB's indexing rules, its area
     "Must be a GeoJSON object with type Polygon or MultiPolygon",
     "Not a valid Polygon", "Not a valid MultiPolygon", "km²", "vertices",

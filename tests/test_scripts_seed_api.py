@@ -1,7 +1,8 @@
 """A seeded city as clients see it: every feature's REST API serves the seeded documents."""
 import pytest
 
-from allynet import maintenance, seeding
+from allynet import clock, maintenance, seeding
+from allynet.fields import DateTimeZ
 
 CENTRE = seeding.CITIES[seeding.DEFAULT_CITY]
 NEAR = f"{CENTRE[0]},{CENTRE[1]}"
@@ -31,7 +32,7 @@ def test_every_feature_is_seeded(city):
     result, _, _ = city
     for collection in ("users", "skills", "help_requests", "parties", "party_members", "trail_points",
                        "party_messages", "routes", "reports", "report_votes", "alerts", "audit_log", "emergencies",
-                       "organizations"):
+                       "organizations", "businesses"):
         assert result.created[collection] > 0, collection
 
 
@@ -57,6 +58,26 @@ def test_open_sos_reach_helpers_and_can_be_answered(city, db):
     assert again.get_json()["error"]["details"]["emergency_id"] == str(sos["_id"])
     mine = client.get("/api/v1/emergencies/mine", headers=headers(owner["email"])).get_json()["data"]
     assert [item["id"] for item in mine] == [str(sos["_id"])]
+
+
+def test_businesses_running_promotions_and_safe_places_are_seeded(city, db):
+    _, client, headers = city
+    member = headers(demo("user"))
+    listed = client.get(f"/api/v1/businesses?near={NEAR}&radius_m=20000&limit=100", headers=member)
+    assert listed.status_code == 200
+    items = listed.get_json()["data"]
+    assert items and [item["distance_m"] for item in items] == sorted(item["distance_m"] for item in items)
+    assert any(item["safe_place_active"] and item["open_now"] for item in items)
+    # Every listed promotion is running now, and an ended one exists for the maintenance to remove.
+    promotions = client.get(f"/api/v1/promotions?near={NEAR}&limit=100", headers=member).get_json()["data"]
+    now = clock.now()
+    assert promotions
+    for item in promotions:
+        period = [DateTimeZ().deserialize(item["promotion"][key]) for key in ("starts_at", "ends_at")]
+        assert period[0] <= now < period[1]
+    assert db.businesses.count_documents({"promotions.ends_at": {"$lte": now}}) > 0
+    assert maintenance.expire(db=db, config=client.application.config)["promotions_removed"] > 0
+    assert db.businesses.count_documents({"promotions.ends_at": {"$lte": now}}) == 0
 
 
 def test_help_requests_and_skills_are_browsable_and_actionable(city, db):

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from allynet import geo
+from allynet.businesses.schemas import SafePlaceSchema
 from allynet.fields import Cursor, DateTimeZ, Finite, Id, Location, ObjectIdField, Text
 
 EMERGENCY_TYPES = ("medical", "fire", "crime", "accident", "breakdown", "other")
@@ -113,6 +114,8 @@ class EmergencySchema(Schema):
     updated_at = DateTimeZ()
     resolved_at = DateTimeZ(allow_none=True)
     cancelled_at = DateTimeZ(allow_none=True)
+    safe_places = fields.List(fields.Nested(SafePlaceSchema), metadata={
+        "description": "owner and responders only: open safe places within SAFE_PLACE_RADIUS_M, nearest first"})
 
     def _notified_count(self, obj):
         return len(obj.get("notified_helper_ids") or [])

@@ -38,6 +38,7 @@ from pymongo.errors import DuplicateKeyError
 
 from allynet import audit, clock, geo, idempotency, ratelimit, realtime
 from allynet.background import periodic
+from allynet.businesses import service as businesses_service
 from allynet.emergencies.schemas import alert_schema, create_result_schema, message_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from allynet.fields import iso
@@ -402,8 +403,14 @@ def _get_visible(*, db, emergency_id, user_id):
 
 
 def get_for_viewer(*, db, emergency_id, user_id):
-    """The SOS if the caller may see it, else 404."""
-    return _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)[0]
+    """The SOS if the caller may see it, else 404; its owner and responders also get `safe_places`
+    (open ones nearby while the SOS is open, else none)."""
+    emergency = _get_visible(db=db, emergency_id=emergency_id, user_id=user_id)[0]
+    if emergency["user_id"] == user_id or user_id in _responder_ids(emergency):
+        places = businesses_service.safe_places_near(db=db, location=emergency["location"]) \
+            if emergency.get("is_open") else []
+        emergency = dict(emergency, safe_places=places)
+    return emergency
 
 
 def list_mine(*, db, user_id, cursor=None, limit=DEFAULT_PAGE):

@@ -60,6 +60,8 @@ OFFER = {"message": "On my way"}
 RESKILL = {"name": "Wheel truing"}
 UPVOTE = {"value": "up"}
 HIDE = {"action": "hide"}
+SUSPEND = {"reason": "spam"}
+RETEXT = {"description": "Checkpoint moved"}
 
 
 def register(w):
@@ -118,6 +120,11 @@ REST = [
     R("GET",    "/api/v1/users/<oid:user_id>",                      "owner",          None,     "401  200  -    200  200  200  200"),
     R("PATCH",  "/api/v1/users/<oid:user_id>",                      "owner",          VERIFY,   "401  403  -    403  403  200  403"),
     R("GET",    "/api/v1/users/<oid:user_id>/skills",               "owner",          None,     "401  200  -    200  200  200  200"),
+    R("GET",    "/api/v1/users",                                    None,             None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/users/<oid:user_id>/admin",                "owner",          None,     "401  403  -    403  200  200  403"),
+    R("POST",   "/api/v1/users/<oid:user_id>/suspend",              "owner",          SUSPEND,  "401  403  -    403  403  200  403"),
+    # 409 for the admin: the owner is not suspended (authorized, then refused by the rule)
+    R("POST",   "/api/v1/users/<oid:user_id>/unsuspend",            "owner",          None,     "401  403  -    403  403  409  403"),
     R("POST",   "/api/v1/emergencies",                              None,             SOS,      "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/emergencies?near=48.8566,2.3522",          None,             None,     "401  403  -    200  403  403  -  "),
     R("GET",    "/api/v1/emergencies/mine",                         None,             None,     "401  200  -    200  200  200  -  "),
@@ -166,7 +173,10 @@ REST = [
     R("POST",   "/api/v1/reports/<oid:report_id>/moderate",         "report",         HIDE,     "401  403  -    403  200  200  403"),
     R("GET",    "/api/v1/alerts?lat=48.8566&lng=2.3522",            None,             None,     "401  200  -    200  200  200  -  "),
     R("POST",   "/api/v1/alerts",                                   None,             alert,    "401  403  -    403  201  201  -  "),
-    R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  403  200  -  "),
+    R("PATCH",  "/api/v1/alerts/<oid:alert_id>",                    "alert",          RETEXT,   "401  403  -    403  200  200  -  "),
+    R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/audit-log/export",                         None,             None,     "401  403  -    403  403  200  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
@@ -180,7 +190,7 @@ KNOWN_GAPS = {}
 # Which of `other` and `owner` each target has (a check on the table itself).
 TARGET_PARTIES = {
     None: set(), "file": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
-    "report": {"owner"}, "report_pending": {"owner"},
+    "report": {"owner"}, "report_pending": {"owner"}, "alert": set(),
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
 }
@@ -358,6 +368,9 @@ class World:
         report = self.call("POST", f"{API}/reports", "owner", dict(REPORT, type="speed_camera"), 201)["data"]
         assert report["status"] == "pending"
         return report["id"]
+
+    def _build_alert(self):
+        return self.call("POST", f"{API}/alerts", "admin", alert(self), 201)["data"]["id"]
 
     def _build_route(self):
         return self.call("POST", f"{API}/routes", "owner", ROUTE, 201)["data"]["id"]

@@ -386,7 +386,7 @@ def test_sos_radius_m_range(client, make_user):
                                  "expires_at": "2099-01-01T00:00:00Z"}),
     ("user", "GET", "/reports?status=flagged", None),
     ("user", "GET", "/audit-log", None),
-    ("moderator", "GET", "/audit-log", None),
+    ("moderator", "GET", "/audit-log/export", None),
 ])
 def test_role_checks_are_403_forbidden(client, make_user, role, method, path, body):
     user = make_user(role=role)

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from allynet import clock, realtime
 from allynet.auth.passwords import check_password
-from allynet.errors import TokenExpired, TokenRevoked, Unauthorized, ValidationFailed
+from allynet.errors import AccountSuspended, TokenExpired, TokenRevoked, Unauthorized, ValidationFailed
 from allynet.fields import object_id
 from allynet.users import service as users_service
 
@@ -49,6 +49,8 @@ def login(*, db, email, password):
     user = users_service.find_by_email(db=db, email=email)
     if not check_password(password, user.get("password_hash") if user else None):
         raise Unauthorized("Invalid email or password")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return user, issue_tokens(user)
 
 
@@ -141,6 +143,8 @@ def rotate(*, db, payload):
     user = db.users.find_one({"_id": object_id(payload["sub"])})
     if user is None:
         raise Unauthorized("Account no longer exists")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return issue_tokens(user, family=family)
 
 
@@ -198,8 +202,11 @@ def access_token_owner(*, db, token):
     if is_revoked(db=db, jti=payload["jti"], family=payload.get(FAMILY_CLAIM)):
         raise TokenRevoked()
     user_id = object_id(payload.get("sub"))
-    if user_id is None or db.users.find_one({"_id": user_id}, projection={"_id": 1}) is None:
+    user = db.users.find_one({"_id": user_id}, projection={"suspended_until": 1}) if user_id else None
+    if user is None:
         raise Unauthorized("Unknown user")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return user_id, payload
 
 

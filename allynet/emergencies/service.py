@@ -41,6 +41,7 @@ from allynet.emergencies.schemas import alert_schema, create_result_schema, mess
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from allynet.fields import DateTimeZ, iso
 from allynet.pagination import decode_cursor, encode_cursor
+from allynet.users import service as users_service
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def find_nearby_helpers(*, db, location, radius_m, exclude=(), limit=MAX_HELPERS
         "location_updated_at": {"$gte": now - LOCATION_FRESHNESS},
         # a helper with an SOS of their own is in no position to help
         "active_emergency_id": None,
+        **users_service.not_suspended(now),
     }
     excluded = list(exclude)
     if excluded:

@@ -61,6 +61,7 @@ LIFETIMES = {
 HIDE_MARGIN = 3  # downvotes - upvotes that hide an active report
 VISIBLE = ("active", "approved")
 MODERATOR_ROLES = ("moderator", "admin")
+QUEUES = ("pending", "flagged")  # status lists served oldest first
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS = {
     "approve": (("pending", "active", "hidden"), "approved"),
@@ -325,10 +326,12 @@ def list_reports(*, db, viewer_id, query):
         items = list(db.reports.aggregate(pipeline))
         next_cursor = None
     else:
+        # The moderators' queues are worked oldest first; every other list is newest first.
+        direction = 1 if status in QUEUES else -1
         if query.get("cursor"):
-            conditions.append(_after_cursor(query["cursor"], "created_at"))
+            conditions.append(_after_cursor(query["cursor"], "created_at", direction))
         items = list(db.reports.find({"$and": conditions})
-                     .sort([("created_at", -1), ("_id", -1)]).limit(limit + 1))
+                     .sort([("created_at", direction), ("_id", direction)]).limit(limit + 1))
         next_cursor = None
         if len(items) > limit:
             items = items[:limit]
@@ -338,8 +341,8 @@ def list_reports(*, db, viewer_id, query):
     return items, next_cursor
 
 
-def _after_cursor(cursor, time_field):
-    """Filter for documents after `cursor` in (time desc, _id desc) order."""
+def _after_cursor(cursor, time_field, direction=-1):
+    """Filter for documents after `cursor` in (time, _id) order, descending (-1) or ascending (1)."""
     stamp, raw_id = decode_cursor(cursor, 2)
     last_id = object_id(raw_id)
     try:
@@ -348,16 +351,32 @@ def _after_cursor(cursor, time_field):
         last_at = None
     if last_id is None or last_at is None:
         raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
-    return {"$or": [{time_field: {"$lt": last_at}}, {time_field: last_at, "_id": {"$lt": last_id}}]}
+    beyond = "$lt" if direction < 0 else "$gt"
+    return {"$or": [{time_field: {beyond: last_at}}, {time_field: last_at, "_id": {beyond: last_id}}]}
+
+
+AUDIT_FILTERS = {"actor": "actor_id", "action": "action", "target_type": "target_type", "target_id": "target_id"}
+
+
+def audit_conditions(query):
+    """Mongo conditions for the audit-log filters (actor, action, target_type, target_id, since, until)."""
+    conditions = [{field: query[key]} for key, field in AUDIT_FILTERS.items() if query.get(key) is not None]
+    if query.get("since") is not None:
+        conditions.append({"at": {"$gte": query["since"]}})
+    if query.get("until") is not None:
+        conditions.append({"at": {"$lt": query["until"]}})
+    return conditions
+
+
+def export_audit_log(*, db, query):
+    """Every audit entry matching the filters, newest first (the CSV export)."""
+    conditions = audit_conditions(query)
+    return db.audit_log.find({"$and": conditions} if conditions else {}).sort([("at", -1), ("_id", -1)])
 
 
 def list_audit_log(*, db, query):
-    """Audit entries, newest first, optionally for one target; cursor-paginated."""
-    conditions = []
-    if query.get("target_type"):
-        conditions.append({"target_type": query["target_type"]})
-    if query.get("target_id") is not None:
-        conditions.append({"target_id": query["target_id"]})
+    """Audit entries, newest first, filtered (see audit_conditions); cursor-paginated."""
+    conditions = audit_conditions(query)
     if query.get("cursor"):
         conditions.append(_after_cursor(query["cursor"], "at"))
     limit = query["limit"]

@@ -22,8 +22,10 @@ def _is_revoked(jwt_header, jwt_payload):
 
 @jwt.token_verification_loader
 def _is_ours(jwt_header, jwt_payload):
+    console = request.blueprint == "console"  # the console reads its cookie, never this header
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return service.token_problem(jwt_payload, None, raw_token=token.strip() or None) is None
+    return service.token_problem(jwt_payload, None, raw_token=None if console else token.strip() or None,
+                                 console=console) is None
 
 
 @jwt.user_lookup_loader

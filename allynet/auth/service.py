@@ -25,6 +25,7 @@ from allynet.users import service as users_service
 log = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+CONSOLE_CLAIM = "console"  # a console session's token: read from its cookie by the console only
 TOKEN_TYPES = ("access", "refresh")
 
 
@@ -108,14 +109,17 @@ def is_revoked(*, db, jti, family=None):
     return db.revoked_tokens.find_one(query, projection={"_id": 1}) is not None
 
 
-def token_problem(payload, token_type, raw_token=None):
+def token_problem(payload, token_type, raw_token=None, console=False):
     """Why a validly signed token is not one we issue for `token_type` use, or None.
 
     flask-jwt-extended fills a missing `type` with "access" and a missing `jti` with None,
-    so with `raw_token` the claims as signed are checked too.
+    so with `raw_token` the claims as signed are checked too. A console session's token is good
+    only where `console` is true (the console's pages), and only there.
     """
     if not isinstance(payload.get("jti"), str) or not payload["jti"]:
         return "Token has no id"
+    if bool(payload.get(CONSOLE_CLAIM)) != console:
+        return "Console session tokens are for the console only" if not console else "Not a console session"
     if payload.get("type") not in ((token_type,) if token_type else TOKEN_TYPES):
         return "Wrong token type"
     if raw_token is not None:

@@ -35,6 +35,9 @@ Trust (``allynet.trust``): ``report_confirmed`` once per report, when net
 upvotes first reach ``trust.CONFIRM_UPVOTES`` or a moderator approves it;
 ``report_rejected`` when a moderator rejects it.
 """
+import csv
+import io
+import json
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -47,7 +50,7 @@ from allynet.fields import iso, object_id
 from allynet.pagination import decode_cursor, encode_cursor
 from allynet.reports import alerts_service
 from allynet.reports.alerts_service import not_expired
-from allynet.reports.schemas import DEFAULT_RADIUS_M
+from allynet.reports.schemas import DEFAULT_RADIUS_M, audit_entry_schema
 
 LIFETIMES = {
     "police": timedelta(hours=2),
@@ -368,10 +371,24 @@ def audit_conditions(query):
     return conditions
 
 
-def export_audit_log(*, db, query):
-    """Every audit entry matching the filters, newest first (the CSV export)."""
+CSV_COLUMNS = ("at", "actor_id", "action", "target_type", "target_id", "reason", "before", "after")
+
+
+def audit_log_csv(*, db, query):
+    """Every audit entry matching the filters, newest first, as CSV text (`before`, `after` as JSON).
+
+    A cell a spreadsheet would run as a formula (starting with = + - @) is prefixed with '.
+    """
     conditions = audit_conditions(query)
-    return db.audit_log.find({"$and": conditions} if conditions else {}).sort([("at", -1), ("_id", -1)])
+    entries = db.audit_log.find({"$and": conditions} if conditions else {}).sort([("at", -1), ("_id", -1)])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for entry in audit_entry_schema.dump(entries, many=True):
+        cells = [json.dumps(entry.get(col), default=str) if col in ("before", "after") else entry.get(col)
+                 for col in CSV_COLUMNS]
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in cells])
+    return buffer.getvalue()
 
 
 def list_audit_log(*, db, query):

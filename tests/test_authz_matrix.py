@@ -182,6 +182,27 @@ REST = [
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/asyncapi.json",                            None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/static/<path:filename>",                          "file",           None,     "404  404  -    404  404  404  -  "),
+    # The console reads only its own session cookie, never a bearer token: to every actor here it is
+    # the sign-in page (303 to it) or a failed sign-in (401). Who gets in with the cookie, CSRF and
+    # roles: tests/test_console_pages.py and tests/test_console_browser.py.
+    R("GET",    "/console/login",                                   None,             None,     "200  200  -    200  200  200  -  "),
+    R("POST",   "/console/login",                                   None,             None,     "401  401  -    401  401  401  -  "),
+    R("POST",   "/console/logout",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/",                                        None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/reports",                                 None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/reports/<oid:report_id>/moderate",        "report",         None,     "303  303  -    303  303  303  303"),
+    R("GET",    "/console/users",                                   None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/users/<oid:user_id>/suspend",             "owner",          None,     "303  303  -    303  303  303  303"),
+    R("POST",   "/console/users/<oid:user_id>/unsuspend",           "owner",          None,     "303  303  -    303  303  303  303"),
+    R("POST",   "/console/users/<oid:user_id>/update",              "owner",          None,     "303  303  -    303  303  303  303"),
+    R("GET",    "/console/alerts",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts/<oid:alert_id>/update",            "alert",          None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts/<oid:alert_id>/delete",            "alert",          None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/audit",                                   None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/audit/export",                            None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/map",                                     None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/static/<path:filename>",                  "file",           None,     "404  404  -    404  404  404  -  "),
 ]
 
 # "<row> <actor>" (the test id) -> why the cell is wrong today. Strict xfail: the entry goes with the fix.

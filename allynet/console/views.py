@@ -68,7 +68,8 @@ def staff_page(*roles):
                                                         "site; reload the page and try again.")
             except (JWTExtendedException, PyJWTError, AllyNetError):
                 response = make_response(redirect(url_for("console.sign_in"), 303))
-                unset_jwt_cookies(response)
+                if current_app.config["JWT_ACCESS_COOKIE_NAME"] in request.cookies:  # a dead session
+                    unset_jwt_cookies(response)
                 return response
             user = users_service.get_or_raise(db=get_db(), user_id=get_current_user()["_id"])
             g.console_user, g.console_csrf = user, get_jwt().get("csrf")

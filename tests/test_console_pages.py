@@ -85,6 +85,7 @@ def test_the_console_token_is_refused_by_the_api_and_api_tokens_by_the_console(a
     token = client.get_cookie("allynet_console", path="/console").value
     response = client.get("/api/v1/profile", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
+    assert not app.extensions["socketio"].test_client(app, auth={"token": token}).is_connected()
     bearer_only = app.test_client()
     assert bearer_only.get("/console/reports", headers=moderator.headers).status_code == 303
 

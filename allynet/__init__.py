@@ -15,7 +15,7 @@ from allynet.http import ObjectIdConverter
 log = logging.getLogger("allynet")
 
 BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports",
-              "organizations", "businesses")
+              "organizations", "businesses", "console")
 
 
 def create_app(config_name=None, **overrides):

@@ -57,6 +57,10 @@ class Unauthorized(AllyNetError):
     status, code, message = 401, "unauthorized", "Authentication required"
 
 
+class AccountSuspended(AllyNetError):
+    status, code, message = 401, "account_suspended", "This account is suspended"
+
+
 class TokenRevoked(AllyNetError):
     status, code, message = 401, "token_revoked", "Token has been revoked"
 

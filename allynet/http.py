@@ -132,7 +132,8 @@ def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True,
     403, body or query -> 400, body -> 413, an `<oid:...>` path segment -> 404, a rate limit
     -> 429, `db` -> 503 when MongoDB is down); `errors` adds `{status: "code, code"}` and
     removes a default with `{status: None}`. `envelope=False`: the response body is the
-    `response` JSON schema itself, not the success envelope.
+    `response` JSON schema itself, not the success envelope (`content_type=` in `extra`: another
+    media type than JSON, e.g. text/csv).
     """
 
     def decorator(view):

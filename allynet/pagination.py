@@ -5,7 +5,7 @@ import math
 from datetime import datetime, timezone
 
 from bson import ObjectId
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from allynet.errors import ValidationFailed
 from allynet.fields import object_id
@@ -95,20 +95,29 @@ def decode_time_cursor(cursor):
     return last_at, last_id
 
 
-def newest_first_page(collection, *, query, limit, cursor=None, time_field="created_at", projection=None):
-    """One page of `collection` matching `query`, newest `time_field` first (ties by id); (items, next_cursor).
+def time_ordered_page(collection, *, query, limit, cursor=None, time_field="created_at", projection=None,
+                      oldest_first=False):
+    """One page of `collection` matching `query` in `time_field` order (ties by id), newest first unless
+    `oldest_first`; (items, next_cursor).
 
     The cursor holds the last item's (time, id), so the next page starts strictly
     after it and items sharing a time are neither skipped nor repeated.
     """
+    beyond, direction = ("$gt", ASCENDING) if oldest_first else ("$lt", DESCENDING)
     if cursor:
         last_at, last_id = decode_time_cursor(cursor)
-        query = {"$and": [query, {"$or": [{time_field: {"$lt": last_at}},
-                                          {time_field: last_at, "_id": {"$lt": last_id}}]}]}
+        query = {"$and": [query, {"$or": [{time_field: {beyond: last_at}},
+                                          {time_field: last_at, "_id": {beyond: last_id}}]}]}
     items = list(collection.find(query, projection=projection)
-                 .sort([(time_field, DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+                 .sort([(time_field, direction), ("_id", direction)]).limit(limit + 1))
     if len(items) <= limit:
         return items, None
     items = items[:limit]
     last = items[-1]
     return items, encode_cursor([last[time_field].isoformat(), last["_id"]])
+
+
+def newest_first_page(collection, *, query, limit, cursor=None, time_field="created_at", projection=None):
+    """`time_ordered_page`, newest first: the order of every list of one's own things."""
+    return time_ordered_page(collection, query=query, limit=limit, cursor=cursor, time_field=time_field,
+                             projection=projection)

@@ -83,6 +83,9 @@ ENV_VARS = {
     "SOCKETIO_TCP_NODELAY": _bool,
     "RATELIMIT_KEY_PREFIX": str,
     "PROXY_FIX_HOPS": int,
+    # operator console
+    "CONSOLE_SESSION_SECONDS": float,
+    "JWT_COOKIE_SECURE": _bool,
 }
 
 
@@ -101,6 +104,16 @@ class Config:
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
     JWT_ERROR_MESSAGE_KEY = "message"
+    # The operator console (/console) keeps its session in an HttpOnly SameSite=Strict cookie with a
+    # CSRF double submit; only the console blueprint reads cookies (the API reads headers only).
+    JWT_ACCESS_COOKIE_NAME = "allynet_console"
+    JWT_ACCESS_COOKIE_PATH = "/console"
+    JWT_ACCESS_CSRF_COOKIE_NAME = "allynet_console_csrf"
+    JWT_ACCESS_CSRF_COOKIE_PATH = "/console"
+    JWT_COOKIE_SAMESITE = "Strict"
+    JWT_COOKIE_SECURE = False  # True in production (HTTPS only)
+    JWT_CSRF_CHECK_FORM = True
+    CONSOLE_SESSION_SECONDS = 3600.0
     CORS_ORIGINS = "*"
     MAX_CONTENT_LENGTH = 64 * 1024
     # The server's own limits (wsgi.py, eventlet): a longer request line is 414 `uri_too_long`, a
@@ -209,6 +222,7 @@ class ProductionConfig(Config):
     """Real MongoDB, Redis-backed limits, an explicit secret: checked at start."""
 
     ENV_NAME = "production"
+    JWT_COOKIE_SECURE = True
 
 
 CONFIGS = {

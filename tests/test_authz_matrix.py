@@ -68,6 +68,8 @@ DISPATCHER_ROLE = {"role": "dispatcher"}
 BUSINESS = {"name": "Corner cafe", "category": "cafe", "location": PARIS}
 RENAME_BUSINESS = {"name": "Corner bistro"}
 RETITLE_PROMOTION = {"title": "Two for one"}
+SUSPEND = {"reason": "spam"}
+RETEXT = {"description": "Checkpoint moved"}
 
 
 def register(w):
@@ -140,6 +142,11 @@ REST = [
     R("GET",    "/api/v1/users/<oid:user_id>",                      "owner",          None,     "401  200  -    200  200  200  200"),
     R("PATCH",  "/api/v1/users/<oid:user_id>",                      "owner",          VERIFY,   "401  403  -    403  403  200  403"),
     R("GET",    "/api/v1/users/<oid:user_id>/skills",               "owner",          None,     "401  200  -    200  200  200  200"),
+    R("GET",    "/api/v1/users",                                    None,             None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/users/<oid:user_id>/admin",                "owner",          None,     "401  403  -    403  200  200  403"),
+    R("POST",   "/api/v1/users/<oid:user_id>/suspend",              "owner",          SUSPEND,  "401  403  -    403  403  200  403"),
+    # 409 for the admin: the owner is not suspended (authorized, then refused by the rule)
+    R("POST",   "/api/v1/users/<oid:user_id>/unsuspend",            "owner",          None,     "401  403  -    403  403  409  403"),
     R("POST",   "/api/v1/emergencies",                              None,             SOS,      "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/emergencies?near=48.8566,2.3522",          None,             None,     "401  403  -    200  403  403  -  "),
     R("GET",    "/api/v1/emergencies/mine",                         None,             None,     "401  200  -    200  200  200  -  "),
@@ -207,7 +214,6 @@ REST = [
     R("POST",   "/api/v1/organizations/<oid:organization_id>/emergencies/<oid:emergency_id>/assign", "org_sos",
                                                                                       assign_other, "401  403  403  403  403  403  200"),
     R("GET",    "/api/v1/organizations/<oid:organization_id>/parties", "org",         None,     "401  403  200  403  403  403  200"),
-    R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  403  200  -  "),
     R("POST",   "/api/v1/businesses",                               None,             BUSINESS, "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/businesses?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  200  -    200  200  200  200"),
@@ -221,11 +227,36 @@ REST = [
     R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
       "401  403  -    403  200  200  200"),
     R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
+    R("PATCH",  "/api/v1/alerts/<oid:alert_id>",                    "alert",          RETEXT,   "401  403  -    403  200  200  -  "),
+    R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  200  200  -  "),
+    R("GET",    "/api/v1/audit-log/export",                         None,             None,     "401  403  -    403  403  200  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/asyncapi.json",                            None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/static/<path:filename>",                          "file",           None,     "404  404  -    404  404  404  -  "),
+    # The console reads only its own session cookie, never a bearer token: to every actor here it is
+    # the sign-in page (303 to it) or a failed sign-in (401). Who gets in with the cookie, CSRF and
+    # roles: tests/test_console_pages.py and tests/test_console_browser.py.
+    R("GET",    "/console/login",                                   None,             None,     "200  200  -    200  200  200  -  "),
+    R("POST",   "/console/login",                                   None,             None,     "401  401  -    401  401  401  -  "),
+    R("POST",   "/console/logout",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/",                                        None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/reports",                                 None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/reports/<oid:report_id>/moderate",        "report",         None,     "303  303  -    303  303  303  303"),
+    R("GET",    "/console/users",                                   None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/users/<oid:user_id>/suspend",             "owner",          None,     "303  303  -    303  303  303  303"),
+    R("POST",   "/console/users/<oid:user_id>/unsuspend",           "owner",          None,     "303  303  -    303  303  303  303"),
+    R("POST",   "/console/users/<oid:user_id>/update",              "owner",          None,     "303  303  -    303  303  303  303"),
+    R("GET",    "/console/alerts",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts",                                  None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts/<oid:alert_id>/update",            "alert",          None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/alerts/<oid:alert_id>/delete",            "alert",          None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/audit",                                   None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/audit/export",                            None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/map",                                     None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/static/<path:filename>",                  "file",           None,     "404  404  -    404  404  404  -  "),
 ]
 
 # "<row> <actor>" (the test id) -> why the cell is wrong today. Strict xfail: the entry goes with the fix.
@@ -234,7 +265,7 @@ KNOWN_GAPS = {}
 # Which of `other` and `owner` each target has (a check on the table itself).
 TARGET_PARTIES = {
     None: set(), "file": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
-    "report": {"owner"}, "report_pending": {"owner"},
+    "report": {"owner"}, "report_pending": {"owner"}, "alert": set(),
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
     "org": {"owner", "other"}, "org_member": {"owner", "other"}, "org_sos": {"owner", "other"},
@@ -451,6 +482,9 @@ class World:
         promotion_id = self.call("POST", f"{API}/businesses/{business_id}/promotions", "owner", promotion(self),
                                  201)["data"]["id"]
         return business_id, promotion_id
+
+    def _build_alert(self):
+        return self.call("POST", f"{API}/alerts", "admin", alert(self), 201)["data"]["id"]
 
     def _build_route(self):
         return self.call("POST", f"{API}/routes", "owner", ROUTE, 201)["data"]["id"]

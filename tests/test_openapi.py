@@ -10,7 +10,8 @@ def _served(app):
     """{(OpenAPI path, method)} of every route Flask serves (HEAD and OPTIONS are automatic)."""
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The operator console's HTML pages and forms (/console) are not part of the REST API.
+        if rule.endpoint == "static" or rule.endpoint.startswith("console."):
             continue
         path = re.sub(r"<(?:[a-z]+:)?(\w+)>", r"{\1}", rule.rule)
         served.update((path, method) for method in rule.methods & METHODS)

@@ -117,7 +117,7 @@ def test_demoted_admin_loses_rights_before_token_expiry(client, db, make_user):
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("body", [{}, {"role": "superuser"}, {"verified": "yes"}, {"is_helper": True}])
+@pytest.mark.parametrize("body", [{}, {"role": "superuser"}, {"verified": "yes"}, {"is_helper": "yes"}])
 def test_admin_update_validates(client, make_user, body):
     admin = make_user(role="admin")
     target = make_user()

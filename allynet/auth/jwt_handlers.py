@@ -1,15 +1,17 @@
 """flask-jwt-extended loaders: every token problem is a 401 in the contract's shape.
 
 A validly signed token must also be one we issue (an id, the right type: `token_problem`)
-and belong to a user who still exists (the user lookup, which `roles_required` reuses).
+and belong to a user who still exists and is not suspended (the user lookup, which
+`roles_required` reuses; a suspended user's tokens answer 401 `account_suspended`).
 """
 from flask import request
 
 from allynet.auth import service
 from allynet.db import get_db
-from allynet.errors import error_response
+from allynet.errors import AccountSuspended, error_response
 from allynet.extensions import jwt
 from allynet.fields import object_id
+from allynet.users import service as users_service
 
 
 @jwt.token_in_blocklist_loader
@@ -20,8 +22,10 @@ def _is_revoked(jwt_header, jwt_payload):
 
 @jwt.token_verification_loader
 def _is_ours(jwt_header, jwt_payload):
+    console = request.blueprint == "console"  # the console reads its cookie, never this header
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return service.token_problem(jwt_payload, None, raw_token=token.strip() or None) is None
+    return service.token_problem(jwt_payload, None, raw_token=None if console else token.strip() or None,
+                                 console=console) is None
 
 
 @jwt.user_lookup_loader
@@ -29,7 +33,10 @@ def _load_user(jwt_header, jwt_payload):
     user_id = object_id(jwt_payload.get("sub"))
     if user_id is None:
         return None
-    return get_db().users.find_one({"_id": user_id}, projection={"role": 1})
+    user = get_db().users.find_one({"_id": user_id}, projection={"role": 1, "suspended_until": 1})
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
+    return user
 
 
 @jwt.revoked_token_loader

@@ -18,13 +18,14 @@ from pymongo.errors import DuplicateKeyError
 
 from allynet import clock, realtime
 from allynet.auth.passwords import check_password
-from allynet.errors import TokenExpired, TokenRevoked, Unauthorized, ValidationFailed
+from allynet.errors import AccountSuspended, TokenExpired, TokenRevoked, Unauthorized, ValidationFailed
 from allynet.fields import object_id
 from allynet.users import service as users_service
 
 log = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+CONSOLE_CLAIM = "console"  # a console session's token: read from its cookie by the console only
 TOKEN_TYPES = ("access", "refresh")
 
 
@@ -49,6 +50,8 @@ def login(*, db, email, password):
     user = users_service.find_by_email(db=db, email=email)
     if not check_password(password, user.get("password_hash") if user else None):
         raise Unauthorized("Invalid email or password")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return user, issue_tokens(user)
 
 
@@ -106,14 +109,17 @@ def is_revoked(*, db, jti, family=None):
     return db.revoked_tokens.find_one(query, projection={"_id": 1}) is not None
 
 
-def token_problem(payload, token_type, raw_token=None):
+def token_problem(payload, token_type, raw_token=None, console=False):
     """Why a validly signed token is not one we issue for `token_type` use, or None.
 
     flask-jwt-extended fills a missing `type` with "access" and a missing `jti` with None,
-    so with `raw_token` the claims as signed are checked too.
+    so with `raw_token` the claims as signed are checked too. A console session's token is good
+    only where `console` is true (the console's pages), and only there.
     """
     if not isinstance(payload.get("jti"), str) or not payload["jti"]:
         return "Token has no id"
+    if bool(payload.get(CONSOLE_CLAIM)) != console:
+        return "Console session tokens are for the console only" if not console else "Not a console session"
     if payload.get("type") not in ((token_type,) if token_type else TOKEN_TYPES):
         return "Wrong token type"
     if raw_token is not None:
@@ -141,6 +147,8 @@ def rotate(*, db, payload):
     user = db.users.find_one({"_id": object_id(payload["sub"])})
     if user is None:
         raise Unauthorized("Account no longer exists")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return issue_tokens(user, family=family)
 
 
@@ -198,8 +206,11 @@ def access_token_owner(*, db, token):
     if is_revoked(db=db, jti=payload["jti"], family=payload.get(FAMILY_CLAIM)):
         raise TokenRevoked()
     user_id = object_id(payload.get("sub"))
-    if user_id is None or db.users.find_one({"_id": user_id}, projection={"_id": 1}) is None:
+    user = db.users.find_one({"_id": user_id}, projection={"suspended_until": 1}) if user_id else None
+    if user is None:
         raise Unauthorized("Unknown user")
+    if users_service.is_suspended(user):
+        raise AccountSuspended()
     return user_id, payload
 
 

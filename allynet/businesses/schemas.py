@@ -21,12 +21,17 @@ MAX_PROMOTION_DAYS = 366
 # Digits with the usual separators and an optional leading +; 5..20 digits (E.164 has at most 15,
 # extensions a few more).
 PHONE = re.compile(r"\+?[0-9][0-9 ().\-/]{3,30}")
+HHMM_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class Phone(Text):
     """A phone number: digits, spaces and ( ) . - /, optionally a leading +; 5..20 digits."""
 
     default_error_messages = {"phone": "Not a phone number (digits, spaces, ( ) . - /, optional leading +)."}
+
+    def openapi_property(self):
+        """OpenAPI: the characters allowed (the 5..20 digits count is the server's to check)."""
+        return {"pattern": r"^\+?[0-9][0-9 ().\-/]{3,30}$"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -40,9 +45,10 @@ class IntervalSchema(Schema):
     """One weekly opening interval, local wall-clock times."""
 
     day = fields.String(required=True, validate=validate.OneOf(hours.DAYS))
-    open = fields.String(required=True, metadata={"description": "HH:MM local time"})
+    open = fields.String(required=True, metadata={"description": "HH:MM local time", "pattern": HHMM_PATTERN})
     close = fields.String(required=True, metadata={
-        "description": "HH:MM local time; at or before `open`: the next day; 00:00-00:00: the whole day"})
+        "description": "HH:MM local time; at or before `open`: the next day; 00:00-00:00: the whole day",
+        "pattern": HHMM_PATTERN})
 
     @validates("open")
     def _open(self, value, **kwargs):

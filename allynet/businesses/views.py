@@ -48,7 +48,8 @@ def get_business(business_id):
 @bp.patch("/businesses/<oid:business_id>")
 @auth_required
 @doc(summary=f"Edit a business ({WHO}); verified and hidden: moderators and admins only (audited); "
-             "safe_place: the owner's opt-in, effective while verified", response=business_schema, tags=TAGS)
+             "safe_place: the owner's opt-in, effective while verified", response=business_schema, tags=TAGS,
+     errors={403: "forbidden (not the owner or staff; verified and hidden are staff's)"})
 @use_body(business_update_schema)
 def update_business(business_id, data):
     document = service.update(db=get_db(), user_id=current_user_id(), business_id=business_id, data=data)
@@ -57,7 +58,7 @@ def update_business(business_id, data):
 
 @bp.delete("/businesses/<oid:business_id>")
 @auth_required
-@doc(summary=f"Delete a business and its promotions ({WHO})", tags=TAGS)
+@doc(summary=f"Delete a business and its promotions ({WHO})", tags=TAGS, errors={403: "forbidden (not the owner or staff)"})
 def delete_business(business_id):
     service.delete(db=get_db(), user_id=current_user_id(), business_id=business_id)
     return ok(None, message="Business deleted")
@@ -67,7 +68,8 @@ def delete_business(business_id):
 @auth_required
 @doc(summary=f"Add a promotion ({WHO}): title, description, starts_at < ends_at (future, at most 366 days), "
              "radius_m (50..50000, default 2000); at most 20 per business (409 conflict)",
-     response=promotion_schema, status=201, tags=TAGS)
+     response=promotion_schema, status=201, tags=TAGS,
+     errors={403: "forbidden (not the owner or staff)", 409: "conflict (20 promotions already)"})
 @use_body(promotion_create_schema)
 def add_promotion(business_id, data):
     promotion = service.add_promotion(db=get_db(), user_id=current_user_id(), business_id=business_id, data=data)
@@ -76,7 +78,7 @@ def add_promotion(business_id, data):
 
 @bp.patch("/businesses/<oid:business_id>/promotions/<oid:promotion_id>")
 @auth_required
-@doc(summary=f"Edit a promotion ({WHO})", response=promotion_schema, tags=TAGS)
+@doc(summary=f"Edit a promotion ({WHO})", response=promotion_schema, tags=TAGS, errors={403: "forbidden (not the owner or staff)"})
 @use_body(promotion_update_schema)
 def update_promotion(business_id, promotion_id, data):
     promotion = service.update_promotion(db=get_db(), user_id=current_user_id(), business_id=business_id,
@@ -86,7 +88,7 @@ def update_promotion(business_id, promotion_id, data):
 
 @bp.delete("/businesses/<oid:business_id>/promotions/<oid:promotion_id>")
 @auth_required
-@doc(summary=f"Remove a promotion ({WHO})", tags=TAGS)
+@doc(summary=f"Remove a promotion ({WHO})", tags=TAGS, errors={403: "forbidden (not the owner or staff)"})
 def delete_promotion(business_id, promotion_id):
     service.delete_promotion(db=get_db(), user_id=current_user_id(), business_id=business_id,
                              promotion_id=promotion_id)

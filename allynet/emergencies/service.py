@@ -44,6 +44,7 @@ from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition,
 from allynet.fields import iso
 from allynet.pagination import decode_time_cursor, encode_cursor, newest_first_page
 from allynet.parties import service as parties_service
+from allynet.users import service as users_service
 from allynet.users.service import is_verified_helper
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def find_nearby_helpers(*, db, location, radius_m, exclude=(), limit=MAX_HELPERS
         "location_updated_at": {"$gte": now - LOCATION_FRESHNESS},
         # a helper with an SOS of their own is in no position to help
         "active_emergency_id": None,
+        **users_service.not_suspended(now),
     }
     excluded = list(exclude)
     if excluded:

@@ -189,7 +189,7 @@ def _operation(meta, converter, endpoint, method, errors):
                 "properties": {"next_cursor": {"type": "string", "nullable": True}, "count": {"type": "integer"}}}
     else:
         body = data_schema
-    content = {"application/json": {"schema": body}}
+    content = {meta.get("content_type", "application/json"): {"schema": body}}
     if _geojson_query(meta):
         item = data_schema["items"] if meta.get("many") else data_schema
         content[GEOJSON] = {"schema": _feature_collection(item)}

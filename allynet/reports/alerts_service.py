@@ -25,11 +25,13 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from pymongo import ReturnDocument
 
 from allynet import audit, clock, realtime
-from allynet.errors import ValidationFailed
+from allynet.errors import NotFound, ValidationFailed
 from allynet.fields import point_to_latlng
 from allynet.parties import service as parties_service
+from allynet.pagination import newest_first_page
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,19 @@ def push_to_nearby_parties(*, db, source, item):
     return party_ids
 
 
+def _check_expiry(expires_at, now):
+    horizon = now + timedelta(days=float(current_app.config["OFFICIAL_ALERT_MAX_DAYS"]))
+    if expires_at <= now:
+        raise ValidationFailed(details={"expires_at": ["Must be in the future."]})
+    if expires_at > horizon:
+        raise ValidationFailed(details={"expires_at": [
+            f"At most {current_app.config['OFFICIAL_ALERT_MAX_DAYS']} days ahead."]})
+
+
 def create_alert(*, db, user_id, data):
     """Publish an official alert (moderators, admins); audited and pushed to nearby parties."""
     now = clock.now()
-    horizon = now + timedelta(days=float(current_app.config["OFFICIAL_ALERT_MAX_DAYS"]))
-    if data["expires_at"] <= now:
-        raise ValidationFailed(details={"expires_at": ["Must be in the future."]})
-    if data["expires_at"] > horizon:
-        raise ValidationFailed(details={"expires_at": [
-            f"At most {current_app.config['OFFICIAL_ALERT_MAX_DAYS']} days ahead."]})
+    _check_expiry(data["expires_at"], now)
     alert = {"type": data["type"], "location": data["location"], "description": data["description"],
              "expires_at": data["expires_at"], "created_by": user_id, "created_at": now}
     db.alerts.insert_one(alert)
@@ -78,6 +84,38 @@ def create_alert(*, db, user_id, data):
                  after={"type": alert["type"], "expires_at": alert["expires_at"]})
     push_to_nearby_parties(db=db, source="official", item=alert)
     return alert
+
+
+EDITABLE = ("type", "location", "description", "expires_at")
+
+
+def update_alert(*, db, actor_id, alert_id, data):
+    """Change a current official alert (404 once expired); audited with the fields before and after."""
+    now = clock.now()
+    if "expires_at" in data:
+        _check_expiry(data["expires_at"], now)
+    before = db.alerts.find_one_and_update({"_id": alert_id, **not_expired(now)},
+                                           {"$set": {**data, "updated_at": now}},
+                                           return_document=ReturnDocument.BEFORE)
+    if before is None:
+        raise NotFound("Alert not found")
+    audit.record(db=db, actor_id=actor_id, action="alert.update", target_type="alert", target_id=alert_id,
+                 before={key: before.get(key) for key in data}, after=dict(data))
+    return {**before, **data, "updated_at": now}
+
+
+def delete_alert(*, db, actor_id, alert_id):
+    """Withdraw a current official alert (404 once expired or deleted); audited."""
+    deleted = db.alerts.find_one_and_delete({"_id": alert_id, **not_expired(clock.now())})
+    if deleted is None:
+        raise NotFound("Alert not found")
+    audit.record(db=db, actor_id=actor_id, action="alert.delete", target_type="alert", target_id=alert_id,
+                 before={key: deleted.get(key) for key in EDITABLE})
+
+
+def list_official(*, db, cursor=None, limit=50):
+    """Current official alerts, newest first (the console's list)."""
+    return newest_first_page(db.alerts, query=not_expired(clock.now()), limit=limit, cursor=cursor)
 
 
 def _near(collection, *, point, radius_m, query, limit):

@@ -112,11 +112,36 @@ class AlertCreateSchema(Schema):
     expires_at = DateTimeZ(required=True)
 
 
-class AuditQuerySchema(Schema):
-    """GET /audit-log."""
+class AlertUpdateSchema(Schema):
+    """PATCH /alerts/<id> (staff): any of the fields an alert was created with."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
+    type = fields.String(validate=validate.OneOf(ALERT_TYPES))
+    location = Location()
+    description = Text(min_len=1, max_len=MAX_DESCRIPTION)
+    expires_at = DateTimeZ()
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send at least one field to update.")
+
+
+class AuditFilterSchema(Schema):
+    """GET /audit-log/export: the audit-log filters."""
+
+    actor = ObjectIdField()
+    action = fields.String(validate=validate.Length(min=1, max=50))
     target_type = fields.String(validate=validate.Length(min=1, max=50))
     target_id = ObjectIdField()
+    since = DateTimeZ()
+    until = DateTimeZ()
+
+
+class AuditQuerySchema(AuditFilterSchema):
+    """GET /audit-log: the filters and a page."""
+
     cursor = Cursor(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
 
@@ -174,6 +199,7 @@ class OfficialAlertSchema(Schema):
     expires_at = DateTimeZ()
     created_at = DateTimeZ()
     created_by = ObjectIdField()
+    updated_at = DateTimeZ()  # once edited
 
 
 class AuditEntrySchema(Schema):
@@ -196,7 +222,9 @@ moderate_schema = ModerateSchema()
 report_list_query_schema = ReportListQuerySchema()
 alert_query_schema = AlertQuerySchema()
 alert_create_schema = AlertCreateSchema()
+alert_update_schema = AlertUpdateSchema()
 audit_query_schema = AuditQuerySchema()
+audit_filter_schema = AuditFilterSchema()
 report_schema = ReportSchema()
 moderation_report_schema = ModerationReportSchema()
 alert_schema = AlertSchema()

@@ -35,6 +35,9 @@ Trust (``allynet.trust``): ``report_confirmed`` once per report, when net
 upvotes first reach ``trust.CONFIRM_UPVOTES`` or a moderator approves it;
 ``report_rejected`` when a moderator rejects it.
 """
+import csv
+import io
+import json
 from datetime import timedelta
 
 from flask import current_app
@@ -43,10 +46,10 @@ from pymongo.errors import DuplicateKeyError
 
 from allynet import audit, clock, trust
 from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound
-from allynet.pagination import newest_first_page
+from allynet.pagination import newest_first_page, time_ordered_page
 from allynet.reports import alerts_service
 from allynet.reports.alerts_service import not_expired
-from allynet.reports.schemas import DEFAULT_RADIUS_M
+from allynet.reports.schemas import DEFAULT_RADIUS_M, audit_entry_schema
 
 LIFETIMES = {
     "police": timedelta(hours=2),
@@ -60,6 +63,7 @@ LIFETIMES = {
 HIDE_MARGIN = 3  # downvotes - upvotes that hide an active report
 VISIBLE = ("active", "approved")
 MODERATOR_ROLES = ("moderator", "admin")
+QUEUES = ("pending", "flagged")  # status lists served oldest first
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS = {
     "approve": (("pending", "active", "hidden"), "approved"),
@@ -324,19 +328,49 @@ def list_reports(*, db, viewer_id, query):
         items = list(db.reports.aggregate(pipeline))
         next_cursor = None
     else:
-        items, next_cursor = newest_first_page(db.reports, query={"$and": conditions}, limit=limit,
-                                               cursor=query.get("cursor"))
+        # The moderators' queues are worked oldest first; every other list is newest first.
+        items, next_cursor = time_ordered_page(db.reports, query={"$and": conditions}, limit=limit,
+                                               cursor=query.get("cursor"), oldest_first=status in QUEUES)
     if status is not None:
         items = [for_moderators(item) for item in items]
     return items, next_cursor
 
 
+AUDIT_FILTERS = {"actor": "actor_id", "action": "action", "target_type": "target_type", "target_id": "target_id"}
+
+
+def audit_conditions(query):
+    """Mongo conditions for the audit-log filters (actor, action, target_type, target_id, since, until)."""
+    conditions = [{field: query[key]} for key, field in AUDIT_FILTERS.items() if query.get(key) is not None]
+    if query.get("since") is not None:
+        conditions.append({"at": {"$gte": query["since"]}})
+    if query.get("until") is not None:
+        conditions.append({"at": {"$lt": query["until"]}})
+    return conditions
+
+
+CSV_COLUMNS = ("at", "actor_id", "action", "target_type", "target_id", "reason", "before", "after")
+
+
+def audit_log_csv(*, db, query):
+    """Every audit entry matching the filters, newest first, as CSV text (`before`, `after` as JSON).
+
+    A cell a spreadsheet would run as a formula (starting with = + - @) is prefixed with '.
+    """
+    conditions = audit_conditions(query)
+    entries = db.audit_log.find({"$and": conditions} if conditions else {}).sort([("at", -1), ("_id", -1)])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for entry in audit_entry_schema.dump(entries, many=True):
+        cells = [json.dumps(entry.get(col), default=str) if col in ("before", "after") else entry.get(col)
+                 for col in CSV_COLUMNS]
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in cells])
+    return buffer.getvalue()
+
+
 def list_audit_log(*, db, query):
-    """Audit entries, newest first, optionally for one target; cursor-paginated."""
-    conditions = []
-    if query.get("target_type"):
-        conditions.append({"target_type": query["target_type"]})
-    if query.get("target_id") is not None:
-        conditions.append({"target_id": query["target_id"]})
+    """Audit entries, newest first, filtered (see audit_conditions); cursor-paginated."""
+    conditions = audit_conditions(query)
     return newest_first_page(db.audit_log, query={"$and": conditions} if conditions else {},
                              limit=query["limit"], cursor=query.get("cursor"), time_field="at")

@@ -4,15 +4,15 @@ Rules and definitions (statuses, lifetimes, "flagged", "credible", vote
 errors) are in `allynet.reports.service`; the feed and the `party:alert`
 push in `allynet.reports.alerts_service`.
 """
-from flask import current_app
+from flask import Response, current_app
 
 from allynet.auth.decorators import auth_required, current_user_id, roles_required, user_or_ip_key
 from allynet.db import get_db
 from allynet.extensions import limiter
-from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
 from allynet.reports import alerts_service, bp, service
 from allynet.reports.schemas import (alert_create_schema, alert_query_schema, alert_schema,
-                                     audit_entry_schema, audit_query_schema, moderate_schema,
+                                     alert_update_schema, audit_entry_schema, audit_filter_schema, audit_query_schema, moderate_schema,
                                      moderation_report_schema, official_alert_schema,
                                      report_create_schema, report_list_query_schema, report_schema,
                                      vote_schema)
@@ -107,10 +107,43 @@ def create_alert(data):
     return ok(official_alert_schema.dump(alert), 201)
 
 
+@bp.patch("/alerts/<oid:alert_id>")
+@roles_required("moderator", "admin")
+@doc(summary="Edit a current official alert (moderators, admins; 404 once expired; audited)",
+     response=official_alert_schema, tags=["alerts"])
+@use_body(alert_update_schema)
+def update_alert(alert_id, data):
+    alert = alerts_service.update_alert(db=get_db(), actor_id=current_user_id(), alert_id=alert_id, data=data)
+    return ok(official_alert_schema.dump(alert))
+
+
+@bp.delete("/alerts/<oid:alert_id>")
+@roles_required("moderator", "admin")
+@doc(summary="Withdraw a current official alert (moderators, admins; 404 once expired; audited)",
+     tags=["alerts"])
+@no_body
+def delete_alert(alert_id):
+    alerts_service.delete_alert(db=get_db(), actor_id=current_user_id(), alert_id=alert_id)
+    return ok(None)
+
+
 @bp.get("/audit-log")
-@roles_required("admin")
-@doc(summary="The audit log, newest first (admins)", response=audit_entry_schema, many=True, tags=["audit"])
+@roles_required("moderator", "admin")
+@doc(summary="The audit log, newest first (moderators, admins); filters actor, action, target_type, "
+             "target_id, since (inclusive), until (exclusive)",
+     response=audit_entry_schema, many=True, tags=["audit"])
 @use_query(audit_query_schema)
 def audit_log(query):
     entries, next_cursor = service.list_audit_log(db=get_db(), query=query)
     return ok_list(audit_entry_schema.dump(entries, many=True), next_cursor)
+
+
+@bp.get("/audit-log/export")
+@roles_required("admin")
+@doc(summary="The audit log as CSV (text/csv; admins): every entry matching the filters, newest first; "
+             "before and after are JSON", tags=["audit"], response={"type": "string"}, envelope=False,
+     content_type="text/csv")
+@use_query(audit_filter_schema)
+def audit_log_export(query):
+    return Response(service.audit_log_csv(db=get_db(), query=query), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=audit-log.csv"})

@@ -1,12 +1,14 @@
 """User schemas: what a user may write, what they and others may read."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import BoundedList, DateTimeZ, Finite, Id, Location, Name, ObjectIdField, StrictBool
+from allynet.fields import (BoundedList, DateTimeZ, Finite, Id, Location, Name, ObjectIdField, StrictBool,
+                            Text)
 
 VEHICLE_TYPES = ("car", "motorcycle", "bicycle", "scooter", "truck", "walking", "other")
 ROLES = ("user", "moderator", "admin")
 REPORT_TYPES = ("speed_camera", "police", "hazard", "accident", "road_closure", "traffic", "weather")
 EMERGENCY_RADIUS = (100, 20000)
+USER_STATUSES = ("active", "suspended")
 
 
 class PreferencesSchema(Schema):
@@ -77,11 +79,47 @@ class AdminUserUpdateSchema(Schema):
 
     role = fields.String(validate=validate.OneOf(ROLES))
     verified = StrictBool()
+    is_helper = StrictBool()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
-            raise ValidationError("Send role and/or verified.")
+            raise ValidationError("Send role, verified and/or is_helper.")
+
+
+class SuspensionSchema(Schema):
+    """A suspension as staff see it."""
+
+    reason = fields.String()
+    until = DateTimeZ(allow_none=True)  # null: until lifted
+    by = ObjectIdField()
+    at = DateTimeZ()
+
+
+class AdminUserSchema(ProfileSchema):
+    """A user as staff see it: the full profile, whether suspended and why."""
+
+    suspended = fields.Boolean()  # set by the service (users.service.for_staff)
+    suspension = fields.Nested(SuspensionSchema, allow_none=True)
+
+
+class UserListQuerySchema(Schema):
+    """GET /users (staff)."""
+
+    q = Text(min_len=1, max_len=100)
+    role = fields.String(validate=validate.OneOf(ROLES))
+    status = fields.String(validate=validate.OneOf(USER_STATUSES))
+    verified = fields.Boolean(truthy={"true"}, falsy={"false"})
+    is_helper = fields.Boolean(truthy={"true"}, falsy={"false"})
+    cursor = fields.String(validate=validate.Length(max=200))
+    limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+
+
+class SuspendSchema(Schema):
+    """POST /users/<id>/suspend."""
+
+    reason = Text(required=True, min_len=1, max_len=500)
+    until = DateTimeZ(load_default=None, allow_none=True)
 
 
 profile_schema = ProfileSchema()
@@ -89,3 +127,6 @@ public_user_schema = PublicUserSchema()
 profile_update_schema = ProfileUpdateSchema()
 location_update_schema = LocationUpdateSchema()
 admin_user_update_schema = AdminUserUpdateSchema()
+admin_user_schema = AdminUserSchema()
+user_list_query_schema = UserListQuerySchema()
+suspend_schema = SuspendSchema()

@@ -1,13 +1,27 @@
-"""User rules: accounts, profiles, locations, admin changes."""
+"""User rules: accounts, profiles, locations, admin changes, staff search and suspension.
+
+Suspension: `suspended_until` holds when it ends (`INDEFINITE` for "until lifted"), so
+"not suspended" is one filter (`not_suspended`) that combines with geo queries; `suspension`
+keeps the reason, the end (null: until lifted), who and when, for staff. A suspension whose end
+has passed is over without any write.
+"""
+import logging
+import re
+from datetime import datetime
+
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from allynet import audit, clock, realtime
 from allynet.auth.passwords import hash_password
-from allynet.errors import Conflict, NotFound
+from allynet.errors import Conflict, NotFound, ValidationFailed
+from allynet.pagination import newest_first_page
 from allynet.trust import BASE_SCORE
 
+log = logging.getLogger(__name__)
+
 DEFAULT_EMERGENCY_RADIUS_M = 5000
+INDEFINITE = datetime(9999, 12, 31)  # `suspended_until` of a suspension without an end
 
 
 def normalise_email(email):
@@ -95,11 +109,29 @@ ADMIN_FILTER = {"role": "admin"}
 
 def is_active_admin(user):
     """True when `user` (a document) counts as an admin for the last-admin rule."""
-    return user.get("role") == "admin"
+    return user.get("role") == "admin" and not is_suspended(user)
 
 
 def _an_admin_remains(db):
-    return db.users.find_one(ADMIN_FILTER, projection={"_id": 1}) is not None
+    query = {**ADMIN_FILTER, **not_suspended(clock.now())}
+    return db.users.find_one(query, projection={"_id": 1}) is not None
+
+
+def not_suspended(now):
+    """Filter for users not suspended at `now` (unset, null or past `suspended_until`)."""
+    return {"suspended_until": {"$not": {"$gt": now}}}
+
+
+def is_suspended(user, now=None):
+    """True when the user document is suspended at `now`."""
+    until = user.get("suspended_until") if user else None
+    return until is not None and until > (now or clock.now())
+
+
+def for_staff(user):
+    """The user document with `suspended` set and `suspension` only while it holds (AdminUserSchema)."""
+    suspended = is_suspended(user)
+    return {**user, "suspended": suspended, "suspension": user.get("suspension") if suspended else None}
 
 
 def ensure_not_last_admin(*, db, user_id, changes):
@@ -148,6 +180,75 @@ def admin_update(*, db, actor_id, user_id, data):
     audit.record(db=db, actor_id=actor_id, action="user.update", target_type="user", target_id=user_id,
                  before={key: before.get(key) for key in data}, after=data)
     return after
+
+
+def list_users(*, db, query):
+    """Users for staff, newest first: `q` matches an email prefix or part of the display name."""
+    conditions = []
+    if query.get("q"):
+        text = re.escape(query["q"])
+        conditions.append({"$or": [{"email": {"$regex": "^" + re.escape(normalise_email(query["q"]))}},
+                                   {"display_name": {"$regex": text, "$options": "i"}}]})
+    for key in ("role", "verified", "is_helper"):
+        if query.get(key) is not None:
+            conditions.append({key: query[key]})
+    now = clock.now()
+    if query.get("status") == "suspended":
+        conditions.append({"suspended_until": {"$gt": now}})
+    elif query.get("status") == "active":
+        conditions.append(not_suspended(now))
+    items, next_cursor = newest_first_page(db.users, query={"$and": conditions} if conditions else {},
+                                           limit=query["limit"], cursor=query.get("cursor"),
+                                           projection={"password_hash": 0})
+    return [for_staff(user) for user in items], next_cursor
+
+
+def suspend(*, db, actor_id, user_id, reason, until=None):
+    """Suspend a user (never the last admin: 409 last_admin); audited with the reason.
+
+    Their tokens stop at once (the per-request user lookup refuses them), their sockets end on
+    every process, they leave their active party and drop out of helper searches; an open SOS
+    of theirs is left alone (it is an emergency).
+    """
+    now = clock.now()
+    if until is not None and until <= now:
+        raise ValidationFailed(details={"until": ["Must be in the future."]})
+    suspension = {"reason": reason, "until": until, "by": actor_id, "at": now}
+    before = ensure_not_last_admin(db=db, user_id=user_id,
+                                   changes={"suspension": suspension, "suspended_until": until or INDEFINITE})
+    realtime.end_user_sessions(user_id, "suspended")
+    _leave_active_party(db=db, user_id=user_id)
+    audit.record(db=db, actor_id=actor_id, action="user.suspend", target_type="user", target_id=user_id,
+                 before={"suspended": is_suspended(before, now)}, after={"suspended": True, "until": until},
+                 reason=reason)
+    return for_staff({**before, "suspension": suspension, "suspended_until": until or INDEFINITE})
+
+
+def _leave_active_party(*, db, user_id):
+    from allynet.parties import service as parties_service  # lazily: parties views import auth, which imports this
+
+    membership = db.party_members.find_one({"user_id": user_id, "active": True}, projection={"party_id": 1})
+    if membership is None:
+        return
+    try:
+        parties_service.leave_party(db=db, user_id=user_id, party_id=membership["party_id"])
+    except Exception:  # the suspension stands; a party that changed meanwhile is not a failure
+        log.exception("suspended user %s could not leave party %s", user_id, membership["party_id"])
+
+
+def unsuspend(*, db, actor_id, user_id):
+    """Lift a suspension (409 conflict when the user is not suspended); audited."""
+    now = clock.now()
+    before = db.users.find_one_and_update(
+        {"_id": user_id, "suspended_until": {"$gt": now}},
+        {"$set": {"suspension": None, "suspended_until": None}}, return_document=ReturnDocument.BEFORE)
+    if before is None:
+        get_or_raise(db=db, user_id=user_id)
+        raise Conflict("The user is not suspended")
+    audit.record(db=db, actor_id=actor_id, action="user.unsuspend", target_type="user", target_id=user_id,
+                 before={"suspended": True, "reason": before["suspension"]["reason"]},
+                 after={"suspended": False})
+    return for_staff({**before, "suspension": None, "suspended_until": None})
 
 
 def bootstrap_admin(*, db, email, password):

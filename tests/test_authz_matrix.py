@@ -167,6 +167,12 @@ REST = [
     R("GET",    "/api/v1/alerts?lat=48.8566&lng=2.3522",            None,             None,     "401  200  -    200  200  200  -  "),
     R("POST",   "/api/v1/alerts",                                   None,             alert,    "401  403  -    403  201  201  -  "),
     R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  403  200  -  "),
+    R("GET",    "/api/v1/traffic?bbox=2.3,48.8,2.4,48.9",           None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/overlays?bbox=2.3,48.8,2.4,48.9",          None,             None,     "401  200  -    200  200  200  -  "),
+    # WEATHER_PROVIDER is off in tests: whoever may ask gets the 503, the others their 401.
+    R("GET",    "/api/v1/weather?lat=48.8566&lng=2.3522",           None,             None,     "401  503  -    503  503  503  -  "),
+    R("GET",    "/api/v1/tiles/<layer>.json",                       "tilejson",       None,     "200  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/tiles/<layer>/<z>/<x>/<y>.mvt",            "tile",           None,     "204  204  -    204  204  204  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
@@ -177,9 +183,12 @@ REST = [
 # "<row> <actor>" (the test id) -> why the cell is wrong today. Strict xfail: the entry goes with the fix.
 KNOWN_GAPS = {}
 
+# Targets that are not a document: the URL to call (every placeholder of the rule filled in).
+FIXED_URLS = {"tilejson": "/api/v1/tiles/reports.json", "tile": "/api/v1/tiles/reports/12/2073/1409.mvt"}
+
 # Which of `other` and `owner` each target has (a check on the table itself).
 TARGET_PARTIES = {
-    None: set(), "file": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
+    None: set(), "file": set(), "tilejson": set(), "tile": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
     "report": {"owner"}, "report_pending": {"owner"},
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
@@ -319,6 +328,12 @@ class World:
     def _build_file(self):
         return "no-such-file.txt"
 
+    def _build_tilejson(self):
+        return FIXED_URLS["tilejson"]
+
+    def _build_tile(self):
+        return FIXED_URLS["tile"]
+
     def _build_sos(self):
         data = self.call("POST", f"{API}/emergencies", "owner", SOS, 201)["data"]
         emergency_id = data["emergency"]["id"]
@@ -373,6 +388,8 @@ class World:
     def url(self, row):
         if row.target is None:
             return row.url_template
+        if row.target in FIXED_URLS:
+            return self.target(row.target)
         return re.sub(r"<[^>]+>", self.target(row.target), row.url_template)
 
     def connect(self, actor):

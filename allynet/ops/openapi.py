@@ -79,6 +79,8 @@ def _operation(meta, converter, endpoint, method):
             "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
                            "features": {"type": "array", "items": {"type": "object"}},
                            "meta": envelope["properties"]["meta"]}}}
+    if meta.get("content"):  # a success that is not the envelope (tiles, TileJSON, bare GeoJSON)
+        responses[str(meta.get("status", 200))]["content"] = meta["content"]
     for status, description in ENVELOPE_ERRORS.items():
         responses[status] = {"description": description, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

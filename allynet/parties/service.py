@@ -103,12 +103,12 @@ def active_parties_near(*, db, location, radius_m):
     return seen
 
 
-def broadcast_alert(*, db, party_ids, alert_type, location=None, description=None, extra=None):
-    """Store and push one `party:alert` to each party (used for community reports); returns how many."""
+def broadcast_alert(*, db, party_ids, alert_type, location=None, description=None, extra=None, source="report"):
+    """Store and push one `party:alert` to each party (community reports, weather); returns how many."""
     count = 0
     for party_id in party_ids:
         _publish_alert(db, str(party_id), alert_type=alert_type, user_id=None, location=location,
-                       description=description, source="report", extra=extra)
+                       description=description, source=source, extra=extra)
         count += 1
     return count
 

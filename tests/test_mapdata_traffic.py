@@ -189,3 +189,17 @@ def test_history_keeps_one_sample_per_hour_and_a_week_at_most(app, db, clock):
 def test_points_outside_the_window_do_not_count(app, db, clock):
     store_points(db, [2, 1], at=clock.current - timedelta(minutes=app.config["TRAFFIC_WINDOW_MINUTES"] + 1))
     assert traffic.aggregate(db=db, config=app.config) == 0
+
+
+def test_the_demo_city_shows_traffic(app_factory):
+    from allynet.mapdata import bbox as bbox_module
+    from allynet.seeding import CITIES, DEFAULT_CITY
+
+    demo_app = app_factory(ALLYNET_DEMO=True)
+    db = demo_app.extensions["allynet_db"]
+    with demo_app.app_context():
+        assert scheduled.aggregate_traffic(demo_app) > 0
+    lat, lng = CITIES[DEFAULT_CITY]
+    box = bbox_module.parse(f"{lng - 0.2},{lat - 0.15},{lng + 0.2},{lat + 0.15}")
+    cells, _ = traffic.cells_in(db=db, box=box)
+    assert cells and all(cell["riders"] in ("3-5", "6-10", ">10") for cell in cells)

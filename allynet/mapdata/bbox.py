@@ -1,16 +1,14 @@
 """Bounding boxes of map requests: parsing, area bound, and the geo filter each layer runs.
 
 A bbox is `minLng,minLat,maxLng,maxLat` (west, south, east, north) and must not cross the
-antimeridian. The database filter is a `$geoWithin` polygon slightly larger than the box (its
-edges are densified, since MongoDB draws polygon edges as great circles, not parallels); the
-exact box is then applied to each point, so a feature is in a box exactly when its point is.
+antimeridian. The database filter is a `$geoWithin` circle around the box (one distance per
+candidate, where a polygon costs one per edge, and MongoDB draws polygon edges as great circles,
+not parallels); the exact box is then applied to each point, so a feature is in a box exactly
+when its point is.
 """
 import math
 
-from allynet.geo import EARTH_RADIUS_M
-
-_EDGE_STEPS = 8
-_MARGIN_DEG = 1e-3  # a few tens of metres: more than a densified edge's bulge at zoom 8
+from allynet.geo import EARTH_RADIUS_M, haversine_m
 
 
 class BBox:
@@ -32,20 +30,14 @@ class BBox:
         return self.west <= lng <= self.east and self.south <= lat <= self.north
 
     def geo_filter(self, field):
-        """A `$geoWithin` filter on `field` covering the box (the caller filters exactly after)."""
-        west, east = max(-180.0, self.west - _MARGIN_DEG), min(180.0, self.east + _MARGIN_DEG)
-        south, north = max(-90.0, self.south - _MARGIN_DEG), min(90.0, self.north + _MARGIN_DEG)
-        ring = []
-        for i in range(_EDGE_STEPS):
-            ring.append([west + (east - west) * i / _EDGE_STEPS, south])
-        for i in range(_EDGE_STEPS):
-            ring.append([east, south + (north - south) * i / _EDGE_STEPS])
-        for i in range(_EDGE_STEPS):
-            ring.append([east - (east - west) * i / _EDGE_STEPS, north])
-        for i in range(_EDGE_STEPS):
-            ring.append([west, north - (north - south) * i / _EDGE_STEPS])
-        ring.append(ring[0])
-        return {field: {"$geoWithin": {"$geometry": {"type": "Polygon", "coordinates": [ring]}}}}
+        """A `$geoWithin` filter on `field` covering the box: the circle around its centre through
+        its farthest corner (the caller keeps the points in the box)."""
+        lng, lat = (self.west + self.east) / 2, (self.south + self.north) / 2
+        radius_m = max(haversine_m(lng, lat, corner_lng, corner_lat)
+                       for corner_lng in (self.west, self.east) for corner_lat in (self.south, self.north))
+        # A little more than the corner: edges along parallels bow away from the centre.
+        radians = radius_m * 1.01 / EARTH_RADIUS_M + 1e-7
+        return {field: {"$geoWithin": {"$centerSphere": [[lng, lat], radians]}}}
 
     def as_list(self):
         """[west, south, east, north]."""

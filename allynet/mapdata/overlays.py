@@ -50,21 +50,27 @@ def _business_properties(doc):
     return {field: doc.get(field) for field in BUSINESS_FIELDS}
 
 
-# layer -> (collection, filter of what is public, properties)
+_ALERT_FIELDS = ("type", "description", "expires_at")
+_REPORT_FIELDS = ("type", "description", "upvotes", "downvotes", "created_at", "expires_at")
+
+# layer -> (collection, filter of what is public, the fields read, properties)
 _POINT_LAYERS = {
-    "alerts": ("alerts", lambda now: not_expired(now), _alert_properties),
-    "reports": ("reports", lambda now: {"status": {"$in": list(CREDIBLE)}, **not_expired(now)}, _report_properties),
-    "businesses": ("businesses", lambda now: {"verified": True, "hidden": {"$ne": True}}, _business_properties),
+    "alerts": ("alerts", lambda now: not_expired(now), _ALERT_FIELDS, _alert_properties),
+    "reports": ("reports", lambda now: {"status": {"$in": list(CREDIBLE)}, **not_expired(now)}, _REPORT_FIELDS,
+                _report_properties),
+    "businesses": ("businesses", lambda now: {"verified": True, "hidden": {"$ne": True}}, BUSINESS_FIELDS,
+                   _business_properties),
     "safe_places": ("businesses", lambda now: {"verified": True, "hidden": {"$ne": True}, "safe_place": True},
-                    _business_properties),
+                    BUSINESS_FIELDS, _business_properties),
 }
 
 
 def _point_layer(db, layer, box, limit):
-    collection, public, properties = _POINT_LAYERS[layer]
-    query = {**box.geo_filter("location"), **public(clock.now())}
+    collection, public, read, properties = _POINT_LAYERS[layer]
+    query = {**public(clock.now()), **box.geo_filter("location")}  # cheap conditions first
+    projection = {"location": 1, **{name: 1 for name in read}}
     features = []
-    for doc in db[collection].find(query).sort("_id", 1):
+    for doc in db[collection].find(query, projection=projection).sort("_id", 1):
         coordinates = (doc.get("location") or {}).get("coordinates")
         if not coordinates or not box.contains(coordinates[0], coordinates[1]):
             continue

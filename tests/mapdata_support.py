@@ -10,8 +10,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from allynet import clock
 
+LYON = {"lat": 45.764, "lng": 4.8357}
+BERLIN = {"lat": 52.52, "lng": 13.405}
 UNITS = {"temperature_2m": "°C", "precipitation": "mm", "wind_speed_10m": "km/h", "wind_gusts_10m": "km/h",
          "visibility": "m", "weather_code": "wmo code"}
 MILD = {"temperature_2m": 12.5, "precipitation": 0.0, "wind_speed_10m": 14.0, "wind_gusts_10m": 25.0,
@@ -77,3 +81,11 @@ class OpenMeteoStub:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def stub():
+    """A running OpenMeteoStub, stopped after the test."""
+    server = OpenMeteoStub()
+    yield server
+    server.stop()

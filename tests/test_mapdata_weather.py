@@ -1,23 +1,14 @@
-"""Weather: GET /weather against a local Open-Meteo, the cache, stale answers, the breaker, and
-the on-the-road `party:alert` once per condition episode."""
+"""Weather: GET /weather against a local Open-Meteo, the cache (store or Redis), stale answers and
+the breaker (on the road: test_mapdata_weather_road.py)."""
 from datetime import datetime
 
 import pytest
 import redis
+import requests
 
 from tests.helpers import error_code
-from tests.mapdata_support import OpenMeteoStub
-from tests.scaleout_support import REDIS_TEST_URL, redis_overrides, unique_prefix
-
-LYON = {"lat": 45.764, "lng": 4.8357}
-BERLIN = {"lat": 52.52, "lng": 13.405}
-
-
-@pytest.fixture
-def stub():
-    server = OpenMeteoStub()
-    yield server
-    server.stop()
+from tests.mapdata_support import BERLIN, LYON, stub  # noqa: F401  (fixture)
+from tests.scaleout_support import REDIS_TEST_URL, quiet_werkzeug, redis_overrides, unique_prefix  # noqa: F401
 
 
 def weather_app(app_factory, stub, **overrides):
@@ -153,3 +144,20 @@ def test_cache_in_redis_is_shared_by_processes(app_factory, stub):
         client = redis.Redis.from_url(REDIS_TEST_URL)
         for key in client.keys(f"{prefix}:*"):
             client.delete(key)
+
+
+def test_weather_through_the_served_app(app_factory, stub, quiet_werkzeug):  # noqa: F811
+    from tests.scaleout_support import serve
+
+    app = weather_app(app_factory, stub)
+    headers = make_headers(app)
+    server = serve(app)
+    try:
+        answer = requests.get(f"{server.url}/api/v1/weather", params=LYON, headers=headers, timeout=10)
+        assert answer.status_code == 200
+        assert len(answer.json()["data"]["hourly"]) == 6 and answer.json()["data"]["stale"] is False
+        stub.failing = True
+        down = requests.get(f"{server.url}/api/v1/weather", params=BERLIN, headers=headers, timeout=10)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "weather_unavailable"
+    finally:
+        server.stop()

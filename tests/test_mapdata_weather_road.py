@@ -4,17 +4,7 @@ import pytest
 
 from allynet.mapdata import scheduled
 from tests.helpers import events_named
-from tests.mapdata_support import ICE, MILD, OpenMeteoStub
-
-LYON = {"lat": 45.764, "lng": 4.8357}
-BERLIN = {"lat": 52.52, "lng": 13.405}
-
-
-@pytest.fixture
-def stub():
-    server = OpenMeteoStub()
-    yield server
-    server.stop()
+from tests.mapdata_support import BERLIN, ICE, LYON, MILD, stub  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ class OpenMeteo(WeatherProvider):
 
     def _fetch(self, lat, lng):
         params = {"latitude": round(lat, 4), "longitude": round(lng, 4), "current": ",".join(_VARIABLES),
-                  "hourly": ",".join(_VARIABLES), "forecast_hours": 12, "timezone": "GMT",
+                  "hourly": ",".join(_VARIABLES), "forecast_hours": 14, "timezone": "GMT",
                   "timeformat": "unixtime", "wind_speed_unit": "kmh", "precipitation_unit": "mm"}
         try:
             response = self.session.get(self.url, params=params, timeout=self.timeout)

@@ -349,14 +349,13 @@ def install():
         _installed = True
 
 
-def scan_since(collection, field, since, fields):
-    """`find({field: {"$gte": since}}, projection=fields)` without mongomock's per-document filter
+def scan_since(collection, field, since):
+    """The documents of `find({field: {"$gte": since}})`, without mongomock's per-document filter
     and copy, for background jobs reading many documents of a big collection (trail points).
 
     `since` is a datetime and so are the values that match (as on MongoDB, other types never
-    compare); expired documents are left out as `find` would. Each result is a new dict holding
-    `fields` that are present (no `_id` unless asked); its values are the store's own: read them,
-    never mutate them.
+    compare); expired documents are left out as `find` would. The documents are the store's own:
+    read them, never mutate them.
     """
     store = collection._store
     with _client_lock(collection):
@@ -367,7 +366,7 @@ def scan_since(collection, field, since, fields):
             time.sleep(0)  # a cooperative yield under eventlet: a long scan lets the live path run
         value = document.get(field)
         if isinstance(value, datetime) and value >= since:
-            found.append({name: document[name] for name in fields if name in document})
+            found.append(document)
     return found
 
 

@@ -15,7 +15,7 @@ from allynet.http import ObjectIdConverter
 log = logging.getLogger("allynet")
 
 BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports",
-              "organizations", "businesses", "console")
+              "organizations", "businesses", "mapdata", "console")
 
 
 def create_app(config_name=None, **overrides):

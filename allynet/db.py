@@ -106,6 +106,13 @@ INDEXES = [
     ("organization_invitations", [("expires_at", ASCENDING)], {"name": "expires"}),
     ("parties", [("organization_id", ASCENDING), ("created_at", DESCENDING)],
      {"partialFilterExpression": {"organization_id": {"$exists": True}}, "name": "organization_created"}),
+    # map data (allynet/mapdata/): published traffic cells expire one window after their update
+    ("traffic_cells", [("center", GEOSPHERE)], {"name": "center_2dsphere"}),
+    ("traffic_cells", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    ("weather_cache", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
+    ("weather_episodes", [("party_id", ASCENDING)], {"name": "party"}),
+    # An episode no check has seen for a day belongs to a party that ended.
+    ("weather_episodes", [("checked_at", ASCENDING)], {"expireAfterSeconds": 86400, "name": "checked_ttl"}),
     ("audit_log", [("at", DESCENDING)], {"name": "at"}),
     ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
 ]

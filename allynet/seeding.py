@@ -547,6 +547,7 @@ class CitySeeder:
         riders = {self.accounts["rider"]["_id"]} if "rider" in self.accounts else set()
         busy = {doc["_id"] for local, doc in self.accounts.items() if local != "rider"}
         parties, members, trails, messages, events, codes = [], [], [], [], [], set()
+        corridors = [self.corridor() for _ in range(max(2, total // 4))]
         for n in range(total):
             if n == 0 and riders:
                 leader = next(entry for entry in self.users if entry[0] in riders)
@@ -572,14 +573,21 @@ class CitySeeder:
                             "leader_id": leader[0], "is_active": active, "created_at": start,
                             "ended_at": None if active else end, "members": roster})
             path = self.ride_path(leader[1], leader[2], start, end, max(2, plan.trail_points))
+            tail = []
+            if active and plan.trail_points:
+                # The last minutes of a live ride run along one of a few shared corridors, so the
+                # traffic layer (3 riders from 2 parties per cell) has something to show.
+                path, tail = self.corridor_tail(path, corridors[n % len(corridors)], end)
             for i, entry in enumerate(roster):
                 user_id = entry["user_id"]
                 offset_m, bearing = rng.uniform(10, 150) * i, rng.uniform(0, 2 * math.pi)
+                tail_offset_m = rng.uniform(5, 40) * min(i, 1)
                 last = None
-                for ts, lat, lng, speed, heading in path:
+                for step, (ts, lat, lng, speed, heading) in enumerate(path + tail):
                     if ts < entry["joined_at"]:
                         continue
-                    lat_i, lng_i = destination(lat, lng, offset_m, bearing) if offset_m else (lat, lng)
+                    offset = offset_m if step < len(path) else tail_offset_m
+                    lat_i, lng_i = destination(lat, lng, offset, bearing) if offset else (lat, lng)
                     last = (ts, point(lat_i, lng_i), speed, heading)
                     if plan.trail_points:
                         trails.append({"_id": make_id(rng, ts), "party_id": party_id, "user_id": user_id, "ts": ts,
@@ -604,7 +612,7 @@ class CitySeeder:
                                  "text": rng.choice(PARTY_MESSAGES), "ts": ts})
             if rng.random() < 0.5:
                 ts = start + (end - start) * rng.uniform(0.3, 0.9)
-                _, lat, lng, _, _ = min(path, key=lambda step: abs((step[0] - ts).total_seconds()))
+                _, lat, lng, _, _ = min(path + tail, key=lambda step: abs((step[0] - ts).total_seconds()))
                 events.append({"_id": make_id(rng, ts), "party_id": party_id, "type": rng.choice(("hazard", "police")),
                                "user_id": rng.choice(roster)["user_id"], "location": point(lat, lng),
                                "description": rng.choice(REPORT_DESCRIPTIONS["hazard"]), "source": "member",
@@ -615,6 +623,30 @@ class CitySeeder:
         self.insert("party_messages", messages, len(messages), "party messages")
         self.insert("party_events", events, len(events), "party events")
         self.seed_routes(total * 2)
+
+    def corridor(self, length_m=2000.0):
+        """A straight street near the centre: ((lat, lng), (lat, lng), length_m, bearing)."""
+        rng, plan = self.rng, self.plan
+        a = destination(plan.city_lat, plan.city_lng, rng.uniform(0, min(3000.0, plan.radius_km * 300)),
+                        rng.uniform(0, 2 * math.pi))
+        bearing = rng.uniform(0, 2 * math.pi)
+        return a, destination(a[0], a[1], length_m, bearing), length_m, math.degrees(bearing) % 360
+
+    def corridor_tail(self, path, corridor, end, every_s=20.0):
+        """`path` cut at the traffic window, and the window's samples riding back and forth along `corridor`."""
+        rng = self.rng
+        window = timedelta(minutes=float(self.config.get("TRAFFIC_WINDOW_MINUTES", 10)))
+        (lat_a, lng_a), (lat_b, lng_b), length_m, bearing = corridor
+        since, speed, phase = end - window, round(rng.uniform(18, 45), 1), rng.uniform(0, 2 * length_m)
+        tail, t = [], every_s
+        while t <= window.total_seconds():
+            along = (phase + speed / 3.6 * t) % (2 * length_m)
+            fraction = along / length_m if along <= length_m else 2 - along / length_m
+            heading = bearing if along <= length_m else (bearing + 180) % 360
+            tail.append((since + timedelta(seconds=t), lat_a + (lat_b - lat_a) * fraction,
+                         lng_a + (lng_b - lng_a) * fraction, speed, round(heading, 1)))
+            t += every_s
+        return [step for step in path if step[0] < since], tail
 
     def ride_path(self, lat, lng, start, end, samples):
         """[(ts, lat, lng, speed_kmh, heading)] of a ride that wanders but stays inside the city."""
@@ -829,20 +861,21 @@ class CitySeeder:
                                       "intervals": _hours(WEEK, ("00:00", "00:00")) if safe
                                       else BUSINESS_HOURS[category]},
                     "verified": verified, "hidden": False, "safe_place": safe,
-                    "promotions": self.promotions(running=n == safe_places),
+                    "promotions": self.promotions(running=n == safe_places, ended=n == safe_places + 1),
                     "created_at": created_at, "updated_at": created_at,
                 }
 
         if self.users:
             self.insert("businesses", businesses(), total)
 
-    def promotions(self, running=False):
+    def promotions(self, running=False, ended=False):
         """Zero to two promotions: mostly running, some upcoming, some ended (for the maintenance to remove);
-        `running`: exactly one, running now and covering 5 km."""
+        `running`: exactly one, running now and covering 5 km; `ended`: exactly one, over since 13 days."""
         rng, result = self.rng, []
-        for _ in range(1 if running else rng.choice((0, 0, 1, 1, 2))):
-            starts_at = self.now + timedelta(days=-1 if running else rng.choice((-20, -5, -3, -1, 2)))
-            ends_at = starts_at + timedelta(days=7 if running else rng.choice((2, 7, 14)))
+        for _ in range(1 if running or ended else rng.choice((0, 0, 1, 1, 2))):
+            fixed = -1 if running else -20 if ended else None
+            starts_at = self.now + timedelta(days=fixed if fixed is not None else rng.choice((-20, -5, -3, -1, 2)))
+            ends_at = starts_at + timedelta(days=7 if running or ended else rng.choice((2, 7, 14)))
             created_at = min(starts_at, self.now) - timedelta(days=1)
             result.append({"_id": make_id(rng, created_at), "title": rng.choice(PROMOTION_TITLES),
                            "description": None, "starts_at": starts_at, "ends_at": ends_at,

@@ -86,6 +86,19 @@ ENV_VARS = {
     # operator console
     "CONSOLE_SESSION_SECONDS": float,
     "JWT_COOKIE_SECURE": _bool,
+    # map data (allynet/mapdata/)
+    "MAP_MAX_BBOX_KM2": float,
+    "TRAFFIC_INTERVAL_SECONDS": float,
+    "TRAFFIC_WINDOW_MINUTES": float,
+    "TRAFFIC_H3_RES": int,
+    "TRAFFIC_MIN_RIDERS": int,
+    "WEATHER_PROVIDER": str,
+    "OPEN_METEO_URL": str,
+    "WEATHER_CACHE_SECONDS": float,
+    "WEATHER_STALE_SECONDS": float,
+    "WEATHER_CHECK_SECONDS": float,
+    "TILE_CACHE_SECONDS": int,
+    "WEATHER_RATE_LIMIT": _rate_limit,
 }
 
 
@@ -198,6 +211,28 @@ class Config:
     SOCKETIO_TCP_NODELAY = True  # websockets send without Nagle's delay (eventlet; Node's ws does the same)
     RATELIMIT_KEY_PREFIX = "allynet"
     PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
+    # map data (allynet/mapdata/): traffic from our riders' trails, weather, overlays and tiles
+    MAP_MAX_BBOX_KM2 = 2500.0  # largest bbox /traffic and /overlays answer
+    TRAFFIC_INTERVAL_SECONDS = 60.0  # how often the traffic cells are recomputed
+    TRAFFIC_WINDOW_MINUTES = 10.0  # trail points that count, and how long a cell lives
+    TRAFFIC_H3_RES = 9
+    TRAFFIC_MIN_RIDERS = 3  # distinct riders (from 2+ parties) before a cell is published
+    WEATHER_PROVIDER = "open-meteo"  # or "off"
+    OPEN_METEO_URL = "https://api.open-meteo.com/v1/forecast"
+    WEATHER_CACHE_SECONDS = 600.0  # a cached forecast is fresh this long
+    WEATHER_STALE_SECONDS = 21600.0  # and served as stale this long while the provider is down
+    WEATHER_CHECK_SECONDS = 600.0  # how often active parties are checked for weather alerts
+    WEATHER_TIMEOUT_SECONDS = 2.0
+    WEATHER_RETRIES = 1  # retries of a failed provider call (connection errors and 5xx)
+    WEATHER_BREAKER_FAILURES = 3  # failed calls in a row that open the breaker
+    WEATHER_BREAKER_RESET_SECONDS = 60.0  # how long an open breaker answers at once before trying again
+    # On-the-road thresholds (current conditions at a party's position)
+    WEATHER_GUST_KMH = 70.0
+    WEATHER_HEAVY_RAIN_MM = 7.6  # mm in the hour
+    WEATHER_LOW_VISIBILITY_M = 200.0
+    WEATHER_RATE_LIMIT = "60 per minute"  # GET /weather per user: each uncached cell is a provider call
+    OVERLAY_LAYER_LIMIT = 500  # default features per layer in /overlays (max 2000)
+    TILE_CACHE_SECONDS = 60  # Cache-Control max-age of tiles
 
 
 class DevelopmentConfig(Config):
@@ -216,6 +251,7 @@ class TestingConfig(Config):
     LOGIN_RATE_LIMIT_EMAIL = "1000/minute"
     BACKGROUND_TASKS = False
     MONGO_SERVER_SELECTION_TIMEOUT_MS = 1000
+    WEATHER_PROVIDER = "off"  # tests never call out; weather tests turn it on against a local server
 
 
 class ProductionConfig(Config):

@@ -231,6 +231,12 @@ REST = [
     R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),
     R("GET",    "/api/v1/audit-log",                                None,             None,     "401  403  -    403  200  200  -  "),
     R("GET",    "/api/v1/audit-log/export",                         None,             None,     "401  403  -    403  403  200  -  "),
+    R("GET",    "/api/v1/traffic?bbox=2.3,48.8,2.4,48.9",           None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/overlays?bbox=2.3,48.8,2.4,48.9",          None,             None,     "401  200  -    200  200  200  -  "),
+    # WEATHER_PROVIDER is off in tests: whoever may ask gets the 503, the others their 401.
+    R("GET",    "/api/v1/weather?lat=48.8566&lng=2.3522",           None,             None,     "401  503  -    503  503  503  -  "),
+    R("GET",    "/api/v1/tiles/<layer>.json",                       "tilejson",       None,     "200  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/tiles/<layer>/<z>/<x>/<y>.mvt",            "tile",           None,     "204  204  -    204  204  204  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),
@@ -262,9 +268,12 @@ REST = [
 # "<row> <actor>" (the test id) -> why the cell is wrong today. Strict xfail: the entry goes with the fix.
 KNOWN_GAPS = {}
 
+# Targets that are not a document: the URL to call (every placeholder of the rule filled in).
+FIXED_URLS = {"tilejson": "/api/v1/tiles/reports.json", "tile": "/api/v1/tiles/reports/12/2073/1409.mvt"}
+
 # Which of `other` and `owner` each target has (a check on the table itself).
 TARGET_PARTIES = {
-    None: set(), "file": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
+    None: set(), "file": set(), "tilejson": set(), "tile": set(), "owner": {"owner"}, "skill": {"owner"}, "route": {"owner"},
     "report": {"owner"}, "report_pending": {"owner"}, "alert": set(),
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
@@ -413,6 +422,12 @@ class World:
     def _build_file(self):
         return "no-such-file.txt"
 
+    def _build_tilejson(self):
+        return FIXED_URLS["tilejson"]
+
+    def _build_tile(self):
+        return FIXED_URLS["tile"]
+
     def _build_sos(self):
         data = self.call("POST", f"{API}/emergencies", "owner", SOS, 201)["data"]
         emergency_id = data["emergency"]["id"]
@@ -500,6 +515,8 @@ class World:
     def url(self, row):
         if row.target is None:
             return row.url_template
+        if row.target in FIXED_URLS:
+            return self.target(row.target)
         value = self.target(row.target)
         values = list(value) if isinstance(value, tuple) else None  # one id per path placeholder, in order
         return re.sub(r"<[^>]+>", lambda _: values.pop(0) if values is not None else value, row.url_template)

@@ -91,7 +91,10 @@ def sign_in(driver, served, user):
     driver.find_element(By.NAME, "email").send_keys(user["email"])
     driver.find_element(By.NAME, "password").send_keys(user["password"])
     driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
-    wait_until(lambda: driver.find_elements(By.TAG_NAME, "h1"), message="a page after sign-in")
+    # The sign-in page has an h1 too: wait for the page the redirect lands on (its cookie set).
+    wait_until(lambda: driver.find_elements(By.ID, "error-message")
+               or ("/console/login" not in driver.current_url and driver.find_elements(By.TAG_NAME, "h1")),
+               message="a page after sign-in")
 
 
 def heading(driver):

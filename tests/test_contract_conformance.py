@@ -14,7 +14,8 @@ from tests.helpers import error_code, events_named
 
 API = "/api/v1"
 # Reachable without a token (the contract's auth section and Operations).
-PUBLIC = {"auth.register", "auth.login", "ops.healthz", "ops.readyz", "ops.openapi", "ops.asyncapi", "static"}
+PUBLIC = {"auth.register", "auth.login", "ops.healthz", "ops.readyz", "ops.openapi", "ops.asyncapi", "static",
+          "mapdata.get_tilejson", "mapdata.get_tile"}  # public map layers, cacheable by CDNs
 # Not behind the bearer access token of every other endpoint: the refresh token.
 REFRESH_ONLY = {"auth.refresh"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}

@@ -349,6 +349,27 @@ def install():
         _installed = True
 
 
+def scan_since(collection, field, since):
+    """The documents of `find({field: {"$gte": since}})`, without mongomock's per-document filter
+    and copy, for background jobs reading many documents of a big collection (trail points).
+
+    `since` is a datetime and so are the values that match (as on MongoDB, other types never
+    compare); expired documents are left out as `find` would. The documents are the store's own:
+    read them, never mutate them.
+    """
+    store = collection._store
+    with _client_lock(collection):
+        documents = list(store.documents)
+    found = []
+    for n, document in enumerate(documents):
+        if n % 5000 == 4999:
+            time.sleep(0)  # a cooperative yield under eventlet: a long scan lets the live path run
+        value = document.get(field)
+        if isinstance(value, datetime) and value >= since:
+            found.append(document)
+    return found
+
+
 def make_client():
     """A fresh in-process store."""
     install()

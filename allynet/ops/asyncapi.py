@@ -83,11 +83,17 @@ SERVER_EVENTS = {
                       _obj(("id", "party_id", "user_id", "text", "ts"), id=ID, party_id=ID, user_id=ID,
                            text={"type": "string"}, ts=TS)),
     "party:alert": ("party:<id>", "A member's alert, a system alert (member_left_behind, member_stopped with "
-                                  "distance_m / stopped_since) or a nearby report or official alert "
-                                  "(source report|official).",
+                                  "distance_m / stopped_since), a nearby report or official alert "
+                                  "(source report|official), or weather on the road (type weather, source weather, "
+                                  "condition ice|heavy_rain|strong_wind|low_visibility, weather: the current "
+                                  "conditions), once per condition episode.",
                     _obj(("type",), id=ID, party_id=ID, type={"type": "string"}, user_id=_nullable(ID),
                          location=_nullable(LATLNG), description=_nullable({"type": "string"}), ts=TS,
-                         source={"type": "string"}, distance_m={"type": "number"}, stopped_since=TS)),
+                         source={"type": "string"}, distance_m={"type": "number"}, stopped_since=TS,
+                         condition={"type": "string", "enum": ["ice", "heavy_rain", "strong_wind", "low_visibility"]},
+                         weather={"type": "object", "description": "With type weather: current conditions "
+                                  "{time, temperature_c, precipitation_mm, wind_kmh, gusts_kmh, visibility_m, code, "
+                                  "label}, as GET /weather answers them."})),
     "party:presence": ("party:<id>", "Who is online in the party.",
                        _obj(("party_id", "online"), party_id=ID, online={"type": "array", "items": ID})),
     "party:leader": ("party:<id>", "Leadership passed on.", _obj(("party_id", "leader_id"), party_id=ID,

@@ -193,10 +193,13 @@ def _operation(meta, converter, endpoint, method, errors):
     if _geojson_query(meta):
         item = data_schema["items"] if meta.get("many") else data_schema
         content[GEOJSON] = {"schema": _feature_collection(item)}
+    if meta.get("content"):  # a success that is not JSON at all (tiles, TileJSON, bare GeoJSON)
+        content = meta["content"]
     responses = {str(meta.get("status", 200)): {"description": "Success", "content": content}}
     for status, description in errors.items():
-        responses[str(status)] = {"description": description, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses[str(status)] = {"description": description} if int(status) < 400 else {  # 204, 304: no body
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     operation = {"summary": meta.get("summary", endpoint), "operationId": f"{endpoint}_{method.lower()}",
                  "tags": meta.get("tags") or [endpoint.split(".")[0]], "responses": responses}
     if meta.get("auth", True):

@@ -83,6 +83,13 @@ def active_parties_near(*, db, location, radius_m):
     return seen
 
 
+def broadcast_alert(*, db, party_ids, alert_type, source, location=None, description=None, extra=None):
+    """Store and push one system `party:alert` to each party (weather on the road); returns how many."""
+    for party_id in party_ids:
+        publish_alert(db, str(party_id), alert_type=alert_type, user_id=None, location=location,
+                      description=description, source=source, extra=extra)
+    return len(party_ids)
+
 
 # ---------------------------------------------------------------------------
 # Membership: create, join, leave, end

@@ -1,5 +1,6 @@
 """The embedded store's fast paths give exactly what plain mongomock's full scans give."""
 import threading
+from datetime import datetime
 
 import mongomock
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from pymongo.errors import DuplicateKeyError
 
 from allynet import embedded
+from allynet.embedded import store as embedded_store
 
 VALUES = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["a", "b", "c"]), st.booleans(),
                    st.floats(-2, 2).map(lambda f: round(f, 0)),
@@ -299,3 +301,19 @@ def test_the_clock_reads_naive_utc_in_whole_milliseconds_as_mongodb_stores_it():
     collection = embedded.make_client().db.clock_docs
     collection.insert_one({"_id": 1, "at": reading})
     assert collection.find_one({"_id": 1})["at"] == reading  # survives the store unchanged
+
+
+TIMES = st.one_of(st.none(), st.integers(0, 10).map(lambda m: datetime(2026, 1, 1, 0, m)),
+                  st.integers(0, 10), st.sampled_from(["2026-01-01T00:05:00", "x"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries({"a": VALUES}, optional={"ts": TIMES, "b": VALUES}), max_size=25),
+       st.integers(0, 11))
+def test_scan_since_matches_find(docs, minute):
+    collection = embedded.make_client().db.c
+    if docs:
+        collection.insert_many([dict(doc, _id=i) for i, doc in enumerate(docs)])
+    since = datetime(2026, 1, 1, 0, minute)
+    expected = list(collection.find({"ts": {"$gte": since}}))
+    assert embedded_store.scan_since(collection, "ts", since) == expected

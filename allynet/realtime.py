@@ -15,15 +15,13 @@ import logging
 
 from flask import current_app, has_app_context
 
-from allynet import batching, jsonutil
-from allynet.message_queue import deliver_encoded, enter_room_of, queue_of
+from allynet import transport
+from allynet.transport import UNSET as _UNSET, in_room  # noqa: F401  (in_room: the hot path's own)
 
 log = logging.getLogger(__name__)
 
 # Write-only emitter used when no app is current (see external_emitter).
 _external = None
-
-_UNSET = object()  # "look the current app's server up" (hot-path callers pass the one they hold)
 
 
 class ExternalEmitter:
@@ -32,9 +30,7 @@ class ExternalEmitter:
     server = None  # no local sockets: room membership is the servers' business
 
     def __init__(self, redis_url, *, channel="allynet-socketio", timeout=0.5):
-        from allynet.message_queue import write_only
-
-        self.queue = write_only(redis_url, channel=channel, timeout=timeout)
+        self.queue = transport.write_only(redis_url, channel=channel, timeout=timeout)
 
     def emit(self, event, data, to=None, skip_sid=None):
         """Publish one emit to `to` (a room, or a list of rooms) on every server."""
@@ -127,16 +123,10 @@ def relay_to_room(room, event, data, skip_sid=None, sio=_UNSET):
     if sio is None or sio.server is None:
         return emit_to_room(room, event, data, skip_sid=skip_sid)
     try:
-        # A Socket.IO EVENT packet on "/" without ack id is "2" + the JSON array (socketio.Packet.encode).
-        encoded = "2" + jsonutil.dumps([event, data])
-        deliver_encoded(sio.server, room, encoded, skip_sid)
-        queue = queue_of(sio)
-        if queue is not None:
-            queue.publish_encoded(room, encoded, skip_sid)
+        return transport.relay(sio.server, room, event, data, skip_sid)
     except Exception:  # like emit_to_room: never fail the caller
         log.exception("relay %s to %s failed", event, room)
         return False
-    return True
 
 
 def emit_to_user(user_id, event, data):
@@ -173,11 +163,11 @@ def enter_user_sockets(user_id, room):
         if sio is _external:
             sio.enter_room_of(user_room(user_id), room)
             return True
-        queue = queue_of(sio)
+        queue = transport.queue_of(sio)
         if queue is not None:
             queue.enter_room_of(user_room(user_id), room)
         else:
-            enter_room_of(sio.server, user_room(user_id), room)
+            transport.enter_room_of(sio.server, user_room(user_id), room)
     except Exception:  # like the emits: a queue outage must not fail the request
         log.exception("entering %s's sockets into %s failed", user_id, room)
         return False
@@ -191,35 +181,16 @@ def leave_room(sid, room):
         sio.server.leave_room(sid, room, namespace="/")
 
 
-def in_room(sid, room, sio=_UNSET):
-    """True when a socket of THIS process is in `room` (a dict lookup: cheap enough for hot paths).
-
-    A leave or close_room sent by another process through the queue shows up
-    here, so callers can re-check a cached membership when it turns False. `sio` as in
-    `relay_to_room`.
-    """
-    if sio is _UNSET:
-        sio = _server()
-    if sio is None or sio.server is None:
-        return False
-    members = sio.server.manager.rooms.get("/", {}).get(room)
-    return members is not None and sid in members
-
-
 def _batching_of(sid):
     """(batcher, Engine.IO sid) of a local socket, or (None, None) without a bound server."""
     sio = _server()
     if sio is None or sio.server is None:
         return None, None
-    batcher = batching.of(sio.server)
-    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
-    if batcher is None or eio_sid is None:
-        return None, None
-    return batcher, eio_sid
+    return transport.batching_of(sio.server, sid)
 
 
 def set_batched(sid, enabled):
-    """Opt one local socket in or out of batched party positions (allynet/batching.py); returns
+    """Opt one local socket in or out of batched party positions (allynet/transport/batching.py); returns
     the tick in milliseconds, or None without a bound server."""
     batcher, eio_sid = _batching_of(sid)
     if batcher is None:
@@ -255,7 +226,7 @@ def end_user_sessions(user_id, reason, *, family=None, jti=None):
     try:
         if sio is not None and sio.server is not None:
             ended = socket_sessions.end_local(current_app._get_current_object(), sio, **message)
-            queue = queue_of(sio)
+            queue = transport.queue_of(sio)
             if queue is not None:
                 queue.publish_end_sessions(message)
         elif _external is not None:

@@ -24,7 +24,7 @@ import socketio
 from werkzeug.serving import make_server
 
 from allynet import redis_client
-from allynet.message_queue import queue_of, start_listening
+from allynet.transport import queue_of, start_listening
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")

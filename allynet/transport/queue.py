@@ -53,10 +53,8 @@ import time
 
 import socketio
 
-import engineio.packet
-
-from allynet import batching, jsonutil
-from allynet import redis_client
+from allynet import jsonutil, redis_client
+from allynet.transport.delivery import deliver_encoded, enter_room_of
 
 log = logging.getLogger(__name__)
 
@@ -71,53 +69,6 @@ ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extr
 # "Every socket in room A, on every process, enters room B" (a user's connections joining an SOS room).
 ENTER_ROOM_OF_METHOD = "allynet_enter_room_of"
 END_SESSIONS_METHOD = "allynet_end_sessions"  # "end these sockets of a user" (allynet/socket_sessions.py)
-
-
-# Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
-# writing a fan-out packet straight to an idle websocket; None: every packet goes through Engine.IO.
-direct_send = None
-
-
-def deliver_encoded(server, room, encoded, skip_sid=None):
-    """Send an encoded Socket.IO packet (str) to the sockets of `room` on this process,
-    one Engine.IO packet object shared by every recipient; returns how many got it."""
-    participants = server.manager.rooms.get("/", {}).get(room)
-    if not participants:
-        return 0
-    eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-    direct = direct_send
-    sockets = server.eio.sockets
-    text = "4" + encoded  # the Engine.IO MESSAGE packet, as its writer would encode it
-    cache = {}
-    sent = 0
-    batcher = batching.of(server)
-    batched = batcher.eio_sids if batcher is not None else None
-    later = None
-    for sid, eio_sid in list(participants.items()):
-        if sid != skip_sid:
-            sent += 1
-            if batched and eio_sid in batched:
-                if later is None:
-                    later = []
-                    item = batching.payload_of(encoded)
-                if item is not None:
-                    later.append(eio_sid)  # in its next party:updates
-                    continue
-                batcher.flush_one(eio_sid)  # not a position: after what is pending for it
-            if direct is None or not direct(sockets.get(eio_sid), text, cache):
-                server._send_eio_packet(eio_sid, eio_pkt)
-    if later:
-        batcher.add(room, item, later)
-    return sent
-
-
-def enter_room_of(server, source, room):
-    """Put every socket of this process that is in room `source` into `room` too; returns how many."""
-    manager = server.manager
-    sids = list(manager.rooms.get("/", {}).get(source, {}))
-    for sid in sids:
-        server.enter_room(sid, room, namespace="/")
-    return len(sids)
 
 
 class QueueManager(socketio.RedisManager):

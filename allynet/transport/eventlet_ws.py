@@ -64,7 +64,7 @@ from time import monotonic as _monotonic
 
 from greenlet import getcurrent as _getcurrent
 
-from allynet import batching
+from allynet.transport.wire import session_ended_message
 
 
 def apply_mask(data, mask, length=None, offset=0):
@@ -159,25 +159,6 @@ def send_direct(eio_socket, text, cache, spawn=None):
         from eventlet import spawn_n as spawn
     spawn(finish)
     return True
-
-
-def _direct_send_packet(original):
-    """socketio.Server._send_packet writing a text packet straight to an idle websocket
-    (acks above all: one per `party:update`), through Engine.IO otherwise."""
-
-    def _send_packet(self, eio_sid, pkt):
-        batcher = batching.of(self)
-        if batcher is not None and eio_sid in batcher.pending:
-            batcher.flush_one(eio_sid)  # an opted-in socket's pending positions go first
-        encoded = pkt.encode()
-        if isinstance(encoded, list):  # binary attachments: Engine.IO's own framing
-            for part in encoded:
-                self.eio.send(eio_sid, part)
-        elif not send_direct(self.eio.sockets.get(eio_sid), "4" + encoded, {}):
-            self.eio.send(eio_sid, encoded)
-
-    _send_packet.allynet_original = original
-    return _send_packet
 
 
 class BufferedReads:
@@ -494,19 +475,12 @@ def _keep_websocket(original):
     return _websocket_handler
 
 
-def session_ended_packet(reason, **details):
-    """The Engine.IO text of a Socket.IO `session:ended` event on "/" (`42["session:ended",{...}]`)."""
-    from allynet import jsonutil
-
-    return "42" + jsonutil.dumps(["session:ended", {"reason": reason, **details}])
-
-
 def _frame_too_large(ws):
     """Tell the client of an Engine.IO websocket why it is about to be closed (best effort)."""
     if ws.__dict__.get("_allynet_engineio") is None or ws.websocket_closed:
         return
     try:
-        ws.send(session_ended_packet("frame_too_large", max_bytes=ws.max_frame_length))
+        ws.send(session_ended_message("frame_too_large", max_bytes=ws.max_frame_length))
     except OSError:
         pass  # the client is gone already
 
@@ -543,14 +517,11 @@ def limited_recv_frame(original):
 
 
 def install(nodelay=True):
-    """Install the speed-ups (idempotent); `nodelay`: TCP_NODELAY on websockets."""
+    """Install the eventlet websocket patches (idempotent); `nodelay`: TCP_NODELAY on websockets."""
     global NODELAY
     NODELAY = bool(nodelay)
-    import socketio
     from engineio import socket as eio_socket
     from eventlet import websocket
-
-    from allynet import message_queue
 
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     if not hasattr(websocket.RFC6455WebSocket.wait, "allynet_original"):
@@ -559,6 +530,3 @@ def install(nodelay=True):
         websocket.RFC6455WebSocket._recv_frame = limited_recv_frame(websocket.RFC6455WebSocket._recv_frame)
     if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
         eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
-    if not hasattr(socketio.Server._send_packet, "allynet_original"):
-        socketio.Server._send_packet = _direct_send_packet(socketio.Server._send_packet)
-    message_queue.direct_send = send_direct

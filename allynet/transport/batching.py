@@ -1,32 +1,13 @@
 """Batched party positions: one `party:updates` frame per tick for sockets that opt in.
 
-A socket that sends `party:batch` `{enabled: true}` stops getting one
-`party:update` event per rider position and gets instead, at most once per
-`PARTY_BATCH_MS`, one `party:updates` event:
-
-    {"party_id": "<id>", "updates": [<party:update payload>, ...]}
-
-with every position relayed to it since the last one, oldest first, each
-exactly the payload `party:update` would have carried (its own positions
-excluded, as before). It is a compatible extension of the contract: nothing
-changes for a socket that does not ask, and `{enabled: false}` goes back.
-
-Why: at 1 Hz per rider a member of a party of 8 receives 7 frames a second,
-and per frame the server pays a `send()` and its bookkeeping; with a 200 ms
-tick the same positions take about 3.4 frames (measured; 1.9 at 500 ms), for
-at most one tick of extra latency. See docs/BENCHMARKS.md, session 4.
-
-Order: every other event for an opted-in socket (chat, presence, alerts,
-leader changes, the end of the party) first sends what is pending for it,
-so the client never sees an event before positions relayed earlier; under
-eventlet the acks of its other events do too. Positions
-relayed by other processes (the Redis queue) are batched where they are
-delivered, like local ones.
-
-State is per Socket.IO server (`install(server, interval)` sets `server.allynet_batcher`); the
-tick is a background task started with the first opt-in; `flush()` does one tick (tests call it).
-In plain mode (ALLYNET_TRANSPORT=plain) the same batches go out through python-socketio's public
-`emit`, and only this process's positions are batched.
+After `party:batch {enabled: true}` a socket gets, at most once per `PARTY_BATCH_MS`, one
+`party:updates {"party_id", "updates": [<party:update payload>, ...]}` with every position
+relayed to it since the last, oldest first, instead of one `party:update` each. Any other
+event for it (and under eventlet the acks of its other events) first sends what is pending.
+State is per Socket.IO server (`install` sets `server.allynet_batcher`); the tick is a
+background task started with the first opt-in, `flush()` one tick (tests call it). In plain
+mode batches go out through python-socketio's `emit` and only this process's positions are
+batched. Why and what it saves: docs/architecture.md ("Batching").
 """
 import logging
 import threading

@@ -1,51 +1,13 @@
-"""The Socket.IO message queue over Redis, hardened for outages.
+"""The Socket.IO message queue over Redis, hardened for outages (`QueueManager`).
 
-With `REDIS_URL` set, every server process publishes each emit on one Redis
-pub/sub channel (`SOCKETIO_CHANNEL`) and delivers what the others publish to
-its own sockets, so rooms span processes. python-socketio's `RedisManager`
-does this, but with a Redis outage (see its `_publish` and
-`_redis_listen_with_retries`) it connects without timeouts (an emit may block
-as long as the OS lets a connect hang), shares one connection object between
-publisher and listener threads, and backs off up to 60 s before the listener
-tries again. `QueueManager` keeps its protocol (same channel messages, so it
-interoperates with plain RedisManager emitters) and changes only that:
-
-- an emit is delivered to this process's sockets first, then published with
-  a short timeout; a failed publish is logged and dropped (other processes
-  miss that one event), never raised into the request, and for
-  `REDIS_RETRY_SECONDS` afterwards publishing is skipped instead of waiting
-  on a dead server each time;
-- the listener has its own connection and retries every 0.1 s doubling to
-  `SOCKETIO_QUEUE_RETRY_MAX` (2 s), so when Redis is back the queue is back
-  within seconds, without a restart; `subscribed` tells whether it listens.
-  It has no read timeout (an idle channel is normal: a read timeout there
-  makes the stock manager reconnect in a loop) but pings an idle connection
-  every 5 s and abandons one silent for 15 s, since a connection that died
-  without a reset otherwise blocks forever (python-socketio issue #281,
-  Flask-SocketIO issue #1675).
-
-The hot path (issue 9) adds three things on the same channel:
-
-- `publish_encoded` carries an already-encoded Socket.IO packet for one room
-  as a plain frame (``#fast1`` header, see `FAST_PREFIX`), not as a JSON
-  envelope: the sender encodes the event once for every process, and a
-  receiver checks the room against its own rooms before touching the body,
-  so another process's party traffic costs a split and a dict lookup, never
-  a JSON decode or re-encode. Frames that are not JSON are skipped by stock
-  python-socketio listeners.
-- a JSON emit from another process to a room with no local socket is dropped
-  before python-socketio builds and encodes its packet.
-- party rooms are routed: each process records in a Redis set per room
-  whether it has a socket there (on the first enter and last leave, and all
-  of them again after every (re)subscribe, since Redis may have restarted
-  empty), and announces the change on the channel so the others drop their
-  cached answer. `publish_encoded` skips the publish when no other process
-  is in the room. The announcements keep each process's cached answer
-  right, so its lifetime (`remote_cache_seconds`, 30 s) is only a safety
-  net; at 2 s it cost a Redis round trip on the hot path every few dozen
-  updates (issue 9). When Redis cannot be asked the answer is True, kept
-  `unsure_cache_seconds` (2 s). A rider joining on another process can miss the updates
-  sent in the milliseconds before the announcement arrives, as with any join.
+With `REDIS_URL` every process publishes each emit on one pub/sub channel (`SOCKETIO_CHANNEL`)
+and delivers what the others publish to its own sockets. Same messages as python-socketio's
+RedisManager, with bounded waits: a publish has a short timeout and an outage drops (and logs)
+events instead of blocking; the listener has its own connection, pings when idle and
+reconnects within seconds. Hot path: `publish_encoded` carries a pre-encoded packet as a
+``#fast1`` frame, published for a party room only while another process has a member there
+(Redis set per room + announcements). Also: `enter_room_of` and `publish_end_sessions` across
+processes. The whole story: docs/architecture.md ("The Redis queue").
 """
 import logging
 import threading

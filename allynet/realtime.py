@@ -103,6 +103,7 @@ def emit_to_room(room, event, data, skip_sid=None):
         log.debug("no Socket.IO server bound; %s to %s dropped", event, room)
         return False
     try:
+        transport.before_emit(sio, room)
         sio.emit(event, data, to=room, skip_sid=skip_sid)
     except Exception:  # a broken queue must not fail the request that emits
         log.exception("emit %s to %s failed", event, room)
@@ -140,6 +141,7 @@ def emit_to_rooms(rooms, event, data):
     if sio is None or not rooms:
         return False
     try:
+        transport.before_emit(sio, list(rooms))
         sio.emit(event, data, to=list(rooms))
     except Exception:
         log.exception("emit %s to %d rooms failed", event, len(rooms))

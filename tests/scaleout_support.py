@@ -217,6 +217,8 @@ class WsgiProcess:
         full_env.update({"PORT": str(self.port), "HOST": "127.0.0.1",
                          "ALLYNET_ENV": "development", "JWT_SECRET_KEY": TEST_JWT_SECRET,
                          "BCRYPT_ROUNDS": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+        if os.environ.get("ALLYNET_TRANSPORT"):  # the suite's transport (tests/conftest.py)
+            full_env["ALLYNET_TRANSPORT"] = os.environ["ALLYNET_TRANSPORT"]
         full_env.update(env)
         self.log_path = f"/tmp/allynet-wsgi-{self.port}.log"
         self.log = open(self.log_path, "w")

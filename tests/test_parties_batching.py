@@ -19,6 +19,18 @@ API = "/api/v1"
 MUNICH = {"lat": 48.137, "lng": 11.575}
 
 
+@pytest.fixture(params=["fast", "plain"])
+def app_factory(app_factory, request):
+    """Every app here runs on both transports: the plain one (ALLYNET_TRANSPORT=plain, no patches)
+    stays covered by the ordinary run."""
+
+    def build(**overrides):
+        overrides.setdefault("ALLYNET_TRANSPORT", request.param)
+        return app_factory(**overrides)
+
+    return build
+
+
 def batcher_of(app):
     return batching.of(app.extensions["socketio"].server)
 
@@ -134,6 +146,8 @@ def test_the_flag_is_per_connection(ride, app, clock, socket_client):
 
 
 def test_a_socket_that_changes_party_within_a_tick_gets_each_partys_batch_apart(app, ride, clock):
+    if not app.extensions["socketio"].server.allynet_fast:
+        pytest.skip("feeds the fast transport's delivery directly")
     batcher = batcher_of(app)
     opt_in(ride.sio["alice"])
     eio_sid = ride.sio["alice"].eio_sid

@@ -15,11 +15,11 @@ import pytest
 from bson import ObjectId
 
 from allynet import jsonutil, realtime
-from allynet.transport import queue as message_queue
 from allynet.fields import iso
-from allynet.transport.queue import FAST_PREFIX
 from allynet.transport import RefuseWebSocketCompression
-from tests.helpers import events_named
+from allynet.transport import queue as message_queue
+from allynet.transport.queue import FAST_PREFIX
+from tests.helpers import events_named, fast_only
 from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix, wait_until  # noqa: F401
 
 API = "/api/v1"
@@ -129,6 +129,7 @@ def _relay(server, room, payload):
         assert realtime.relay_to_room(room, "party:update", payload)
 
 
+@fast_only
 def test_party_traffic_is_published_only_while_another_server_has_a_member(cluster, make_user):
     a, b = cluster(2)
     ann, dan, ben = make_user(), make_user(), make_user()
@@ -206,6 +207,7 @@ def _counting_smembers(queue, monkeypatch, before=None):
     return calls
 
 
+@fast_only
 def test_the_room_hosts_answer_is_asked_once_and_kept_until_an_announcement(cluster, make_user, monkeypatch):
     room = "party:cached-hosts"
     a, b, ben, ben_sock = _ann_in_room_on_a_ben_connected_to_b(cluster, make_user, room)
@@ -517,6 +519,7 @@ def test_one_step_frames_fail_the_way_eventlet_fails(frames):
 
 # ---- party:update without a Flask request context ---------------------------
 
+@fast_only
 def test_party_update_runs_straight_on_the_socketio_server(app):
     from allynet import sockets
 

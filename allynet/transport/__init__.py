@@ -12,7 +12,7 @@ import importlib.metadata
 from allynet import jsonutil
 from allynet.transport import batching, dispatch
 from allynet.transport.delivery import UNSET, current_sio, in_room, local_members, relay  # noqa: F401
-from allynet.transport.delivery import batching_of, direct_send_packet, enter_room_of  # noqa: F401
+from allynet.transport.delivery import batching_of, before_emit, direct_send_packet, enter_room_of  # noqa: F401
 from allynet.transport.queue import make_client_manager, queue_of, start_listening, write_only  # noqa: F401
 
 MODES = ("fast", "plain")

@@ -145,7 +145,7 @@ def _flush_before_emit(original):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         batcher = of(self.server)
-        if batcher is not None and batcher.pending:
+        if batcher is not None and batcher.pending and not batcher.plain:
             for _, eio_sid in list(self.get_participants(namespace, to or room)):
                 if eio_sid in batcher.pending:
                     batcher.flush_one(eio_sid)

@@ -69,16 +69,44 @@ def relay(server, room, event, data, skip_sid=None):
 
 
 def _relay_plain(server, room, event, data, skip_sid):
-    batcher = server.allynet_batcher
-    if event == SOURCE_EVENT and batcher.eio_sids:
-        later = [eio_sid for sid, eio_sid in server.manager.get_participants("/", room)
-                 if sid != skip_sid and eio_sid in batcher.eio_sids]
-        if later:
-            batcher.add(room, data, later)
-            skip = [server.manager.sid_from_eio_sid(eio_sid, "/") for eio_sid in later]
-            skip_sid = skip + [skip_sid] if skip_sid else skip
-    server.emit(event, data, to=room, skip_sid=skip_sid, namespace="/")
+    deliver_plain(server, room, event, data, skip_sid)
+    queue = server.allynet_queue
+    if queue is not None:
+        queue.publish_emit(event, data, room, skip_sid)
     return True
+
+
+def deliver_plain(server, room, event, data, skip_sid=None):
+    """Plain mode: `event` to this process's sockets of `room` through python-socketio's emit; a
+    position waits in an opted-in socket's batch, anything else goes after what is pending."""
+    batcher = server.allynet_batcher
+    if batcher.eio_sids or batcher.pending:
+        if event == SOURCE_EVENT and isinstance(room, str):
+            later = [(sid, eio_sid) for sid, eio_sid in server.manager.get_participants("/", room)
+                     if sid != skip_sid and eio_sid in batcher.eio_sids]
+            if later:
+                batcher.add(room, data, [eio_sid for _, eio_sid in later])
+                skip_sid = [sid for sid, _ in later] + ([skip_sid] if skip_sid else [])
+        else:
+            flush_pending(server, room)
+    server.emit(event, data, to=room, skip_sid=skip_sid, namespace="/", ignore_queue=True)
+
+
+def flush_pending(server, to):
+    """The opted-in sockets among `to`'s recipients (a room, rooms, a sid) get what is pending."""
+    batcher = batcher_of(server)
+    if batcher is not None and batcher.pending:
+        for _, eio_sid in list(server.manager.get_participants("/", to)):
+            if eio_sid in batcher.pending:
+                batcher.flush_one(eio_sid)
+
+
+def before_emit(sio, to):
+    """Plain mode: what is pending for the recipients of an emit goes first (fast mode does this
+    in python-socketio's Manager.emit, see batching.py)."""
+    server = getattr(sio, "server", None)
+    if server is not None and not getattr(server, "allynet_fast", True):
+        flush_pending(server, to)
 
 
 def in_room(sid, room, sio=UNSET):

@@ -16,7 +16,8 @@ import time
 import socketio
 
 from allynet import jsonutil, redis_client
-from allynet.transport.delivery import deliver_encoded, enter_room_of
+from allynet.transport.delivery import deliver_encoded, deliver_plain, enter_room_of, flush_pending
+from allynet.transport.wire import SOURCE_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,18 @@ class QueueManager(socketio.RedisManager):
         if isinstance(room, str) and message.get("host_id") != self.host_id and \
                 room not in self.rooms.get(message.get("namespace") or "/", {}):
             return
+        if not getattr(self.server, "allynet_fast", True):  # plain mode: batching without the patch
+            data = message.get("data")
+            if message.get("event") == SOURCE_EVENT and not message.get("binary") and \
+                    isinstance(data, list) and len(data) == 1 and message.get("callback") is None:
+                return deliver_plain(self.server, room, SOURCE_EVENT, data[0], message.get("skip_sid"))
+            flush_pending(self.server, room)
         super()._handle_emit(message)
+
+    def publish_emit(self, event, data, room, skip_sid=None):
+        """Publish an emit already delivered here to the other processes (the stock message)."""
+        self._publish({"method": "emit", "event": event, "data": [data], "binary": False, "namespace": "/",
+                       "room": room, "skip_sid": skip_sid, "callback": None, "host_id": self.host_id})
 
     def _listen(self):
         """Yield payloads from the channel forever, reconnecting quickly after an outage."""

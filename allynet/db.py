@@ -57,6 +57,9 @@ INDEXES = [
     ("help_requests", [("helper_id", ASCENDING), ("created_at", DESCENDING)], {"name": "helper_created"}),
     ("skills", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),
     ("skills", [("user_id", ASCENDING)], {"name": "owner"}),
+    # Newest-first lists: a user's skills, and search without `near` or `q`.
+    ("skills", [("user_id", ASCENDING), ("created_at", DESCENDING)], {"name": "owner_created"}),
+    ("skills", [("created_at", DESCENDING)], {"name": "created"}),
     # language "none": plain tokens, no stemming or stop words, so the server and the embedded
     # store's $text (allynet/embedded/text.py) match the same documents.
     ("skills", [("name", TEXT), ("description", TEXT)], {"name": "skills_text", "default_language": "none"}),

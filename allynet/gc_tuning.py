@@ -3,7 +3,7 @@ measure the server's paths in-process (bench/sos.py).
 
 CPython's 700,10,10 runs a young collection every 700 net allocations; a live server allocates
 that in a few milliseconds and keeps most of it (connections, the embedded store), so the
-collector re-walks survivors over and over: ~10 % of the CPU under 1,000 riders (issue 9).
+collector re-walks survivors over and over: ~10 % of the CPU under 1,000 riders.
 Garbage cycles still go, in batches. `GC_THRESHOLDS` (gen0,gen1,gen2) overrides the default.
 """
 import gc

@@ -66,19 +66,6 @@ def to_point(lat, lng):
     return {"type": "Point", "coordinates": [float(lng), float(lat)]}
 
 
-def from_point(geojson):
-    """{"lat", "lng"} of a GeoJSON Point, or None for None / anything that is not a valid Point."""
-    if not isinstance(geojson, dict) or geojson.get("type") != "Point":
-        return None
-    coords = geojson.get("coordinates")
-    if not isinstance(coords, (list, tuple)) or len(coords) < 2:
-        return None
-    lng, lat = coords[0], coords[1]
-    if not valid_lng_lat(lng, lat):
-        return None
-    return {"lat": lat, "lng": lng}
-
-
 def parse_near(text):
     """(lat, lng) parsed from a "lat,lng" string; ValueError on garbage, out of range, NaN or inf."""
     if not isinstance(text, str):

@@ -67,7 +67,8 @@ def json_body(optional=False):
     return body
 
 
-def _record(fn, **spec):
+def record_doc(fn, **spec):
+    """Add `spec` to the OpenAPI facts kept on `fn` (`__apispec__`), which allynet.ops.openapi reads."""
     meta = dict(getattr(fn, "__apispec__", {}))
     meta.update(spec)
     fn.__apispec__ = meta
@@ -83,7 +84,7 @@ def use_body(schema, optional=False):
             kwargs["data"] = schema.load(json_body(optional=optional))
             return view(*args, **kwargs)
 
-        return _record(wrapper, body=schema)
+        return record_doc(wrapper, body=schema)
 
     return decorator
 
@@ -100,7 +101,7 @@ def use_query(schema):
             kwargs["query"] = schema.load(args_dict)
             return view(*args, **kwargs)
 
-        return _record(wrapper, query=schema)
+        return record_doc(wrapper, query=schema)
 
     return decorator
 
@@ -127,7 +128,7 @@ def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True,
     """Describe a view for the OpenAPI document (no behaviour)."""
 
     def decorator(view):
-        return _record(view, summary=summary, response=response, status=status,
+        return record_doc(view, summary=summary, response=response, status=status,
                        many=many, tags=tags, auth=auth, **extra)
 
     return decorator

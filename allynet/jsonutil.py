@@ -2,7 +2,7 @@
 
 `dumps`/`loads` (the Socket.IO `json` module: every packet in and out goes
 through them) use orjson, several times faster than the stdlib on the
-real-time path (issue 9), and fall back to the stdlib for anything orjson
+real-time path (party positions), and fall back to the stdlib for anything orjson
 refuses (non-string keys, integers beyond 64 bits, NaN on input, extra
 options; on input also text too long to be safe with orjson 3.8, see ORJSON_MAX_CHARS),
 so the output is always valid JSON the stdlib would also accept.

@@ -21,7 +21,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from allynet import audit, clock, realtime, scripting, trust
 from allynet.db import INDEXES, ensure_indexes, update_batch
 from allynet.errors import MONGO_DOWN_ERRORS, AllyNetError
-from allynet.fields import iso
+from allynet.parties import service as parties_service
 
 log = logging.getLogger("allynet.maintenance")
 
@@ -97,19 +97,9 @@ def end_idle_parties(*, db, idle_hours, dry_run=False, now=None):
         if dry_run:
             ended.append(party["_id"])
             continue
-        # Compare-and-set on is_active: a leader ending it meanwhile wins, and a rerun finds nothing.
-        done = db.parties.find_one_and_update({"_id": party["_id"], "is_active": True},
-                                              {"$set": {"is_active": False, "ended_at": now,
-                                                        "ended_reason": "idle"}},
-                                              projection={"_id": 1})
-        if done is None:
-            continue
-        db.party_members.update_many({"party_id": party["_id"], "active": True},
-                                     {"$set": {"active": False, "left_at": now, "left_reason": "ended"}})
-        pid = str(party["_id"])
-        realtime.emit_to_room(realtime.party_room(pid), "party:ended", {"party_id": pid, "ended_at": iso(now)})
-        realtime.close_room(realtime.party_room(pid))
-        log.info("ended idle party %s (no activity for %s h)", pid, idle_hours)
+        if parties_service.end_as_system(db=db, party_id=party["_id"], reason="idle", now=now) is None:
+            continue  # its leader ended it meanwhile
+        log.info("ended idle party %s (no activity for %s h)", party["_id"], idle_hours)
         ended.append(party["_id"])
     return ended
 

@@ -110,12 +110,6 @@ def call(fn, default=None, app=None):
     return result
 
 
-def is_down(app=None):
-    """True while a recent Redis call failed (callers may pick a local fallback)."""
-    app = app or current_app._get_current_object()
-    return _state(app)["breaker"].skipping()
-
-
 def close(app):
     """Release the app's Redis connections (tests, shutdown)."""
     state = app.extensions.pop(EXTENSION_KEY, None)

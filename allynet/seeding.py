@@ -716,9 +716,9 @@ class CitySeeder:
     def seed_sos(self):
         """A few open SOS, as emergencies.service.open_emergency leaves them (some already answered).
 
-        Built here rather than through the service because its helper search is a
-        $geoNear over every user, which the embedded store runs in Python; the
-        alerted helpers are chosen by the service's own rule (`helper_rank`, at most
+        The document is the service's own (`new_emergency_document`); the alerted
+        helpers are chosen here rather than by the service's $geoNear over every user,
+        which the embedded store runs in Python, but by its rule (`helper_rank`, at most
         MAX_HELPERS_PER_WAVE verified helpers with a fresh location in the radius).
         """
         from allynet.emergencies import service as sos
@@ -729,26 +729,21 @@ class CitySeeder:
         helper_ids = {entry[0] for entry in self.helpers}
         demo_ids = {doc["_id"] for doc in self.accounts.values()}
         owners = [entry for entry in self.users if entry[0] not in helper_ids and entry[0] not in demo_ids]
-        escalation = timedelta(seconds=float(self.config.get("ESCALATION_SECONDS", 60.0)))
+        escalation_seconds = float(self.config.get("ESCALATION_SECONDS", 60.0))
         emergencies = []
         for n, (owner_id, lat, lng) in enumerate(self.pick_people(total, pool=owners)):
             if n == 0:  # the first one near the centre, where the demo helper is alerted
                 lat, lng = self.population.near(self.plan.city_lat, self.plan.city_lng, 1500)
             owner = docs[owner_id]
             created_at = self.ago(minutes=rng.uniform(1, 20))
-            radius = float(owner.get("emergency_radius_m") or sos.DEFAULT_RADIUS_M)
-            radius = min(max(radius, sos.MIN_RADIUS_M), sos.MAX_RADIUS_M)
             kind = rng.choice(EMERGENCY_TYPES)
             emergency_id = make_id(rng, created_at)
-            notified = self.rank_helpers(docs, lat, lng, radius, owner_id, created_at, sos)
-            doc = {"_id": emergency_id, "user_id": owner_id, "type": kind, "description": SOS_TEXTS[kind],
-                   "location": point(lat, lng), "radius_m": radius, "search_radius_m": radius, "status": "active",
-                   "is_open": True, "wave": 1,
-                   "next_wave_at": created_at + escalation if sos.radius_for_wave(radius, 1) < sos.MAX_RADIUS_M
-                   else None,
-                   "responses": [], "notified_helper_ids": notified, "declined_helper_ids": [],
-                   "timeline": [{"status": "active", "at": created_at, "by": owner_id}],
-                   "created_at": created_at, "updated_at": created_at, "resolved_at": None, "cancelled_at": None}
+            doc = sos.new_emergency_document(
+                emergency_id=emergency_id, user_id=owner_id, kind=kind, description=SOS_TEXTS[kind],
+                location=point(lat, lng), radius_m=owner.get("emergency_radius_m"), now=created_at,
+                escalation_seconds=escalation_seconds)
+            notified = self.rank_helpers(docs, lat, lng, doc["radius_m"], owner_id, created_at, sos)
+            doc["notified_helper_ids"] = notified
             if n % 2 == 1 and notified:
                 helper_id, at = notified[0], created_at + timedelta(seconds=rng.uniform(20, 50))
                 doc["responses"].append({"helper_id": helper_id, "responded_at": at, "eta_minutes": rng.randint(3, 15)})

@@ -47,11 +47,6 @@ def on_disconnect(fn):
     return fn
 
 
-def connection_user(sid):
-    """The user id behind a local socket, or None."""
-    return _local_connections().get(sid)
-
-
 def _ack_error(code, message, details=None):
     error = {"code": code, "message": message}
     if details is not None:

@@ -1,12 +1,9 @@
 """POST /emergencies: who is alerted (and who is not), ranking, the 50 cap, party first, bad input."""
-import importlib
-import sys
-import types
-
 import pytest
 from bson import ObjectId
 
 from allynet.emergencies import service
+from allynet.parties import service as parties_service
 from tests.emergencies_helpers import CENTER, SOS_BODY, north_of, place_helper, sos
 from tests.helpers import error_code, events_named
 
@@ -98,19 +95,7 @@ def test_at_most_50_helpers_are_alerted_the_best_ranked(client, make_user, socke
     assert client.get(f"/api/v1/emergencies/{emergency_id}", headers=best.headers).status_code == 200
 
 
-@pytest.fixture
-def party_module(monkeypatch):
-    """allynet.parties.service whether or not it is written yet (the seam looks it up by name)."""
-    try:
-        return importlib.import_module("allynet.parties.service")
-    except ImportError:
-        module = types.ModuleType("allynet.parties.service")
-        monkeypatch.setitem(sys.modules, "allynet.parties.service", module)
-        return module
-
-
-def test_party_members_are_alerted_first_at_any_distance(client, make_user, socket_client, party_module,
-                                                         monkeypatch):
+def test_party_members_are_alerted_first_at_any_distance(client, make_user, socket_client, monkeypatch):
     requester = make_user(location=CENTER)
     far_friend = make_user(location=north_of(30000))  # not a helper, 30 km away
     helper = place_helper(make_user, 1000)
@@ -120,7 +105,7 @@ def test_party_members_are_alerted_first_at_any_distance(client, make_user, sock
         calls.append(user_id)
         return [far_friend["_id"], requester["_id"]]
 
-    monkeypatch.setattr(party_module, "active_party_member_ids", members, raising=False)
+    monkeypatch.setattr(parties_service, "active_party_member_ids", members)
     friend_socket, helper_socket = socket_client(far_friend), socket_client(helper)
     order = []
     from allynet import realtime
@@ -141,15 +126,11 @@ def test_party_members_are_alerted_first_at_any_distance(client, make_user, sock
     assert order[:2] == [f"user:{far_friend.id}", f"user:{helper.id}"]
 
 
-@pytest.mark.parametrize("seam", ["missing", "raises"])
-def test_sos_goes_out_without_parties(client, make_user, socket_client, party_module, monkeypatch, seam):
-    if seam == "missing":
-        monkeypatch.delattr(party_module, "active_party_member_ids", raising=False)
-    else:
-        def broken(*, db, user_id):
-            raise RuntimeError("parties down")
+def test_sos_goes_out_when_the_party_lookup_fails(client, make_user, socket_client, monkeypatch):
+    def broken(*, db, user_id):
+        raise RuntimeError("parties down")
 
-        monkeypatch.setattr(party_module, "active_party_member_ids", broken, raising=False)
+    monkeypatch.setattr(parties_service, "active_party_member_ids", broken)
     helper_socket = socket_client(place_helper(make_user, 1000))
     response = sos(client, make_user(location=CENTER))
     assert response.status_code == 201 and response.get_json()["data"]["notified_helpers"] == 1

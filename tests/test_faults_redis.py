@@ -243,14 +243,12 @@ def test_redis_client_call_degrades_to_the_default(app_factory, own_redis, caplo
         caplog.set_level(logging.WARNING)
         value, took = timed(redis_client.call, lambda r: r.incr(key), default="fallback")
         assert value == "fallback" and took < 1.5
-        assert redis_client.is_down()
         assert redis_client.call(lambda r: r.incr(key), default=0) == 0  # skipped: no new attempt
         assert caplog.text.count("Redis unreachable") == 1
 
         own_redis.start()
         wait_until(lambda: redis_client.call(lambda r: r.incr(key)) == 1, timeout=5,
                    message="Redis calls to succeed again")
-        assert not redis_client.is_down()
     redis_client.close(app)
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from allynet import create_app, sockets
-from allynet.parties.schemas import _UPDATE_FIELDS
+from allynet.parties.schemas import UPDATE_FIELDS
 from tests.helpers import emit_raw
 from tests.inputgate_cases import DEEP, GATE_VALUES, OTHER_VALUES, snapshot
 
@@ -38,7 +38,7 @@ EVENTS = _discover()
 def field_names(event):
     schema = EVENTS[event].schema
     if schema is None:
-        return sorted(_UPDATE_FIELDS) if event == "party:update" else []
+        return sorted(UPDATE_FIELDS) if event == "party:update" else []
     return sorted(field.data_key or name for name, field in schema.load_fields.items())
 
 

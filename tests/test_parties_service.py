@@ -62,25 +62,6 @@ def test_active_parties_near_uses_member_positions(app, db, client, make_user, s
         assert service.active_parties_near(db=db, location=point(0, 0), radius_m=5000) == []
 
 
-def test_broadcast_alert_reaches_the_party_and_its_history(app, db, client, make_user, socket_client):
-    alice, eve = make_user(), make_user()
-    party = create(client, alice)
-    alice_sio, eve_sio = socket_client(alice), socket_client(eve)
-    alice_sio.get_received()
-    with app.app_context():
-        from bson import ObjectId
-
-        count = service.broadcast_alert(db=db, party_ids=[ObjectId(party["id"])], alert_type="police",
-                                        location=point(48, 11), description="checkpoint",
-                                        extra={"report_id": "r1"})
-    assert count == 1
-    alerts = events_named(alice_sio, "party:alert")
-    assert len(alerts) == 1 and alerts[0]["type"] == "police" and alerts[0]["report_id"] == "r1"
-    assert eve_sio.get_received() == []
-    history = client.get(f"{API}/parties/{party['id']}/history", headers=alice.headers).get_json()["data"]
-    assert [item["type"] for item in history] == ["police"]
-
-
 def test_concurrent_joins_leave_one_active_membership(app, db, client, make_user):
     """The unique partial index keeps one active party per user even when joins race."""
     import threading

@@ -209,7 +209,7 @@ def captured_pushes(monkeypatch):
     return calls
 
 
-def test_push_goes_through_the_parties_seam(client, monkeypatch, make_user, captured_pushes):
+def test_push_goes_to_the_parties_the_parties_service_finds(client, monkeypatch, make_user, captured_pushes):
     party_a, party_b = ObjectId(), ObjectId()
     asked = []
 
@@ -247,12 +247,6 @@ def test_official_alert_push_and_configured_radius(app_factory, monkeypatch, mak
     assert radii == [1234.0]
     assert captured_pushes[0][2] == {"type": "weather", "source": "official", "id": alert["id"],
                                      "location": offset(0), "description": "Storm"}
-
-
-def test_no_parties_function_means_no_push(client, db, monkeypatch, make_user, captured_pushes):
-    monkeypatch.delattr(parties_service, "active_parties_near")
-    new_report(client, make_user(), "hazard", offset(0))
-    assert captured_pushes == [] and db.reports.count_documents({}) == 1
 
 
 def test_failing_party_lookup_keeps_the_report(client, db, monkeypatch, make_user, captured_pushes):

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from allynet import maintenance, seeding
-from tests.helpers import load_script
+from allynet import maintenance, realtime, seeding
+from allynet.fields import iso
+from tests.helpers import events_named, load_script
 from allynet.db import is_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,3 +350,26 @@ def test_flask_commands_share_the_scripts(app, db, make_user):
     helped = runner.invoke(args=["maintenance", "--help"])
     assert helped.exit_code == 0 and "purge-trails" in helped.output
 
+
+
+def test_expire_tells_an_idle_partys_riders_and_closes_its_room(run, app, client, make_user, socket_client, clock):
+    """As `flask maintenance expire` runs it: in the app, whose Socket.IO server the riders are on."""
+    leader, rider, outsider = make_user(), make_user(), make_user()
+    party = client.post("/api/v1/parties", json={"name": "Forgotten ride"}, headers=leader.headers).get_json()["data"]
+    assert client.post("/api/v1/parties/join", json={"invite_code": party["invite_code"]},
+                       headers=rider.headers).status_code == 200
+    sockets = {"leader": socket_client(leader), "rider": socket_client(rider), "outsider": socket_client(outsider)}
+    for sio in sockets.values():
+        sio.get_received()
+    clock.advance(hours=13)  # PARTY_IDLE_HOURS is 12
+
+    with app.app_context():
+        assert "parties ended: 1" in run("expire")[1]
+
+    for name in ("leader", "rider"):
+        assert events_named(sockets[name], "party:ended") == [{"party_id": party["id"],
+                                                               "ended_at": iso(clock.current)}]
+    assert events_named(sockets["outsider"], "party:ended") == []
+    with app.app_context():  # the room is closed: what is sent to it reaches no one
+        realtime.emit_to_room(realtime.party_room(party["id"]), "party:message", {"text": "anyone?"})
+    assert all(events_named(sio, "party:message") == [] for sio in sockets.values())

@@ -2,11 +2,11 @@
 import functools
 
 from flask import request
-from flask_jwt_extended import decode_token, get_current_user, get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import decode_token, get_current_user, get_jwt_identity, jwt_required
 from flask_limiter.util import get_remote_address
 
 from allynet.errors import Forbidden, Unauthorized
-from allynet.http import _record
+from allynet.http import record_doc
 from allynet.fields import object_id
 
 ROLES = ("user", "moderator", "admin")
@@ -20,14 +20,9 @@ def current_user_id():
     return user_id
 
 
-def current_claims():
-    """The verified JWT's claims."""
-    return get_jwt()
-
-
 def auth_required(view):
     """A valid, unrevoked access token is required."""
-    return _record(jwt_required()(view), auth=True)
+    return record_doc(jwt_required()(view), auth=True)
 
 
 def roles_required(*roles):
@@ -44,7 +39,7 @@ def roles_required(*roles):
                 raise Forbidden(f"Requires role {' or '.join(roles)}")
             return view(*args, **kwargs)
 
-        return _record(wrapper, auth=True, roles=list(roles))
+        return record_doc(wrapper, auth=True, roles=list(roles))
 
     return decorator
 

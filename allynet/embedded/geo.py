@@ -128,7 +128,8 @@ def _fail(message, code=BAD_VALUE):
     return OperationFailure(message, code, {"ok": 0.0, "errmsg": message, "code": code})
 
 
-def _write_error(message):
+def write_error(message):
+    """The WriteError MongoDB raises when a document cannot be indexed by a 2dsphere index."""
     return WriteError(message, GEO_KEYS, {"errmsg": message, "code": GEO_KEYS})
 
 
@@ -1058,7 +1059,8 @@ def _set_path(doc, path, value):
     target[parts[-1]] = value
 
 
-def _key_pairs(key):
+def key_pairs(key):
+    """An index key spec (a mapping or [(field, kind)] pairs) as [(field, kind)]."""
     return list(key.items()) if isinstance(key, Mapping) else [tuple(pair) for pair in key]
 
 
@@ -1066,7 +1068,7 @@ def _indexes_of_kind(collection, kind):
     """[(field, index)] for every `kind` ('2d', '2dsphere') component of the collection's indexes."""
     return [(field, index)
             for index in collection._store.indexes.values()
-            for field, index_kind in _key_pairs(index.get("key", []))
+            for field, index_kind in key_pairs(index.get("key", []))
             if index_kind == kind]
 
 
@@ -1100,7 +1102,8 @@ def _geo_key_problem(doc, fields):
     return None
 
 
-def _write_problem(collection, doc):
+def write_problem(collection, doc):
+    """Why `doc` cannot be written to `collection` under its 2dsphere indexes, or None."""
     fields = []
     for field, index in _indexes_of_kind(collection, "2dsphere"):
         partial = index.get("partialFilterExpression")
@@ -1288,9 +1291,9 @@ def _patch_insert(original):
     @functools.wraps(original)
     def _insert(self, data, session=None, ordered=True):
         if isinstance(data, Mapping):
-            problem = _write_problem(self, data)
+            problem = write_problem(self, data)
             if problem:
-                raise _write_error(problem)
+                raise write_error(problem)
         return original(self, data, session, ordered)
 
     return _insert
@@ -1303,11 +1306,11 @@ def _patch_apply_update(original):
             return original(self, existing_document, *args, **kwargs)
         snapshot = copy_document(existing_document)
         result = original(self, existing_document, *args, **kwargs)
-        problem = _write_problem(self, existing_document)
+        problem = write_problem(self, existing_document)
         if problem:
             existing_document.clear()
             existing_document.update(snapshot)
-            raise _write_error(problem)
+            raise write_error(problem)
         return result
 
     return apply_update
@@ -1317,7 +1320,7 @@ def _patch_create_index(original):
     @functools.wraps(original)
     def create_index(self, key_or_list, cache_for=300, session=None, **kwargs):
         keys = mm_helpers.create_index_list(key_or_list)
-        keys = _key_pairs(keys) if isinstance(keys, (Mapping, list, tuple)) else _key_pairs(list(keys))
+        keys = key_pairs(keys) if isinstance(keys, (Mapping, list, tuple)) else key_pairs(list(keys))
         for _, kind in keys:
             if isinstance(kind, str) and kind not in _INDEX_PLUGINS:
                 raise _fail(f"Unknown index plugin '{kind}'", CANNOT_CREATE_INDEX)
@@ -1341,7 +1344,7 @@ def _patch_list_all_indexes(original):
     def _list_all_indexes(self):
         for name, info in original(self):
             if "2dsphereIndexVersion" not in info and any(
-                    kind == "2dsphere" for _, kind in _key_pairs(info.get("key", []))):
+                    kind == "2dsphere" for _, kind in key_pairs(info.get("key", []))):
                 info = dict(info, **{"2dsphereIndexVersion": 3})
             yield name, info
 

@@ -228,7 +228,7 @@ def _set_fields(document):
 
 def _index_fields(index):
     """Top-level field names an index reads: its keys and its partial filter's."""
-    names = {key.split(".")[0] for key, _ in geo._key_pairs(index.get("key", []))}
+    names = {key.split(".")[0] for key, _ in geo.key_pairs(index.get("key", []))}
     stack = [index.get("partialFilterExpression") or {}]
     while stack:
         for key, value in stack.pop().items():
@@ -250,7 +250,7 @@ def _described_indexes(store):
             entry[0] is not index for entry, index in zip(cached, described)):
         cached = state["_allynet_described"] = [
             (index, frozenset(_index_fields(index)), bool(index.get("unique")),
-             any(kind == "2dsphere" for _, kind in geo._key_pairs(index.get("key", []))))
+             any(kind == "2dsphere" for _, kind in geo.key_pairs(index.get("key", []))))
             for index in described]
     return cached
 
@@ -288,9 +288,9 @@ def _with_fast_set(original):
                 for name, value in fields.items():
                     existing[name] = copies.copy_document(value)
                 try:
-                    problem = geo._write_problem(self, existing) if check_geo else None
+                    problem = geo.write_problem(self, existing) if check_geo else None
                     if problem:
-                        raise geo._write_error(problem)
+                        raise geo.write_error(problem)
                     if check_unique:
                         indexes.reindex(self._store, existing["_id"])
                         self._ensure_uniques(existing)

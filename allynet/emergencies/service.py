@@ -25,7 +25,6 @@ wins. Ties go to the nearer helper. At most ``MAX_HELPERS_PER_WAVE`` are
 alerted per wave; members of the requester's active party are alerted first,
 at any distance, on top of them.
 """
-import importlib
 import logging
 from collections import namedtuple
 from datetime import timedelta
@@ -39,8 +38,9 @@ from allynet import audit, clock, geo, idempotency, ratelimit, realtime
 from allynet.background import periodic
 from allynet.emergencies.schemas import alert_schema, create_result_schema, message_schema
 from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from allynet.fields import DateTimeZ, iso
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.fields import iso
+from allynet.pagination import decode_time_cursor, encode_cursor, newest_first_page
+from allynet.parties import service as parties_service
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,14 @@ def escalation_seconds():
 
 
 def party_member_ids(*, db, user_id):
-    """Other current members of the user's active party; [] when parties are unavailable.
+    """Other current members of the user's active party; [] when the party lookup fails.
 
-    A seam: the parties feature may not be deployed (or may fail); an SOS must
-    go out regardless, so any problem here means "no party".
+    An SOS must go out regardless of the parties feature, so any problem here
+    means "no party".
     """
     try:
-        module = importlib.import_module("allynet.parties.service")
-    except ImportError:
-        return []
-    lookup = getattr(module, "active_party_member_ids", None)
-    if lookup is None:
-        return []
-    try:
-        return [member for member in (lookup(db=db, user_id=user_id) or []) if isinstance(member, ObjectId)]
+        members = parties_service.active_party_member_ids(db=db, user_id=user_id)
+        return [member for member in (members or []) if isinstance(member, ObjectId)]
     except Exception:
         log.exception("party lookup failed for %s; alerting helpers only", user_id)
         return []
@@ -235,6 +229,33 @@ def _release_slot(*, db, user_id, emergency_id):
                         {"$set": {"active_emergency_id": None}})
 
 
+def new_emergency_document(*, emergency_id, user_id, kind, description, location, radius_m, now,
+                           escalation_seconds):
+    """A new active SOS at wave 1, alerting no one yet; `radius_m` None means the default, and is clamped."""
+    radius = min(max(float(radius_m or DEFAULT_RADIUS_M), MIN_RADIUS_M), MAX_RADIUS_M)
+    return {
+        "_id": emergency_id,
+        "user_id": user_id,
+        "type": kind,
+        "description": description,
+        "location": location,
+        "radius_m": radius,
+        "search_radius_m": radius,
+        "status": "active",
+        "is_open": True,
+        "wave": 1,
+        "next_wave_at": now + timedelta(seconds=escalation_seconds) if _has_next_wave(radius, 1) else None,
+        "responses": [],
+        "notified_helper_ids": [],
+        "declined_helper_ids": [],
+        "timeline": [{"status": "active", "at": now, "by": user_id}],
+        "created_at": now,
+        "updated_at": now,
+        "resolved_at": None,
+        "cancelled_at": None,
+    }
+
+
 def open_emergency(*, db, user_id, data):
     """Take the user's slot, insert the SOS with its first wave, alert: returns (emergency, notified)."""
     user = db.users.find_one({"_id": user_id}, projection={"emergency_radius_m": 1})
@@ -244,30 +265,11 @@ def open_emergency(*, db, user_id, data):
     emergency_id = ObjectId()
     _take_slot(db=db, user_id=user_id, emergency_id=emergency_id, now=now)
     try:
-        radius = data.get("radius_m") or user.get("emergency_radius_m") or DEFAULT_RADIUS_M
-        radius = min(max(float(radius), MIN_RADIUS_M), MAX_RADIUS_M)
-        emergency = {
-            "_id": emergency_id,
-            "user_id": user_id,
-            "type": data["type"],
-            "description": data.get("description"),
-            "location": data["location"],
-            "radius_m": radius,
-            "search_radius_m": radius,
-            "status": "active",
-            "is_open": True,
-            "wave": 1,
-            "next_wave_at": _next_wave_at(radius, 1, now),
-            "responses": [],
-            "notified_helper_ids": [],
-            "declined_helper_ids": [],
-            "timeline": [{"status": "active", "at": now, "by": user_id}],
-            "created_at": now,
-            "updated_at": now,
-            "resolved_at": None,
-            "cancelled_at": None,
-        }
-        targets = _wave_targets(db=db, emergency=emergency, radius_m=radius, now=now)
+        emergency = new_emergency_document(
+            emergency_id=emergency_id, user_id=user_id, kind=data["type"], description=data.get("description"),
+            location=data["location"], radius_m=data.get("radius_m") or user.get("emergency_radius_m"), now=now,
+            escalation_seconds=escalation_seconds())
+        targets = _wave_targets(db=db, emergency=emergency, radius_m=emergency["radius_m"], now=now)
         emergency["notified_helper_ids"] = [target.user_id for target in targets]
         db.emergencies.insert_one(emergency)
     except DuplicateKeyError:
@@ -380,23 +382,7 @@ def get_for_viewer(*, db, emergency_id, user_id):
 
 def list_mine(*, db, user_id, cursor=None, limit=DEFAULT_PAGE):
     """The caller's emergencies, newest first: (items, next_cursor)."""
-    query = {"user_id": user_id}
-    if cursor:
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = DateTimeZ().deserialize(created_iso)
-            last_id = ObjectId(last_id)
-        except Exception as exc:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
-        query["$or"] = [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": last_id}}]
-    docs = list(db.emergencies.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                .limit(limit + 1))
-    next_cursor = None
-    if len(docs) > limit:
-        docs = docs[:limit]
-        last = docs[-1]
-        next_cursor = encode_cursor([iso(last["created_at"]), last["_id"]])
-    return docs, next_cursor
+    return newest_first_page(db.emergencies, query={"user_id": user_id}, limit=limit, cursor=cursor)
 
 
 def list_open_near(*, db, user_id, near=None, radius_m=None, limit=50):
@@ -602,12 +588,7 @@ def list_messages(*, db, emergency_id, user_id, cursor=None, limit=DEFAULT_PAGE)
     """The room's messages, oldest first, for owner, responders and staff (else 404): (items, next_cursor)."""
     query = {"emergency_id": emergency_id}
     if cursor:  # input first: a forged cursor is 400 whoever asks
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = DateTimeZ().deserialize(created_iso)
-            last_id = ObjectId(last_id)
-        except Exception as exc:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
+        created, last_id = decode_time_cursor(cursor)
         query["$or"] = [{"created_at": {"$gt": created}}, {"created_at": created, "_id": {"$gt": last_id}}]
     _get_for_room(db=db, emergency_id=emergency_id, user_id=user_id, missing=_not_found)
     docs = list(db.emergency_messages.find(query).sort([("created_at", ASCENDING), ("_id", ASCENDING)])

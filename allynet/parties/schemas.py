@@ -138,9 +138,10 @@ class SocketAlertSchema(Schema):
     description = Text(min_len=1, max_len=500)
 
 
-# client_ts: optional, any finite number, never stored; echoed in the broadcast and the
-# ack so clients (and load tests) can order updates and measure their own lag.
-_UPDATE_FIELDS = frozenset(("party_id", "location", "speed_kmh", "heading", "status", "client_ts"))
+# The fields a `party:update` payload may carry. client_ts: optional, any finite number, never
+# stored; echoed in the broadcast and the ack so clients (and load tests) can order updates and
+# measure their own lag.
+UPDATE_FIELDS = frozenset(("party_id", "location", "speed_kmh", "heading", "status", "client_ts"))
 
 
 def _number(value):
@@ -160,7 +161,7 @@ def validate_update(payload):
         raise ValidationError({"_schema": ["Payload must be an object."]})
     errors = {}
     for key in payload:
-        if key not in _UPDATE_FIELDS:
+        if key not in UPDATE_FIELDS:
             errors[str(key)] = ["Unknown field."]
     party_id = payload.get("party_id")
     if not isinstance(party_id, str) or not _HEX24.match(party_id):

@@ -103,16 +103,6 @@ def active_parties_near(*, db, location, radius_m):
     return seen
 
 
-def broadcast_alert(*, db, party_ids, alert_type, location=None, description=None, extra=None):
-    """Store and push one `party:alert` to each party (used for community reports); returns how many."""
-    count = 0
-    for party_id in party_ids:
-        _publish_alert(db, str(party_id), alert_type=alert_type, user_id=None, location=location,
-                       description=description, source="report", extra=extra)
-        count += 1
-    return count
-
-
 # ---------------------------------------------------------------------------
 # In-process live state (per app)
 # ---------------------------------------------------------------------------
@@ -460,9 +450,30 @@ def end_party(*, db, user_id, party_id):
         if current is not None:
             raise Forbidden("Only the leader can end the party")
         raise _access_error(db, party_id, action="end it")
-    live = _live()
+    _close_ended(db, party_id, now)
+    return party
+
+
+def end_as_system(*, db, party_id, reason, now=None):
+    """End an active party for the system (`ended_reason`), as the leader's end does; None if already ended.
+
+    Scripts call it without an app: then there is no live state of this process to drop.
+    """
+    now = now or clock.now()
+    # Compare-and-set on is_active: a leader ending it meanwhile wins, and a rerun finds nothing.
+    party = db.parties.find_one_and_update({"_id": party_id, "is_active": True},
+                                           {"$set": {"is_active": False, "ended_at": now, "ended_reason": reason}},
+                                           return_document=ReturnDocument.AFTER)
+    if party is not None:
+        _close_ended(db, party_id, now)
+    return party
+
+
+def _close_ended(db, party_id, now):
+    """After the compare-and-set that ended a party: memberships closed, `party:ended`, the room closed."""
+    live = _live() if has_app_context() else None
     pid = str(party_id)
-    state = live.parties.get(pid)
+    state = live.parties.get(pid) if live is not None else None
     if state is not None:
         for uid, member in list(state.members.items()):
             if member.dirty:
@@ -471,16 +482,17 @@ def end_party(*, db, user_id, party_id):
                                  {"$set": {"active": False, "left_at": now, "left_reason": "ended"}})
     realtime.emit_to_room(realtime.party_room(pid), "party:ended", {"party_id": pid, "ended_at": iso(now)})
     _after_end(live, pid)
-    return party
 
 
 def _after_end(live, party_id):
-    with live.lock:
-        for sid in [sid for sid, pid in live.sid_party.items() if pid == party_id]:
-            del live.sid_party[sid]
-        live.parties.pop(party_id, None)
+    if live is not None:
+        with live.lock:
+            for sid in [sid for sid, pid in live.sid_party.items() if pid == party_id]:
+                del live.sid_party[sid]
+            live.parties.pop(party_id, None)
     realtime.close_room(realtime.party_room(party_id))
-    presence.get_store().clear(party_id)
+    if live is not None:
+        presence.get_store().clear(party_id)
 
 
 # ---------------------------------------------------------------------------

@@ -18,10 +18,9 @@ One emit reaches all those rooms (a member of two parties gets it once), so
 the payload carries no ``party_id``; the party's own alerts
 (``member_left_behind``...) are told apart by ``source`` being absent.
 Parties are found by `allynet.parties.service.active_parties_near` (a geo
-query on members' last locations); until that function exists nothing is pushed.
+query on members' last locations); when that lookup fails nothing is pushed.
 """
 import heapq
-import importlib
 import logging
 from datetime import timedelta
 
@@ -30,10 +29,10 @@ from flask import current_app
 from allynet import audit, clock, realtime
 from allynet.errors import ValidationFailed
 from allynet.fields import point_to_latlng
+from allynet.parties import service as parties_service
 
 log = logging.getLogger(__name__)
 
-PARTIES_SERVICE = "allynet.parties.service"
 CREDIBLE = ("active", "approved")
 
 
@@ -41,15 +40,6 @@ def not_expired(now):
     """Filter for documents whose `expires_at` is unset, null or in the future (every query uses it)."""
     # `$not: {$lte}` rather than `$or`, so it combines freely with geo queries.
     return {"expires_at": {"$not": {"$lte": now}}}
-
-
-def active_parties_finder():
-    """`parties.service.active_parties_near`, or None while the parties feature lacks it."""
-    try:
-        module = importlib.import_module(PARTIES_SERVICE)
-    except ImportError:
-        return None
-    return getattr(module, "active_parties_near", None)
 
 
 def alert_payload(*, source, item):
@@ -60,12 +50,9 @@ def alert_payload(*, source, item):
 
 def push_to_nearby_parties(*, db, source, item):
     """Emit `party:alert` to every active party with a member near `item`; returns their ids."""
-    finder = active_parties_finder()
-    if finder is None:
-        return []
     try:
-        party_ids = list(finder(db=db, location=item["location"],
-                                radius_m=float(current_app.config["ALERT_PUSH_RADIUS_M"])) or [])
+        party_ids = list(parties_service.active_parties_near(
+            db=db, location=item["location"], radius_m=float(current_app.config["ALERT_PUSH_RADIUS_M"])) or [])
     except Exception:  # the report is stored; a failing lookup must not fail the request
         log.exception("finding parties near %s %s failed", source, item["_id"])
         return []

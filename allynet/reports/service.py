@@ -35,16 +35,15 @@ Trust (``allynet.trust``): ``report_confirmed`` once per report, when net
 upvotes first reach ``trust.CONFIRM_UPVOTES`` or a moderator approves it;
 ``report_rejected`` when a moderator rejects it.
 """
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from allynet import audit, clock, trust
-from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from allynet.fields import iso, object_id
-from allynet.pagination import decode_cursor, encode_cursor
+from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from allynet.pagination import newest_first_page
 from allynet.reports import alerts_service
 from allynet.reports.alerts_service import not_expired
 from allynet.reports.schemas import DEFAULT_RADIUS_M
@@ -325,30 +324,11 @@ def list_reports(*, db, viewer_id, query):
         items = list(db.reports.aggregate(pipeline))
         next_cursor = None
     else:
-        if query.get("cursor"):
-            conditions.append(_after_cursor(query["cursor"], "created_at"))
-        items = list(db.reports.find({"$and": conditions})
-                     .sort([("created_at", -1), ("_id", -1)]).limit(limit + 1))
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            next_cursor = encode_cursor([iso(items[-1]["created_at"]), str(items[-1]["_id"])])
+        items, next_cursor = newest_first_page(db.reports, query={"$and": conditions}, limit=limit,
+                                               cursor=query.get("cursor"))
     if status is not None:
         items = [for_moderators(item) for item in items]
     return items, next_cursor
-
-
-def _after_cursor(cursor, time_field):
-    """Filter for documents after `cursor` in (time desc, _id desc) order."""
-    stamp, raw_id = decode_cursor(cursor, 2)
-    last_id = object_id(raw_id)
-    try:
-        last_at = datetime.fromisoformat(str(stamp).rstrip("Z"))
-    except ValueError:
-        last_at = None
-    if last_id is None or last_at is None:
-        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
-    return {"$or": [{time_field: {"$lt": last_at}}, {time_field: last_at, "_id": {"$lt": last_id}}]}
 
 
 def list_audit_log(*, db, query):
@@ -358,13 +338,5 @@ def list_audit_log(*, db, query):
         conditions.append({"target_type": query["target_type"]})
     if query.get("target_id") is not None:
         conditions.append({"target_id": query["target_id"]})
-    if query.get("cursor"):
-        conditions.append(_after_cursor(query["cursor"], "at"))
-    limit = query["limit"]
-    entries = list(db.audit_log.find({"$and": conditions} if conditions else {})
-                   .sort([("at", -1), ("_id", -1)]).limit(limit + 1))
-    next_cursor = None
-    if len(entries) > limit:
-        entries = entries[:limit]
-        next_cursor = encode_cursor([iso(entries[-1]["at"]), str(entries[-1]["_id"])])
-    return entries, next_cursor
+    return newest_first_page(db.audit_log, query={"$and": conditions} if conditions else {},
+                             limit=query["limit"], cursor=query.get("cursor"), time_field="at")

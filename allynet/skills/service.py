@@ -7,17 +7,19 @@ Search plans, each one a real MongoDB server accepts:
   query is `$text` plus `$geoWithin: {$centerSphere}` (allowed together); the
   matches are ranked by `geo.haversine_m` here, on MongoDB's sphere;
 - `q` without `near`: best match first (`{"$meta": "textScore"}`, ties newest first);
-- neither: newest first.
+- neither: newest first (`created_at`, ties by id).
 `q` only ever goes to `$search` as a string, so regex characters are text.
-Pages are cursor-based: (distance or text score, id) when ranked, id otherwise.
+Pages are cursor-based: (distance or text score, id) when ranked, (created_at, id)
+otherwise.
 """
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ReturnDocument
 
 from allynet import clock, geo
 from allynet.errors import Forbidden, NotFound, ValidationFailed
 from allynet.fields import object_id
-from allynet.pagination import decode_cursor, decode_ranked_cursor, encode_cursor, nearest_page, page_of
+from allynet.pagination import (decode_cursor, decode_ranked_cursor, encode_cursor, nearest_page,
+                                newest_first_page, page_of)
 from allynet.users import service as users_service
 
 
@@ -125,14 +127,23 @@ def _best_match(*, db, query, q, limit, cursor):
 
 
 def _newest_first(*, db, query, limit, cursor):
-    if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        last_id = object_id(last_id)
-        if last_id is None:
-            raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
-        query = {"$and": [query, {"_id": {"$lt": last_id}}]}
-    items = list(db.skills.find(query).sort("_id", DESCENDING).limit(limit + 1))
-    if len(items) <= limit:
-        return items, None
-    items = items[:limit]
-    return items, encode_cursor([items[-1]["_id"]])
+    return newest_first_page(db.skills, query=query, limit=limit, cursor=_time_cursor(db, cursor))
+
+
+def _time_cursor(db, cursor):
+    """A newest-first cursor as `newest_first_page` reads it.
+
+    Cursors handed out while these lists were ordered by id alone hold just the
+    last id; they go on from that skill's creation time (400 once it is deleted).
+    """
+    if not cursor:
+        return cursor
+    try:
+        (raw_id,) = decode_cursor(cursor, 1)
+    except ValidationFailed:
+        return cursor  # the current (time, id) form, or not a cursor: newest_first_page decides
+    last_id = object_id(raw_id)
+    last = db.skills.find_one({"_id": last_id}, projection={"created_at": 1}) if last_id else None
+    if last is None:
+        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+    return encode_cursor([last["created_at"].isoformat(), last_id])

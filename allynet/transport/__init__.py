@@ -11,7 +11,7 @@ import importlib.metadata
 
 from allynet import jsonutil
 from allynet.transport import batching, dispatch
-from allynet.transport.delivery import UNSET, current_sio, in_room, local_members, relay  # noqa: F401
+from allynet.transport.delivery import UNSET, in_room, local_members, relay  # noqa: F401
 from allynet.transport.delivery import batching_of, before_emit, direct_send_packet, enter_room_of  # noqa: F401
 from allynet.transport.queue import make_client_manager, queue_of, start_listening, write_only  # noqa: F401
 
@@ -31,11 +31,20 @@ class TransportVersionError(RuntimeError):
     """An installed library is not the version the transport's patches were written against."""
 
 
+# The lookup that last confirmed the pins: installed versions do not change under a running process,
+# and reading package metadata costs milliseconds per app.
+_confirmed_by = None
+
+
 def check_versions():
     """Raise TransportVersionError naming the first library whose installed version is not pinned."""
+    global _confirmed_by
+    version = importlib.metadata.version
+    if version is _confirmed_by:
+        return
     for package, pinned in PINNED.items():
         try:
-            installed = importlib.metadata.version(package)
+            installed = version(package)
         except importlib.metadata.PackageNotFoundError:
             installed = "none"
         if installed != pinned:
@@ -43,6 +52,7 @@ def check_versions():
                 f"allynet.transport patches {package} {pinned}, but {package} {installed} is installed: "
                 f"pin {package}=={pinned}, update allynet/transport (see its PATCHES.md), or run with "
                 f"ALLYNET_TRANSPORT=plain (no patches)")
+    _confirmed_by = version
 
 
 def mode_of(config):

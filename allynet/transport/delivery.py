@@ -36,6 +36,7 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
     sent = 0
     batcher = server.allynet_batcher
     batched = batcher.eio_sids
+    direct = send_direct
     later = None
     for sid, eio_sid in list(participants.items()):
         if sid != skip_sid:
@@ -48,7 +49,7 @@ def deliver_encoded(server, room, encoded, skip_sid=None):
                     later.append(eio_sid)  # in its next party:updates
                     continue
                 batcher.flush_one(eio_sid)  # not a position: after what is pending for it
-            if not send_direct(sockets.get(eio_sid), text, cache):
+            if not direct(sockets.get(eio_sid), text, cache):
                 server._send_eio_packet(eio_sid, eio_pkt)
     if later:
         batcher.add(room, item, later)

@@ -13,7 +13,7 @@ from flask import globals as flask_globals
 
 from allynet import jsonutil
 from allynet.transport.eventlet_ws import send_direct
-from allynet.transport.wire import EVENT, ack_message, event_prefix
+from allynet.transport.wire import ack_message, event_prefix
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def bare_event_dispatch(server, bare):
     manager = server.manager
 
     def handle(eio_sid, data):
-        if type(data) is not str or not data.startswith(EVENT) or eio_sid in server._binary_packet:
+        if type(data) is not str or not data.startswith("2") or eio_sid in server._binary_packet:  # wire.EVENT
             return original(eio_sid, data)
         end, size = 1, len(data)
         while end < size and "0" <= data[end] <= "9":

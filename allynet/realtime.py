@@ -16,7 +16,7 @@ import logging
 from flask import current_app, has_app_context
 
 from allynet import transport
-from allynet.transport import UNSET as _UNSET, in_room  # noqa: F401  (in_room: the hot path's own)
+from allynet.transport import UNSET as _UNSET
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,11 @@ def leave_room(sid, room):
     sio = _server()
     if sio is not None and sio.server is not None:
         sio.server.leave_room(sid, room, namespace="/")
+
+
+# in_room(sid, room, sio=...): is a socket of THIS process in `room`; the hot path calls the
+# transport's own function, not a wrapper around it.
+in_room = transport.in_room
 
 
 def _batching_of(sid):

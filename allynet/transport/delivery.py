@@ -113,7 +113,9 @@ def before_emit(sio, to):
 def in_room(sid, room, sio=UNSET):
     """True when a socket of THIS process is in `room` (a dict lookup: cheap enough for hot paths).
 
-    `sio`: the current app's Flask-SocketIO object (or None) when the caller holds it."""
+    A leave or close_room sent by another process through the queue shows up here, so callers
+    can re-check a cached membership when it turns False. `sio`: the current app's
+    Flask-SocketIO object (or None) when the caller holds it."""
     if sio is UNSET:
         sio = current_sio()
     if sio is None:

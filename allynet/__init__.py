@@ -14,7 +14,7 @@ from allynet.http import ObjectIdConverter
 
 log = logging.getLogger("allynet")
 
-BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "reports")
+BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports")
 
 
 def create_app(config_name=None, **overrides):

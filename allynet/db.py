@@ -74,7 +74,7 @@ INDEXES = [
     ("party_members", [("last_location", GEOSPHERE)], {"name": "last_location_2dsphere"}),
     # GET /parties: a user's parties, the latest joined first.
     ("party_members", [("user_id", ASCENDING), ("joined_at", DESCENDING)], {"name": "user_joined"}),
-    # The episode sweep's candidates: stopped riders and quiet ones (service.sweep_episodes).
+    # The episode sweep's candidates: stopped riders and quiet ones (parties/episodes.py: sweep).
     ("party_members", [("status", ASCENDING)],
      {"partialFilterExpression": {"active": True}, "name": "active_status"}),
     ("party_members", [("last_update_at", ASCENDING)],

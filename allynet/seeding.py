@@ -494,7 +494,7 @@ class CitySeeder:
     def seed_parties(self):
         """Active rides (some ended) with members, live positions, trails, chat and an alert; saved routes.
 
-        Documents as parties.service writes them: `parties` with the current
+        Documents as the parties feature writes them: `parties` with the current
         roster, one `party_members` row per rider (last position, status),
         `trail_points` sampled along the ride, `party_messages`, `party_events`.
         """
@@ -593,7 +593,7 @@ class CitySeeder:
         return path
 
     def seed_routes(self, total):
-        """Saved routes (parties.service.create_route's LineString and length)."""
+        """Saved routes (routes.service.create_route's LineString and length)."""
         rng, routes = self.rng, []
         for user_id, lat, lng in self.pick_people(total):
             created_at = self.ago(days=rng.uniform(0, 90))

@@ -98,11 +98,11 @@ def serve():
     from mongomock.collection import Collection
 
     from allynet import realtime
+    from allynet.parties import events, live
     from allynet.transport import batching, delivery, dispatch as transport_dispatch, eventlet_ws
-    from allynet.parties import events, service
 
-    timed(service, "record_update")
-    timed(service, "_check_episodes", "check_episodes")
+    timed(live, "record_update")
+    timed(live, "_check_episodes", "check_episodes")
     timed(events, "validate_update")
     timed(realtime, "relay_to_room")
     timed(delivery, "deliver_encoded")

@@ -102,7 +102,7 @@ def test_near_antipodal_waypoints_are_a_validation_error(client, db, user, waypo
 def test_a_route_the_geo_index_still_refuses_is_a_validation_error_not_a_500(client, db, user, monkeypatch):
     # A geometry that gets past the schema (here: a service that stores it anyway) is refused
     # by the 2dsphere index with "Can't extract geo keys" (code 16755): the client's bad input.
-    from allynet.parties import service
+    from allynet.routes import service
 
     def store_bad_line(*, db, user_id, name, waypoints):
         db.routes.insert_one({"user_id": user_id, "name": name,

@@ -1,4 +1,4 @@
-"""Parties over REST: create, join, leave, end, visibility, history pages, saved routes."""
+"""Parties over REST: create, join, leave, end, visibility, history pages."""
 import pytest
 
 from allynet.parties.schemas import INVITE_ALPHABET
@@ -285,66 +285,6 @@ def test_history_bad_query_is_400(client, make_user, query):
 def test_trail_points_expire_by_ttl_index(db, app):
     info = db.trail_points.index_information()["ts_ttl"]
     assert info["expireAfterSeconds"] == int(app.config["TRAIL_RETENTION_DAYS"] * 86400)
-
-
-# ---- saved routes ----------------------------------------------------------
-
-def test_routes_create_list_delete(client, make_user, db):
-    alice, bob = make_user(), make_user()
-    body = {"name": "Alps loop", "waypoints": [{"lat": 47.0, "lng": 11.0}, {"lat": 47.1, "lng": 11.2},
-                                               {"lat": 47.2, "lng": 11.1}]}
-    response = client.post(f"{API}/routes", json=body, headers=alice.headers)
-    assert response.status_code == 201
-    route = response.get_json()["data"]
-    assert route["waypoints"] == body["waypoints"]
-    assert route["distance_m"] > 10000
-    stored = db.routes.find_one()
-    assert stored["waypoints"]["type"] == "LineString"
-    assert stored["waypoints"]["coordinates"][0] == [11.0, 47.0]
-    assert [r["id"] for r in client.get(f"{API}/routes", headers=alice.headers).get_json()["data"]] == [route["id"]]
-    assert client.get(f"{API}/routes", headers=bob.headers).get_json()["data"] == []
-    assert client.delete(f"{API}/routes/{route['id']}", headers=bob.headers).status_code == 404
-    assert client.delete(f"{API}/routes/{route['id']}", headers=alice.headers).status_code == 200
-    assert client.get(f"{API}/routes", headers=alice.headers).get_json()["data"] == []
-    assert client.delete(f"{API}/routes/{route['id']}", headers=alice.headers).status_code == 404
-
-
-def test_routes_list_pages(client, make_user, clock):
-    alice = make_user()
-    for index in range(5):
-        clock.advance(seconds=1)
-        client.post(f"{API}/routes", json={"name": f"r{index}", "waypoints": [
-            {"lat": 1, "lng": 1}, {"lat": 2, "lng": 2}]}, headers=alice.headers)
-    body = client.get(f"{API}/routes?limit=3", headers=alice.headers).get_json()
-    assert [r["name"] for r in body["data"]] == ["r4", "r3", "r2"]
-    body = client.get(f"{API}/routes?limit=3&cursor={body['meta']['next_cursor']}", headers=alice.headers).get_json()
-    assert [r["name"] for r in body["data"]] == ["r1", "r0"]
-    assert body["meta"]["next_cursor"] is None
-
-
-@pytest.mark.parametrize("waypoints", [
-    [{"lat": 1, "lng": 1}],
-    [{"lat": 1, "lng": 1}] + [{"lat": 1 + i / 1000, "lng": 1} for i in range(1, 501)],
-    [{"lat": 91, "lng": 1}, {"lat": 1, "lng": 1}],
-    [{"lat": 1, "lng": 181}, {"lat": 1, "lng": 1}],
-    [{"lat": "NaN", "lng": 1}, {"lat": 1, "lng": 1}],
-    [{"lat": 1, "lng": 1}, {"lat": 1, "lng": 1}],
-    [{"lat": 1}, {"lat": 1, "lng": 1}],
-    "not a list",
-])
-def test_routes_bad_waypoints_are_400(client, make_user, waypoints, db):
-    response = client.post(f"{API}/routes", json={"name": "bad", "waypoints": waypoints},
-                           headers=make_user().headers)
-    assert response.status_code == 400
-    assert error_code(response) == "validation_error"
-    assert db.routes.count_documents({}) == 0
-
-
-def test_routes_accepts_500_points(client, make_user):
-    waypoints = [{"lat": 1 + i / 1000, "lng": 1} for i in range(500)]
-    response = client.post(f"{API}/routes", json={"name": "long", "waypoints": waypoints},
-                           headers=make_user().headers)
-    assert response.status_code == 201
 
 
 def test_code_of_an_ended_party_can_be_reused(client, make_user, monkeypatch):

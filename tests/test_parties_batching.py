@@ -8,8 +8,8 @@ stops them at once. Tests run one tick with `batcher.flush()` (no background loo
 import pytest
 
 from allynet import realtime
+from allynet.parties import live
 from allynet.transport import batching, wire
-from allynet.parties import service
 from config import ConfigError, load
 from tests.helpers import events_named
 from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix, wait_until  # noqa: F401
@@ -170,7 +170,7 @@ def test_batched_positions_still_feed_the_party_rules(ride, app, db, clock):
     opt_in(ride.sio["alice"])
     update(ride.sio["bob"], ride.id, clock)
     with app.app_context():
-        service.flush_positions(app)
+        live.flush_positions(app)
     stored = db.party_members.find_one({"user_id": ride.users["bob"]["_id"], "active": True})
     assert stored["last_location"]["coordinates"] == [MUNICH["lng"], MUNICH["lat"]]
 

@@ -134,7 +134,7 @@ def test_non_object_payloads_refused(ride, payload):
 
 def test_positions_are_written_by_the_flush_loop_and_kept_for_late_joiners(
         ride, db, clock, socket_client, make_user, client, app):
-    from allynet.parties.service import flush_positions
+    from allynet.parties.live import flush_positions
 
     bob = ride.users["bob"]
     update(ride.sio["bob"], ride.id, near(0.001), speed_kmh=30, status="riding")
@@ -177,7 +177,7 @@ def test_disconnect_writes_the_pending_position(ride, db, clock):
 
 
 def test_flush_drops_a_rider_who_left_elsewhere_and_reads_back_episode_flags(ride, db, app, clock):
-    from allynet.parties.service import flush_positions
+    from allynet.parties.live import flush_positions
 
     bob, carol = ride.users["bob"], ride.users["carol"]
     assert update(ride.sio["bob"], ride.id, near(0.001))["ok"]
@@ -200,30 +200,30 @@ def test_flush_drops_a_rider_who_left_elsewhere_and_reads_back_episode_flags(rid
 def test_a_failed_flush_keeps_positions_for_the_next_round(ride, db, app, monkeypatch):
     from pymongo.errors import ServerSelectionTimeoutError
 
-    from allynet.parties import service
+    from allynet.parties import live
 
     assert update(ride.sio["bob"], ride.id, near(0.001), speed_kmh=44)["ok"]
 
     def down(*args, **kwargs):
         raise ServerSelectionTimeoutError("down")
 
-    monkeypatch.setattr(service, "update_batch", down)
+    monkeypatch.setattr(live, "update_batch", down)
     with pytest.raises(ServerSelectionTimeoutError):
-        service.flush_positions(app)
+        live.flush_positions(app)
     monkeypatch.undo()
-    assert service.flush_positions(app) == 1
+    assert live.flush_positions(app) == 1
     assert db.party_members.find_one({"user_id": ride.users["bob"]["_id"], "active": True})["last_speed_kmh"] == 44
 
 
 def test_flush_writes_in_batches_and_a_failed_batch_is_kept_for_the_next_round(ride, db, app, monkeypatch):
     from pymongo.errors import AutoReconnect
 
-    from allynet.parties import service
+    from allynet.parties import live
 
-    monkeypatch.setattr(service, "FLUSH_BATCH", 1)
+    monkeypatch.setattr(live, "FLUSH_BATCH", 1)
     for name, speed in (("alice", 10), ("bob", 20), ("carol", 30)):
         assert update(ride.sio[name], ride.id, near(0.001), speed_kmh=speed)["ok"]
-    real, calls = service.update_batch, []
+    real, calls = live.update_batch, []
 
     def second_batch_fails(collection, updates):
         calls.append(len(updates))
@@ -231,16 +231,16 @@ def test_flush_writes_in_batches_and_a_failed_batch_is_kept_for_the_next_round(r
             raise AutoReconnect("lost the server")
         return real(collection, updates)
 
-    monkeypatch.setattr(service, "update_batch", second_batch_fails)
+    monkeypatch.setattr(live, "update_batch", second_batch_fails)
     with pytest.raises(AutoReconnect):
-        service.flush_positions(app)
+        live.flush_positions(app)
     stored = {doc["user_id"]: doc.get("last_speed_kmh") for doc in db.party_members.find({"active": True})}
     assert sorted(speed for speed in stored.values() if speed is not None) == [10]  # the first batch landed
-    monkeypatch.setattr(service, "update_batch", real)
-    assert service.flush_positions(app) == 2  # the failed one and the one never tried
+    monkeypatch.setattr(live, "update_batch", real)
+    assert live.flush_positions(app) == 2  # the failed one and the one never tried
     stored = {doc["user_id"]: doc.get("last_speed_kmh") for doc in db.party_members.find({"active": True})}
     assert sorted(stored.values()) == [10, 20, 30]
-    assert service.flush_positions(app) == 0
+    assert live.flush_positions(app) == 0
 
 
 def test_trail_is_sampled_not_written_per_update(ride, db, clock):

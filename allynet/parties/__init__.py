@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("parties", __name__, url_prefix="/api/v1")
 
-from allynet.parties import events, views  # noqa: E402,F401
+from allynet.parties import events, scheduled, views  # noqa: E402,F401

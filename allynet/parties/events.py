@@ -30,7 +30,7 @@ socket is still in the room on its own process.
 from allynet import realtime, sockets
 from allynet.db import get_db
 from allynet.errors import ServiceUnavailable
-from allynet.parties import service
+from allynet.parties import live, messages, service
 from allynet.parties.schemas import (party_schema, socket_alert_schema, socket_batch_schema,
                                      socket_create_schema, socket_join_schema, socket_message_schema,
                                      socket_party_schema, validate_update)
@@ -40,14 +40,14 @@ from allynet.sockets import socket_event
 @sockets.on_connect
 def rejoin_party_room(user_id, sid):
     """A member's (re)connecting socket goes straight back into its party room."""
-    service.socket_connected(db=get_db(), user_id=user_id, sid=sid)
+    live.socket_connected(db=get_db(), user_id=user_id, sid=sid)
 
 
 @sockets.on_disconnect
 def drop_presence(user_id, sid):
     """The socket is gone: presence and the rider's last position are updated."""
     realtime.forget_batched(sid)
-    service.socket_disconnected(db=get_db(), user_id=user_id, sid=sid)
+    live.socket_disconnected(db=get_db(), user_id=user_id, sid=sid)
 
 
 @socket_event("party:batch", socket_batch_schema)
@@ -90,17 +90,17 @@ def leave(*, user_id, sid, data):
 # No schema: validate_update is the cheap hand-written loader of the hot path.
 @socket_event("party:update", request_context=False)
 def update(*, user_id, sid, data):
-    return service.record_update(db=get_db(), user_id=user_id, sid=sid, data=validate_update(data))
+    return live.record_update(db=get_db(), user_id=user_id, sid=sid, data=validate_update(data))
 
 
 @socket_event("party:message", socket_message_schema)
 def message(*, user_id, sid, data):
-    return {"message": service.post_message(db=get_db(), user_id=user_id, sid=sid,
-                                            party_id=data["party_id"], text=data["text"])}
+    return {"message": messages.post_message(db=get_db(), user_id=user_id, sid=sid,
+                                             party_id=data["party_id"], text=data["text"])}
 
 
 @socket_event("party:alert", socket_alert_schema)
 def alert(*, user_id, sid, data):
-    return {"alert": service.post_alert(db=get_db(), user_id=user_id, sid=sid, party_id=data["party_id"],
-                                        alert_type=data["type"], location=data["location"],
-                                        description=data.get("description"))}
+    return {"alert": messages.post_alert(db=get_db(), user_id=user_id, sid=sid, party_id=data["party_id"],
+                                         alert_type=data["type"], location=data["location"],
+                                         description=data.get("description"))}

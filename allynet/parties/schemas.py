@@ -10,9 +10,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet import geo
-from allynet.fields import (BoundedList, DateTimeZ, Id, LatLngSchema, Location, Name, ObjectIdField,
-                            StrictBool, Text, indexable_geometry)
+from allynet.fields import DateTimeZ, Id, Location, Name, ObjectIdField, StrictBool, Text
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400
@@ -54,40 +52,6 @@ class HistoryQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500), strict=False)
 
 
-class RouteCreateSchema(Schema):
-    name = Name(required=True, min_len=1, max_len=100)
-    waypoints = BoundedList(fields.Nested(LatLngSchema), required=True, validate=validate.Length(2, 500))
-
-    @validates_schema
-    def no_degenerate_segments(self, data, **kwargs):
-        # MongoDB's 2dsphere index refuses a LineString with repeated or (nearly) antipodal
-        # consecutive vertices; say so here rather than as an error on insert.
-        points = data.get("waypoints") or []
-        for index in range(1, len(points)):
-            a, b = points[index - 1], points[index]
-            if a["lat"] == b["lat"] and a["lng"] == b["lng"]:
-                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are the same point."]})
-            if geo.nearly_antipodal(a["lng"], a["lat"], b["lng"], b["lat"]):
-                raise ValidationError({"waypoints": [f"Waypoints {index - 1} and {index} are (nearly) antipodal."]})
-        if len(points) >= 2:
-            try:
-                indexable_geometry({"type": "LineString", "coordinates": [[p["lng"], p["lat"]] for p in points]})
-            except ValidationError as exc:
-                raise ValidationError({"waypoints": exc.messages}) from exc
-
-
-class RouteUpdateSchema(RouteCreateSchema):
-    """What an owner may change on a route: its name, its waypoints (same rules as on create), or both."""
-
-    name = Text(min_len=1, max_len=100)
-    waypoints = fields.List(fields.Nested(LatLngSchema), validate=validate.Length(2, 500))
-
-    @validates_schema
-    def not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Send name, waypoints or both.")
-
-
 class PartyListQuerySchema(Schema):
     """GET /parties: `active` filters on your membership (true: the party you ride in now)."""
 
@@ -95,11 +59,6 @@ class PartyListQuerySchema(Schema):
         "description": "true: the party you are in now; false: parties you left or that ended"})
     cursor = fields.String(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100), strict=False)
-
-
-class RouteListQuerySchema(Schema):
-    cursor = fields.String(validate=validate.Length(min=1, max=200))
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200), strict=False)
 
 
 # ---- socket payloads -------------------------------------------------------
@@ -277,30 +236,9 @@ class HistoryItemSchema(Schema):
     description = fields.String(allow_none=True)
 
 
-class LineStringLatLng(fields.Field):
-    """A GeoJSON LineString in Mongo, a list of {lat, lng} on the wire."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if not value:
-            return []
-        return [{"lat": lat, "lng": lng} for lng, lat in value["coordinates"]]
-
-
-class RouteSchema(Schema):
-    id = Id()
-    name = fields.String()
-    waypoints = LineStringLatLng()
-    distance_m = fields.Float()
-    created_at = DateTimeZ()
-    updated_at = DateTimeZ()
-
-
 party_create_schema = PartyCreateSchema()
 party_join_schema = PartyJoinSchema()
 history_query_schema = HistoryQuerySchema()
-route_create_schema = RouteCreateSchema()
-route_list_query_schema = RouteListQuerySchema()
-route_update_schema = RouteUpdateSchema()
 party_list_query_schema = PartyListQuerySchema()
 party_join_result_schema = PartyJoinResultSchema()
 party_summary_schema = PartySummarySchema()
@@ -312,4 +250,3 @@ socket_batch_schema = SocketBatchSchema()
 socket_alert_schema = SocketAlertSchema()
 party_schema = PartySchema()
 history_item_schema = HistoryItemSchema()
-route_schema = RouteSchema()

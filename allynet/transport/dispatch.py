@@ -13,7 +13,7 @@ from flask import globals as flask_globals
 
 from allynet import jsonutil
 from allynet.transport.eventlet_ws import send_direct
-from allynet.transport.wire import ack_message, event_prefix
+from allynet.transport.wire import ACK_MESSAGE, event_prefix
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def bare_event_dispatch(server, bare):
             return original(eio_sid, data)
         result = handler(sid, *args[1:])
         if end > 1:  # the client asked for an acknowledgement
-            text = ack_message(data[1:end], result)
+            text = ACK_MESSAGE + str(int(data[1:end])) + jsonutil.dumps([] if result is None else [result])
             if not send_direct(server.eio.sockets.get(eio_sid), text, {}):
                 server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text[1:]))
         return None

@@ -10,6 +10,8 @@ from allynet import jsonutil
 EVENT = "2"  # Socket.IO packet types (the first character of a packet)
 ACK = "3"
 MESSAGE = "4"  # Engine.IO packet type carrying a Socket.IO packet
+# An ACK's Engine.IO text: this + the acknowledged EVENT's id + the JSON array of the answer.
+ACK_MESSAGE = MESSAGE + ACK
 
 SOURCE_EVENT = "party:update"  # what batching collects
 BATCH_EVENT = "party:updates"  # what it sends
@@ -29,11 +31,6 @@ def event_packet(event, data):
 def engineio_message(packet):
     """The Engine.IO MESSAGE text carrying Socket.IO `packet` (what its writer would send)."""
     return "4" + packet
-
-
-def ack_message(ack_id, result):
-    """The Engine.IO text of the ACK answering EVENT `ack_id` (its digits, a str) with `result`."""
-    return "43" + str(int(ack_id)) + jsonutil.dumps([] if result is None else [result])
 
 
 def session_ended_message(reason, **details):

@@ -11,11 +11,36 @@ from datetime import datetime, timezone
 from bson import ObjectId
 from marshmallow import Schema, ValidationError, fields, validate
 
+# What str.strip() removes (Python's white space), spelled out so a JSON Schema pattern means the
+# same to every regex engine (ECMA's \s differs: no \x1c-\x1f or \x85, but \ufeff).
+_WS = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+HEX24_PATTERN = "^[0-9a-fA-F]{24}$"
+LAT_LNG_OPENAPI = {
+    "type": "object",
+    "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90},
+                   "lng": {"type": "number", "minimum": -180, "maximum": 180}},
+    "required": ["lat", "lng"],
+    "additionalProperties": False,
+}
+
+
+def stripped_min_length_pattern(min_len):
+    """A JSON Schema pattern: the string holds at least `min_len` characters once stripped."""
+    if not min_len:
+        return None
+    if min_len == 1:
+        return f"[^{_WS}]"
+    return f"^[{_WS}]*[^{_WS}][\\s\\S]{{{min_len - 2},}}[^{_WS}][{_WS}]*$"
+
 
 class ObjectIdField(fields.Field):
     """A 24-hex id on the wire, an ObjectId in Mongo."""
 
     default_error_messages = {"invalid": "Not a valid id."}
+
+    def openapi_property(self):
+        """OpenAPI: a 24-hex string."""
+        return {"type": "string", "pattern": HEX24_PATTERN}
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(value)
@@ -30,6 +55,10 @@ class DateTimeZ(fields.Field):
     """An ISO 8601 UTC time with a trailing Z."""
 
     default_error_messages = {"invalid": "Not a valid ISO 8601 datetime."}
+
+    def openapi_property(self):
+        """OpenAPI: an RFC 3339 date-time."""
+        return {"type": "string", "format": "date-time"}
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else iso(value)
@@ -91,6 +120,10 @@ class Location(fields.Field):
     default_error_messages = {"invalid": "Must be an object with lat and lng."}
     _inner = LatLngSchema()
 
+    def openapi_property(self):
+        """OpenAPI: `{lat, lng}`, both required, nothing else."""
+        return dict(LAT_LNG_OPENAPI)
+
     def _serialize(self, value, attr, obj, **kwargs):
         return point_to_latlng(value)
 
@@ -119,26 +152,55 @@ class Id(ObjectIdField):
 
 
 class Text(fields.String):
-    """A string stripped of surrounding white space, with a length range."""
+    """A string stripped of surrounding white space, with a length range.
+
+    The minimum counts the stripped string; the maximum the string as sent, too (so the
+    OpenAPI maxLength is exact: a padded string over it is refused, not silently trimmed).
+    """
+
+    default_error_messages = {"too_long": "Longer than maximum length {max}."}
 
     def __init__(self, *, min_len=None, max_len=None, **kwargs):
         validators = list(kwargs.pop("validate", []) or [])
         if min_len is not None or max_len is not None:
             validators.append(validate.Length(min=min_len, max=max_len))
         super().__init__(validate=validators, **kwargs)
+        self.min_len, self.max_len = min_len, max_len
+
+    def openapi_property(self):
+        """OpenAPI: the length range holds after stripping, so a minimum also needs a pattern."""
+        pattern = stripped_min_length_pattern(self.min_len)
+        return {"pattern": pattern} if pattern else {}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if self.max_len is not None and len(text) > self.max_len:
+            raise self.make_error("too_long", max=self.max_len)
+        return text.strip()
 
 
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# In JSON Schema pattern syntax: the control characters a Name refuses, and the white space left to it.
+_CONTROL_CLASS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+_NAME_WS = " \\xa0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000"
+
+
 class Name(Text):
     """A one-line name (display name, party, route, skill, title): Text without control characters."""
 
     default_error_messages = {"control": "Must not contain control characters or line breaks."}
+
+    def openapi_property(self):
+        """OpenAPI: no control character anywhere, and the stripped minimum length."""
+        body, edge = f"[^{_CONTROL_CLASS}]", f"[^{_CONTROL_CLASS}{_NAME_WS}]"
+        if not self.min_len:
+            return {"pattern": f"^{body}*$"}
+        if self.min_len == 1:
+            return {"pattern": f"^[{_NAME_WS}]*{edge}{body}*$"}
+        return {"pattern": f"^[{_NAME_WS}]*{edge}{body}{{{self.min_len - 2},}}{edge}[{_NAME_WS}]*$"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -179,6 +241,14 @@ def object_id(value):
     if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
         return ObjectId(value)
     return None
+
+
+class Cursor(fields.String):
+    """The opaque `meta.next_cursor` of the previous page (URL-safe base64, no padding)."""
+
+    def openapi_property(self):
+        """OpenAPI: URL-safe base64 characters."""
+        return {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}
 
 
 class Email(fields.Email):

@@ -66,6 +66,13 @@ def to_point(lat, lng):
     return {"type": "Point", "coordinates": [float(lng), float(lat)]}
 
 
+# OpenAPI pattern of what parse_near accepts (plain decimals; the parser also takes exponents,
+# a leading '+' and spaces around each part): "lat,lng" within range.
+_LAT_PATTERN = r"-?(?:90(?:\.0*)?|[1-8]?\d(?:\.\d*)?|\.\d+)"
+_LNG_PATTERN = r"-?(?:180(?:\.0*)?|(?:1[0-7]\d|[1-9]?\d)(?:\.\d*)?|\.\d+)"
+NEAR_PATTERN = f"^{_LAT_PATTERN},{_LNG_PATTERN}$"
+
+
 def parse_near(text):
     """(lat, lng) parsed from a "lat,lng" string; ValueError on garbage, out of range, NaN or inf."""
     if not isinstance(text, str):

@@ -84,7 +84,7 @@ def use_body(schema, optional=False):
             kwargs["data"] = schema.load(json_body(optional=optional))
             return view(*args, **kwargs)
 
-        return record_doc(wrapper, body=schema)
+        return record_doc(wrapper, body=schema, body_optional=optional)
 
     return decorator
 
@@ -121,15 +121,23 @@ def no_body(view):
         empty_body_schema.load(json_body(optional=True))
         return view(*args, **kwargs)
 
-    return wrapper
+    return record_doc(wrapper, empty_body=True)
 
 
-def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True, **extra):
-    """Describe a view for the OpenAPI document (no behaviour)."""
+def doc(*, summary, response=None, status=200, many=False, tags=None, auth=True, errors=None,
+        envelope=True, db=True, **extra):
+    """Describe a view for the OpenAPI document (no behaviour).
+
+    The error statuses default from what the other decorators record (auth -> 401, roles ->
+    403, body or query -> 400, body -> 413, an `<oid:...>` path segment -> 404, a rate limit
+    -> 429, `db` -> 503 when MongoDB is down); `errors` adds `{status: "code, code"}` and
+    removes a default with `{status: None}`. `envelope=False`: the response body is the
+    `response` JSON schema itself, not the success envelope.
+    """
 
     def decorator(view):
-        return record_doc(view, summary=summary, response=response, status=status,
-                       many=many, tags=tags, auth=auth, **extra)
+        return record_doc(view, summary=summary, response=response, status=status, many=many, tags=tags,
+                          auth=auth, errors=dict(errors or {}), envelope=envelope, db=db, **extra)
 
     return decorator
 

@@ -154,6 +154,14 @@ def _connect(auth=None):
     return True
 
 
+def _unknown_event(event, *args):
+    """Any client event without a handler: an `unknown_event` ack (sent only when one was asked for)."""
+    name = event if isinstance(event, str) else repr(event)
+    if len(name) > 100:
+        name = name[:100] + "..."
+    return _ack_error("unknown_event", f"No such event: {name}")
+
+
 def _disconnect(*args):
     sid = request.sid
     user_id = _local_connections().pop(sid, None)
@@ -181,6 +189,9 @@ def init_socketio(app, sio):
         queue.on_end_sessions = functools.partial(socket_sessions.end_from_queue, app, sio)
     sio.on_event("connect", _connect)
     sio.on_event("disconnect", _disconnect)
+    # Catch-all: python-socketio gives it every event without its own handler (never connect or
+    # disconnect); without it an unknown event with an ack id would wait for an answer forever.
+    sio.on_event("*", _unknown_event)
     for name, handler in HANDLERS:
         if name not in BARE_EVENTS:
             sio.on_event(name, handler)

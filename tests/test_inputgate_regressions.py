@@ -92,6 +92,9 @@ def test_a_lone_surrogate_in_an_emergency_message_is_acked_as_a_validation_error
     [{"lat": 1e-200, "lng": 0}, {"lat": 0, "lng": 180}],
     [{"lat": 89.9999999, "lng": 0}, {"lat": -89.9999999, "lng": 0}],
     [HERE, {"lat": 10, "lng": 10}, {"lat": -10.0000001, "lng": -170}],
+    # found by the contract fuzzing: the two poles at any longitudes, and a vertex the index sees twice
+    [{"lat": -90.0, "lng": 43.7}, {"lat": 90.0, "lng": -1e-45}],
+    [{"lat": 0.0, "lng": 0.0}, {"lat": 5e-324, "lng": 0.0}],
 ])
 def test_near_antipodal_waypoints_are_a_validation_error(client, db, user, waypoints):
     response = send(client, "post", "/routes", {"name": "Far", "waypoints": waypoints}, user.headers)

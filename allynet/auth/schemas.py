@@ -9,7 +9,9 @@ PASSWORD_MIN, PASSWORD_MAX_BYTES = 8, 72  # bcrypt reads at most 72 bytes
 
 class RegisterSchema(Schema):
     email = Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, load_only=True)
+    password = fields.String(required=True, load_only=True, metadata={
+        "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX_BYTES,
+        "description": f"At least {PASSWORD_MIN} characters and at most {PASSWORD_MAX_BYTES} bytes in UTF-8"})
     display_name = Name(required=True, min_len=1, max_len=50)
     vehicle_type = fields.String(validate=validate.OneOf(VEHICLE_TYPES))
 

@@ -24,7 +24,8 @@ def _email_key():
 
 @bp.post("/register")
 @limiter.limit(lambda: current_app.config["REGISTER_RATE_LIMIT"])
-@doc(summary="Create an account", response=auth_result_schema, status=201, auth=False, tags=["auth"])
+@doc(summary="Create an account", response=auth_result_schema, status=201, auth=False, tags=["auth"],
+     errors={409: "conflict (email taken)"})
 @use_body(register_schema)
 def register(data):
     user, tokens = service.register(db=get_db(), data=data)
@@ -34,7 +35,8 @@ def register(data):
 @bp.post("/login")
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"])
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_EMAIL"], key_func=_email_key)
-@doc(summary="Log in", response=auth_result_schema, auth=False, tags=["auth"])
+@doc(summary="Log in", response=auth_result_schema, auth=False, tags=["auth"],
+     errors={401: "unauthorized (wrong email or password)"})
 @use_body(login_schema)
 def login(data):
     user, tokens = service.login(db=get_db(), email=data["email"], password=data["password"])

@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from allynet import geo
-from allynet.fields import DateTimeZ, Finite, Id, Location, ObjectIdField, Text
+from allynet.fields import Cursor, DateTimeZ, Finite, Id, Location, ObjectIdField, Text
 
 EMERGENCY_TYPES = ("medical", "fire", "crime", "accident", "breakdown", "other")
 STATUSES = ("active", "responding", "resolved", "cancelled")
@@ -16,6 +16,10 @@ class NearField(fields.Field):
     """`near=lat,lng` in a query string -> (lat, lng)."""
 
     default_error_messages = {"invalid": "Must be 'lat,lng' with lat in [-90, 90] and lng in [-180, 180]."}
+
+    def openapi_property(self):
+        """OpenAPI: a "lat,lng" string in range."""
+        return {"type": "string", "pattern": geo.NEAR_PATTERN, "example": "52.52,13.405"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:
@@ -53,7 +57,7 @@ class NearQuerySchema(Schema):
 class MineQuerySchema(Schema):
     """GET /emergencies/mine?cursor=&limit=."""
 
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = Cursor(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 100))
 
 

@@ -24,7 +24,9 @@ IDEMPOTENCY_HEADER = [{
 @limiter.limit(lambda: current_app.config["EMERGENCY_CREATE_RATE_LIMIT"], key_func=user_or_ip_key)
 @auth_required
 @doc(summary="Raise an SOS: alerts nearby verified helpers and the requester's party", status=201,
-     response=create_result_schema, tags=TAGS, headers=IDEMPOTENCY_HEADER)
+     response=create_result_schema, tags=TAGS, headers=IDEMPOTENCY_HEADER,
+     errors={409: "active_emergency_exists (details.emergency_id) or request_in_progress",
+             422: "idempotency_key_reused"})
 @use_body(create_schema)
 def create_emergency(data):
     body, status = service.create_emergency(db=get_db(), user_id=current_user_id(), data=data,
@@ -35,7 +37,7 @@ def create_emergency(data):
 @bp.get("/emergencies")
 @auth_required
 @doc(summary="Open emergencies near a point (verified helpers only), nearest first, with distance_m",
-     response=nearby_schema, many=True, tags=TAGS)
+     response=nearby_schema, many=True, tags=TAGS, errors={403: "forbidden (not a verified helper)"})
 @use_query(near_query_schema)
 def list_near(query):
     items = service.list_open_near(db=get_db(), user_id=current_user_id(), near=query.get("near"),
@@ -78,7 +80,8 @@ def list_messages(emergency_id, query):
 @auth_required
 @doc(summary="A verified helper responds (active -> responding) and all their connections join the SOS room; "
              "responding twice is a no-op",
-     response=emergency_schema, tags=TAGS)
+     response=emergency_schema, tags=TAGS,
+     errors={403: "forbidden (not a verified helper, or the owner)", 409: "invalid_transition"})
 @use_body(respond_schema, optional=True)
 def respond(emergency_id, data):
     emergency = service.respond(db=get_db(), emergency_id=emergency_id, helper_id=current_user_id(),
@@ -89,7 +92,7 @@ def respond(emergency_id, data):
 @bp.post("/emergencies/<oid:emergency_id>/decline")
 @auth_required
 @doc(summary="An alerted helper declines; never alerted again for this SOS", response=emergency_schema,
-     tags=TAGS)
+     tags=TAGS, errors={403: "forbidden (not alerted for it)", 409: "conflict or invalid_transition"})
 @no_body
 def decline(emergency_id):
     emergency = service.decline(db=get_db(), emergency_id=emergency_id, helper_id=current_user_id())
@@ -99,7 +102,7 @@ def decline(emergency_id):
 @bp.post("/emergencies/<oid:emergency_id>/resolve")
 @auth_required
 @doc(summary="Resolve (owner or admin); the room gets emergency.resolved and is closed",
-     response=emergency_schema, tags=TAGS)
+     response=emergency_schema, tags=TAGS, errors={403: "forbidden", 409: "invalid_transition"})
 @no_body
 def resolve(emergency_id):
     emergency = service.resolve(db=get_db(), emergency_id=emergency_id, actor_id=current_user_id())
@@ -108,7 +111,8 @@ def resolve(emergency_id):
 
 @bp.post("/emergencies/<oid:emergency_id>/cancel")
 @auth_required
-@doc(summary="Cancel (owner); the room is closed", response=emergency_schema, tags=TAGS)
+@doc(summary="Cancel (owner); the room is closed", response=emergency_schema, tags=TAGS,
+     errors={403: "forbidden", 409: "invalid_transition"})
 @no_body
 def cancel(emergency_id):
     emergency = service.cancel(db=get_db(), emergency_id=emergency_id, actor_id=current_user_id())

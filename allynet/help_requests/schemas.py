@@ -11,7 +11,7 @@ stored upper-case.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
+from allynet.fields import Cursor, DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
 
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
@@ -38,6 +38,10 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 class Currency(fields.String):
     """An ISO 4217 currency code (case-insensitive in, upper-case out)."""
 
+    def openapi_property(self):
+        """OpenAPI: the codes, upper-case (lower-case is accepted too)."""
+        return {"type": "string", "enum": sorted(CURRENCIES)}
+
     def _deserialize(self, value, attr, data, **kwargs):
         code = super()._deserialize(value, attr, data, **kwargs).strip().upper()
         if code not in CURRENCIES:
@@ -47,6 +51,10 @@ class Currency(fields.String):
 
 class Near(fields.Field):
     """A `near=lat,lng` query parameter, loaded as {"lat", "lng"}."""
+
+    def openapi_property(self):
+        """OpenAPI: a "lat,lng" string in range."""
+        return {"type": "string", "pattern": geo.NEAR_PATTERN, "example": "52.52,13.405"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:
@@ -107,6 +115,8 @@ class HelpRequestCreateSchema(Schema):
 class HelpRequestUpdateSchema(Schema):
     """What an owner may change while the request is open (`budget: null` removes it)."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     title = Name(min_len=3, max_len=120)
     description = Text(min_len=1, max_len=2000)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
@@ -133,7 +143,7 @@ class PageQuerySchema(Schema):
     """`limit` and the opaque `cursor` of the previous page's `meta.next_cursor`."""
 
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT), strict=False)
-    cursor = fields.String(validate=validate.Length(max=512))
+    cursor = Cursor(validate=validate.Length(max=512))
 
 
 class HelpRequestListQuerySchema(PageQuerySchema):

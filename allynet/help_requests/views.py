@@ -59,7 +59,7 @@ def get_help_request(request_id):
 @bp.patch("/help-requests/<oid:request_id>")
 @auth_required
 @doc(summary="Edit your help request while it is open (409 conflict otherwise; budget null removes it)",
-     response=help_request_schema, tags=TAGS)
+     response=help_request_schema, tags=TAGS, errors={403: "forbidden (not the owner)", 409: "conflict"})
 @use_body(help_request_update_schema)
 def update_help_request(request_id, data):
     document = service.update(db=get_db(), user_id=current_user_id(), request_id=request_id, data=data)
@@ -70,7 +70,7 @@ def update_help_request(request_id, data):
 @auth_required
 @doc(summary="Offer help on an open request (not your own: 403; one offer per user and request, or not open: "
              "409 conflict). Socket.IO: help_request.offer to the owner",
-     response=offer_schema, status=201, tags=TAGS)
+     response=offer_schema, status=201, tags=TAGS, errors={403: "forbidden (own request)", 409: "conflict"})
 @use_body(offer_create_schema)
 def make_offer(request_id, data):
     offer = service.make_offer(db=get_db(), user_id=current_user_id(), request_id=request_id, data=data)
@@ -82,7 +82,8 @@ def make_offer(request_id, data):
 @doc(summary="Accept an offer (owner): open -> assigned, the other offers are declined; an offer_id that is "
              "not an offer of this request is 404. Socket.IO: help_request.accepted to the helper, "
              "help_request.declined to the other offerers, help_request.status_changed to owner and offerers",
-     response=help_request_schema, tags=TAGS)
+     response=help_request_schema, tags=TAGS,
+     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
 @use_body(accept_schema)
 def accept_offer(request_id, data):
     document = service.accept(db=get_db(), user_id=current_user_id(), request_id=request_id,
@@ -94,7 +95,8 @@ def accept_offer(request_id, data):
 @auth_required
 @doc(summary="Mark your assigned help request completed (raises the helper's trust score). "
              "Socket.IO: help_request.status_changed to owner and helper",
-     response=help_request_schema, tags=TAGS)
+     response=help_request_schema, tags=TAGS,
+     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
 @no_body
 def complete_help_request(request_id):
     document = service.complete(db=get_db(), user_id=current_user_id(), request_id=request_id)
@@ -104,7 +106,8 @@ def complete_help_request(request_id):
 @bp.post("/help-requests/<oid:request_id>/cancel")
 @auth_required
 @doc(summary="Cancel your open or assigned help request. Socket.IO: help_request.status_changed to the owner "
-             "and the helper (or, while open, the offerers)", response=help_request_schema, tags=TAGS)
+             "and the helper (or, while open, the offerers)", response=help_request_schema, tags=TAGS,
+     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
 @no_body
 def cancel_help_request(request_id):
     document = service.cancel(db=get_db(), user_id=current_user_id(), request_id=request_id)

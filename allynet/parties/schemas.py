@@ -10,7 +10,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Id, Location, Name, ObjectIdField, StrictBool, Text
+from allynet.fields import Cursor, DateTimeZ, Id, Location, Name, ObjectIdField, StrictBool, Text
 
 STATUSES = ("riding", "stopped", "paused", "sos")
 MAX_SPEED_KMH = 400
@@ -22,6 +22,7 @@ CLIENT_ALERT_TYPES = ("hazard", "police", "speed_camera", "accident", "road_clos
 INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 INVITE_CODE_LENGTH = 8
 _INVITE_RE = re.compile(f"^[{INVITE_ALPHABET}]{{{INVITE_CODE_LENGTH}}}$")
+INVITE_CODE_PATTERN = "^[A-HJKMNP-Za-hjkmnp-z2-9]{8}$"
 _HEX24 = re.compile(r"^[0-9a-fA-F]{24}$")
 
 
@@ -29,6 +30,10 @@ class InviteCode(fields.String):
     """An invite code; case-insensitive on input (people type them), stored upper-case."""
 
     default_error_messages = {"invalid_code": "Not a valid invite code."}
+
+    def openapi_property(self):
+        """OpenAPI: 8 characters of the invite alphabet, either case."""
+        return {"type": "string", "pattern": INVITE_CODE_PATTERN, "example": "K7M2PQ9X"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs).strip().upper()
@@ -48,7 +53,7 @@ class PartyJoinSchema(Schema):
 
 
 class HistoryQuerySchema(Schema):
-    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    cursor = Cursor(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500), strict=False)
 
 
@@ -57,7 +62,7 @@ class PartyListQuerySchema(Schema):
 
     active = fields.Boolean(truthy={"true"}, falsy={"false"}, metadata={
         "description": "true: the party you are in now; false: parties you left or that ended"})
-    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    cursor = Cursor(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100), strict=False)
 
 

@@ -25,7 +25,7 @@ def _joined(db, party, left_party_id):
 @bp.post("/parties")
 @auth_required
 @doc(summary="Create a party and lead it; you leave your current one (left_party_id, null when none)",
-     response=party_join_result_schema, status=201, tags=["parties"])
+     response=party_join_result_schema, status=201, tags=["parties"], errors={409: "conflict"})
 @use_body(party_create_schema)
 def create_party(data):
     db = get_db()
@@ -47,7 +47,8 @@ def list_parties(query):
 @bp.post("/parties/join")
 @auth_required
 @doc(summary="Join an active party by invite code (404 for a wrong code or ended party); you leave your "
-             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"])
+             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"],
+     errors={404: "not_found (wrong code or ended party)", 409: "conflict"})
 @use_body(party_join_schema)
 def join_by_code(data):
     db = get_db()
@@ -58,7 +59,8 @@ def join_by_code(data):
 @bp.post("/parties/<oid:party_id>/join")
 @auth_required
 @doc(summary="Join this party with its invite code (404 for a wrong code or ended party); you leave your "
-             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"])
+             "current one (left_party_id, null when none)", response=party_join_result_schema, tags=["parties"],
+     errors={409: "conflict"})
 @use_body(party_join_schema)
 def join_party(party_id, data):
     db = get_db()
@@ -78,7 +80,7 @@ def get_party(party_id):
 @bp.post("/parties/<oid:party_id>/leave")
 @auth_required
 @doc(summary="Leave the party (leader hands over; the last one out ends it; 403 if not a member)",
-     response=party_schema, tags=["parties"])
+     response=party_schema, tags=["parties"], errors={403: "forbidden (not a member)"})
 @no_body
 def leave_party(party_id):
     db = get_db()
@@ -87,7 +89,8 @@ def leave_party(party_id):
 
 @bp.post("/parties/<oid:party_id>/end")
 @auth_required
-@doc(summary="End the party (leader only: 403 otherwise)", response=party_schema, tags=["parties"])
+@doc(summary="End the party (leader only: 403 otherwise)", response=party_schema, tags=["parties"],
+     errors={403: "forbidden (not the leader)"})
 @no_body
 def end_party(party_id):
     db = get_db()

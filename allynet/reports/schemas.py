@@ -2,7 +2,7 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
+from allynet.fields import Cursor, DateTimeZ, Finite, Id, ListFormat, Location, ObjectIdField, Text
 
 REPORT_TYPES = ("speed_camera", "police", "hazard", "accident", "road_closure", "traffic", "weather")
 # Official alerts use the report types plus a catch-all for what fits none of them.
@@ -21,6 +21,10 @@ class NearField(fields.Field):
 
     default_error_messages = {"invalid": "Must be 'lat,lng' with lat in -90..90 and lng in -180..180."}
 
+    def openapi_property(self):
+        """OpenAPI: a "lat,lng" string in range."""
+        return {"type": "string", "pattern": geo.NEAR_PATTERN, "example": "52.52,13.405"}
+
     def _deserialize(self, value, attr, data, **kwargs):
         try:
             lat, lng = geo.parse_near(value)
@@ -33,6 +37,11 @@ class TypeList(fields.Field):
     """`types=police,hazard` in a query string -> a list of known alert types."""
 
     default_error_messages = {"invalid": f"Comma-separated values among {', '.join(ALERT_TYPES)}."}
+
+    def openapi_property(self):
+        """OpenAPI: a comma-separated list of alert types."""
+        one = "(?:" + "|".join(ALERT_TYPES) + ")"
+        return {"type": "string", "pattern": f"^{one}(?:,{one})*$", "example": "police,hazard"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
@@ -71,7 +80,7 @@ class ReportListQuerySchema(Schema):
     radius_m = Finite(validate=validate.Range(*RADIUS_M))
     type = fields.String(validate=validate.OneOf(REPORT_TYPES))
     status = fields.String(validate=validate.OneOf(MODERATION_LISTS))
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = Cursor(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
     format = ListFormat()
 
@@ -108,7 +117,7 @@ class AuditQuerySchema(Schema):
 
     target_type = fields.String(validate=validate.Length(min=1, max=50))
     target_id = ObjectIdField()
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = Cursor(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
 
 

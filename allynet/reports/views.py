@@ -44,7 +44,8 @@ def create_report(data):
              "moderator since its last downvote, and hidden by votes or visible with at least "
              "REPORT_FLAG_DOWNVOTES (2) downvotes; format=geojson answers a bare GeoJSON FeatureCollection "
              "(application/geo+json)",
-     response=moderation_report_schema, many=True, geojson=True, tags=["reports"])
+     response=moderation_report_schema, many=True, geojson=True, tags=["reports"],
+     errors={403: "forbidden (status= is for moderators)"})
 @use_query(report_list_query_schema)
 def list_reports(query):
     fmt = query.pop("format")
@@ -64,7 +65,8 @@ def get_report(report_id):
 @bp.post("/reports/<oid:report_id>/vote")
 @auth_required
 @doc(summary="Vote up or down (one per user, changeable; not on own report: 403; "
-             "hidden/pending/rejected: 409 conflict; expired: 404)", response=report_schema, tags=["reports"])
+             "hidden/pending/rejected: 409 conflict; expired: 404)", response=report_schema, tags=["reports"],
+     errors={403: "forbidden (own report)", 409: "conflict"})
 @use_body(vote_schema)
 def vote(report_id, data):
     report = service.vote(db=get_db(), report_id=report_id, user_id=current_user_id(), value=data["value"])
@@ -74,7 +76,7 @@ def vote(report_id, data):
 @bp.post("/reports/<oid:report_id>/moderate")
 @roles_required("moderator", "admin")
 @doc(summary="Moderate a report: approve, reject or hide (audited)", response=moderation_report_schema,
-     tags=["reports"])
+     tags=["reports"], errors={409: "invalid_transition"})
 @use_body(moderate_schema)
 def moderate(report_id, data):
     report = service.moderate(db=get_db(), actor_id=current_user_id(), report_id=report_id,

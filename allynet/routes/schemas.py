@@ -2,7 +2,8 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import BoundedList, DateTimeZ, Id, LatLngSchema, Name, Text, indexable_geometry
+from allynet.fields import (LAT_LNG_OPENAPI, BoundedList, Cursor, DateTimeZ, Id, LatLngSchema, Name, Text,
+                            indexable_geometry)
 
 
 class RouteCreateSchema(Schema):
@@ -40,12 +41,16 @@ class RouteUpdateSchema(RouteCreateSchema):
 
 
 class RouteListQuerySchema(Schema):
-    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    cursor = Cursor(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200), strict=False)
 
 
 class LineStringLatLng(fields.Field):
     """A GeoJSON LineString in Mongo, a list of {lat, lng} on the wire."""
+
+    def openapi_property(self):
+        """OpenAPI: an array of `{lat, lng}`."""
+        return {"type": "array", "items": dict(LAT_LNG_OPENAPI)}
 
     def _serialize(self, value, attr, obj, **kwargs):
         if not value:

@@ -42,6 +42,8 @@ class SkillCreateSchema(Schema):
 class SkillUpdateSchema(Schema):
     """What an owner may change (`description: null` and `rate: null` remove them)."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     name = Name(min_len=2, max_len=100)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     description = Text(max_len=2000, allow_none=True)

@@ -41,7 +41,8 @@ def get_skill(skill_id):
 
 @bp.patch("/skills/<oid:skill_id>")
 @auth_required
-@doc(summary="Edit your skill (403 for anyone else's)", response=skill_schema, tags=TAGS)
+@doc(summary="Edit your skill (403 for anyone else's)", response=skill_schema, tags=TAGS,
+     errors={403: "forbidden (not yours)"})
 @use_body(skill_update_schema)
 def update_skill(skill_id, data):
     document = service.update(db=get_db(), user_id=current_user_id(), skill_id=skill_id, data=data)
@@ -50,7 +51,8 @@ def update_skill(skill_id, data):
 
 @bp.delete("/skills/<oid:skill_id>")
 @auth_required
-@doc(summary="Delete your skill (403 for anyone else's); data is null", tags=TAGS)
+@doc(summary="Delete your skill (403 for anyone else's); data is null", tags=TAGS,
+     errors={403: "forbidden (not yours)"})
 def delete_skill(skill_id):
     service.delete(db=get_db(), user_id=current_user_id(), skill_id=skill_id)
     return ok(None, message="Skill deleted")

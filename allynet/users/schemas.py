@@ -52,6 +52,8 @@ class PublicUserSchema(Schema):
 class ProfileUpdateSchema(Schema):
     """The only profile fields a user may change."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     display_name = Name(min_len=1, max_len=50)
     vehicle_type = fields.String(validate=validate.OneOf(VEHICLE_TYPES), allow_none=True)
     preferences = fields.Nested(PreferencesSchema)
@@ -71,6 +73,8 @@ class LocationUpdateSchema(Schema):
 
 
 class AdminUserUpdateSchema(Schema):
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     role = fields.String(validate=validate.OneOf(ROLES))
     verified = StrictBool()
 

@@ -20,7 +20,7 @@ import logging  # noqa: E402
 import resource  # noqa: E402
 
 from allynet import background, create_app, gc_tuning  # noqa: E402
-from allynet.message_queue import start_listening  # noqa: E402
+from allynet.transport import start_listening  # noqa: E402
 
 MAX_CONNECTIONS = int(os.environ.get("MAX_CONNECTIONS", "10000"))
 
@@ -42,21 +42,17 @@ def main():
     port = int(os.environ.get("PORT", "5000"))
     raise_open_files_limit(MAX_CONNECTIONS + 1024)
     sio = app.extensions["socketio"]
-    if ASYNC_MODE == "eventlet":
-        from allynet import eventlet_ws
-
-        eventlet_ws.install(nodelay=app.config["SOCKETIO_TCP_NODELAY"])  # websocket speed-ups: allynet/eventlet_ws.py
     gc_tuning.tune_gc()  # GC_THRESHOLDS, see allynet/gc_tuning.py
     background.start(app)
     # Subscribe to the Redis queue now rather than at the first connection (no-op without REDIS_URL).
     start_listening(sio)
     options = {"host": host, "port": port, "log_output": False}
     if ASYNC_MODE == "eventlet":
-        from allynet import eventlet_http
+        from allynet.transport import eventlet_http
 
         # eventlet.wsgi caps simultaneous connections at 1,024 by default.
         options["max_size"] = MAX_CONNECTIONS
-        # URL and header limits, refused in the contract's envelope: allynet/eventlet_http.py.
+        # URL and header limits, refused in the contract's envelope: allynet/transport/eventlet_http.py.
         options.update(eventlet_http.server_options(app.config))
     elif ASYNC_MODE == "threading":
         options["allow_unsafe_werkzeug"] = True

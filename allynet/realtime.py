@@ -15,15 +15,13 @@ import logging
 
 from flask import current_app, has_app_context
 
-from allynet import batching, jsonutil
-from allynet.message_queue import deliver_encoded, enter_room_of, leave_room_of, queue_of
+from allynet import transport
+from allynet.transport import UNSET as _UNSET
 
 log = logging.getLogger(__name__)
 
 # Write-only emitter used when no app is current (see external_emitter).
 _external = None
-
-_UNSET = object()  # "look the current app's server up" (hot-path callers pass the one they hold)
 
 
 class ExternalEmitter:
@@ -32,9 +30,7 @@ class ExternalEmitter:
     server = None  # no local sockets: room membership is the servers' business
 
     def __init__(self, redis_url, *, channel="allynet-socketio", timeout=0.5):
-        from allynet.message_queue import write_only
-
-        self.queue = write_only(redis_url, channel=channel, timeout=timeout)
+        self.queue = transport.write_only(redis_url, channel=channel, timeout=timeout)
 
     def emit(self, event, data, to=None, skip_sid=None):
         """Publish one emit to `to` (a room, or a list of rooms) on every server."""
@@ -112,6 +108,7 @@ def emit_to_room(room, event, data, skip_sid=None):
         log.debug("no Socket.IO server bound; %s to %s dropped", event, room)
         return False
     try:
+        transport.before_emit(sio, room)
         sio.emit(event, data, to=room, skip_sid=skip_sid)
     except Exception:  # a broken queue must not fail the request that emits
         log.exception("emit %s to %s failed", event, room)
@@ -132,16 +129,10 @@ def relay_to_room(room, event, data, skip_sid=None, sio=_UNSET):
     if sio is None or sio.server is None:
         return emit_to_room(room, event, data, skip_sid=skip_sid)
     try:
-        # A Socket.IO EVENT packet on "/" without ack id is "2" + the JSON array (socketio.Packet.encode).
-        encoded = "2" + jsonutil.dumps([event, data])
-        deliver_encoded(sio.server, room, encoded, skip_sid)
-        queue = queue_of(sio)
-        if queue is not None:
-            queue.publish_encoded(room, encoded, skip_sid)
+        return transport.relay(sio.server, room, event, data, skip_sid)
     except Exception:  # like emit_to_room: never fail the caller
         log.exception("relay %s to %s failed", event, room)
         return False
-    return True
 
 
 def emit_to_user(user_id, event, data):
@@ -155,6 +146,7 @@ def emit_to_rooms(rooms, event, data):
     if sio is None or not rooms:
         return False
     try:
+        transport.before_emit(sio, list(rooms))
         sio.emit(event, data, to=list(rooms))
     except Exception:
         log.exception("emit %s to %d rooms failed", event, len(rooms))
@@ -188,11 +180,11 @@ def _move_user_sockets(user_id, room, *, enter):
         if sio is _external:
             getattr(sio.queue, method)(user_room(user_id), room)
             return True
-        queue = queue_of(sio)
+        queue = transport.queue_of(sio)
         if queue is not None:
             getattr(queue, method)(user_room(user_id), room)
         else:
-            (enter_room_of if enter else leave_room_of)(sio.server, user_room(user_id), room)
+            getattr(transport, method)(sio.server, user_room(user_id), room)
     except Exception:  # like the emits: a queue outage must not fail the request
         log.exception("%s %s's sockets %s %s failed", "entering" if enter else "taking", user_id,
                       "into" if enter else "out of", room)
@@ -207,19 +199,9 @@ def leave_room(sid, room):
         sio.server.leave_room(sid, room, namespace="/")
 
 
-def in_room(sid, room, sio=_UNSET):
-    """True when a socket of THIS process is in `room` (a dict lookup: cheap enough for hot paths).
-
-    A leave or close_room sent by another process through the queue shows up
-    here, so callers can re-check a cached membership when it turns False. `sio` as in
-    `relay_to_room`.
-    """
-    if sio is _UNSET:
-        sio = _server()
-    if sio is None or sio.server is None:
-        return False
-    members = sio.server.manager.rooms.get("/", {}).get(room)
-    return members is not None and sid in members
+# in_room(sid, room, sio=...): is a socket of THIS process in `room`; the hot path calls the
+# transport's own function, not a wrapper around it.
+in_room = transport.in_room
 
 
 def _batching_of(sid):
@@ -227,15 +209,11 @@ def _batching_of(sid):
     sio = _server()
     if sio is None or sio.server is None:
         return None, None
-    batcher = batching.of(sio.server)
-    eio_sid = sio.server.manager.eio_sid_from_sid(sid, "/")
-    if batcher is None or eio_sid is None:
-        return None, None
-    return batcher, eio_sid
+    return transport.batching_of(sio.server, sid)
 
 
 def set_batched(sid, enabled):
-    """Opt one local socket in or out of batched party positions (allynet/batching.py); returns
+    """Opt one local socket in or out of batched party positions (allynet/transport/batching.py); returns
     the tick in milliseconds, or None without a bound server."""
     batcher, eio_sid = _batching_of(sid)
     if batcher is None:
@@ -271,7 +249,7 @@ def end_user_sessions(user_id, reason, *, family=None, jti=None):
     try:
         if sio is not None and sio.server is not None:
             ended = socket_sessions.end_local(current_app._get_current_object(), sio, **message)
-            queue = queue_of(sio)
+            queue = transport.queue_of(sio)
             if queue is not None:
                 queue.publish_end_sessions(message)
         elif _external is not None:

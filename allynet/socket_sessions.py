@@ -12,12 +12,12 @@ family (`fam`, see allynet/auth/service.py) and expiry. A socket's session ends 
 
 Ending a socket: it gets `session:ended {reason}`, then the server disconnects it. Events
 it sends in between are refused. `realtime.end_user_sessions` ends the local sockets and
-publishes the request on the Redis queue (`message_queue.END_SESSIONS_METHOD`), so every
+publishes the request on the Redis queue (`transport.queue.END_SESSIONS_METHOD`), so every
 process ends its own. The event path pays one dict lookup and one float compare.
 """
 import logging
 
-from allynet import clock
+from allynet import clock, transport
 from allynet.background import periodic
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,12 @@ def end_local(app, sio, *, user_id, reason, family=None, jti=None):
 
     if sio is None or sio.server is None:
         return 0
-    members = sio.server.manager.rooms.get("/", {}).get(user_room(user_id))
+    members = transport.local_members(sio.server, user_room(user_id))
     if not members:
         return 0
     sessions = sessions_of(app)
     ending = []
-    for sid in list(members):
+    for sid in members:
         session = sessions.get(sid)
         if session is None or session.ended is not None or not session.matches(family, jti):
             continue
@@ -127,7 +127,7 @@ def end_local(app, sio, *, user_id, reason, family=None, jti=None):
 
 
 def end_from_queue(app, sio, message):
-    """Another process asked every process to end a user's sockets (message_queue)."""
+    """Another process asked every process to end a user's sockets (the Redis queue)."""
     user_id, reason = message.get("user_id"), message.get("reason")
     if not isinstance(user_id, str) or reason not in REASONS:
         return 0

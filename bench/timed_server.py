@@ -97,14 +97,15 @@ def serve():
 
     from mongomock.collection import Collection
 
-    from allynet import batching, eventlet_ws, realtime, sockets
+    from allynet import realtime
     from allynet.parties import events, live
+    from allynet.transport import batching, delivery, dispatch as transport_dispatch, eventlet_ws
 
     timed(live, "record_update")
     timed(live, "_check_episodes", "check_episodes")
     timed(events, "validate_update")
     timed(realtime, "relay_to_room")
-    timed(realtime, "deliver_encoded")
+    timed(delivery, "deliver_encoded")
     timed(batching.Batcher, "add", "batcher.add")
     timed(batching.Batcher, "flush", "batcher.flush")
     for method in ("insert_one", "update_one", "find_one", "find"):
@@ -138,7 +139,7 @@ def serve():
 
     eventlet_ws._direct_fd = timed_direct_fd
 
-    bare_dispatch = sockets._bare_event_dispatch
+    bare_dispatch = transport_dispatch.bare_event_dispatch
 
     def dispatch(server, bare):
         handle = bare_dispatch(server, bare)
@@ -156,7 +157,7 @@ def serve():
         timed_handle.allynet_original = handle.allynet_original
         return timed_handle
 
-    sockets._bare_event_dispatch = dispatch
+    transport_dispatch.bare_event_dispatch = dispatch
 
     def window():
         eventlet.sleep(float(os.environ.get("TIMED_START", "26")))

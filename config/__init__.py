@@ -81,6 +81,7 @@ ENV_VARS = {
     "SOCKETIO_WS_COMPRESSION": _bool,
     "SOCKETIO_ASYNC_HANDLERS": _bool,
     "SOCKETIO_TCP_NODELAY": _bool,
+    "ALLYNET_TRANSPORT": str,
     "RATELIMIT_KEY_PREFIX": str,
     "PROXY_FIX_HOPS": int,
     # operator console
@@ -189,7 +190,7 @@ class Config:
     PARTY_POSITION_FLUSH_SECONDS = None
     PARTY_STOPPED_ALERT_SECONDS = 300.0  # stopped this long while others ride -> member_stopped
     PARTY_EPISODE_SWEEP_SECONDS = 15.0  # left-behind/stopped check from Mongo of quiet and stopped riders
-    # Tick of the opt-in `party:updates` batches (allynet/batching.py): at most one per socket this
+    # Tick of the opt-in `party:updates` batches (allynet/transport/batching.py): at most one per socket this
     # often, so a batched position waits at most this long. 20..1000.
     PARTY_BATCH_MS = 200
     # How often each process ends its sockets whose access token expired without them sending anything
@@ -209,6 +210,8 @@ class Config:
     SOCKETIO_WS_COMPRESSION = False  # permessage-deflate on Socket.IO websockets: zlib per ~200-byte frame per recipient
     SOCKETIO_ASYNC_HANDLERS = False  # True: one greenlet/thread per Socket.IO event (python-socketio's default)
     SOCKETIO_TCP_NODELAY = True  # websockets send without Nagle's delay (eventlet; Node's ws does the same)
+    # `fast`: the patched real-time transport (allynet/transport/); `plain`: Flask-SocketIO's own path, no patches.
+    ALLYNET_TRANSPORT = "fast"
     RATELIMIT_KEY_PREFIX = "allynet"
     PROXY_FIX_HOPS = 0  # reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto to trust
     # map data (allynet/mapdata/): traffic from our riders' trails, weather, overlays and tiles
@@ -300,6 +303,8 @@ def load(name=None, overrides=None, environ=None):
     batch_ms = values.get("PARTY_BATCH_MS")
     if isinstance(batch_ms, bool) or not isinstance(batch_ms, int) or not 20 <= batch_ms <= 1000:
         raise ConfigError(f"PARTY_BATCH_MS={batch_ms!r} must be a whole number of milliseconds, 20 to 1000")
+    if values.get("ALLYNET_TRANSPORT") not in ("fast", "plain"):
+        raise ConfigError(f"ALLYNET_TRANSPORT={values.get('ALLYNET_TRANSPORT')!r} must be fast or plain")
     if values.get("LOG_FORMAT") not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT={values.get('LOG_FORMAT')!r} must be text or json")
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":

@@ -15,6 +15,8 @@ from allynet import create_app
 
 MONGO_TEST_URI = os.environ.get("MONGO_TEST_URI")
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+# ALLYNET_TRANSPORT=plain runs the suite on Flask-SocketIO's plain path (allynet/transport/).
+TRANSPORT = os.environ.get("ALLYNET_TRANSPORT")
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,8 @@ def app_factory(mongo_session):
     shared = {}
 
     def build(**overrides):
+        if TRANSPORT:
+            overrides.setdefault("ALLYNET_TRANSPORT", TRANSPORT)
         if mongo_session is not None:
             client, name = mongo_session
             overrides.setdefault("MONGO_CLIENT", client)

@@ -1,4 +1,4 @@
-"""Cases for allynet.eventlet_ws.PersistentReader, run in a child process under eventlet's monkey
+"""Cases for allynet.transport.eventlet_ws.PersistentReader, run in a child process under eventlet's monkey
 patch (tests/test_eventlet_reader.py): `python tests/eventlet_reader_cases.py CASE...` prints one
 JSON object, case name -> what the reader saw."""
 import eventlet
@@ -15,7 +15,7 @@ from types import SimpleNamespace  # noqa: E402
 from eventlet import hubs, patcher  # noqa: E402
 from eventlet.greenio import GreenSocket  # noqa: E402
 
-from allynet.eventlet_ws import BufferedReads, PersistentReader, _keep_websocket  # noqa: E402
+from allynet.transport.eventlet_ws import BufferedReads, PersistentReader, _keep_websocket  # noqa: E402
 
 
 def pair(timeout=5.0):
@@ -30,7 +30,7 @@ def pair(timeout=5.0):
 
 def case_served_connection_with_nagle():
     """SOCKETIO_TCP_NODELAY=0: the served connection keeps Nagle's algorithm."""
-    from allynet import eventlet_ws
+    from allynet.transport import eventlet_ws
 
     eventlet_ws.NODELAY = False
     try:

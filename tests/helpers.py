@@ -1,5 +1,6 @@
 """Small helpers for tests (import as `from tests.helpers import ...`)."""
 import importlib.util
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,14 @@ def all_at_once(calls, timeout=60):
         thread.join(timeout)
     assert all(done), "a racing call did not finish"
     return results
+
+
+# ALLYNET_TRANSPORT=plain (tests/conftest.py): tests of the fast transport's own mechanisms skip.
+PLAIN_TRANSPORT = os.environ.get("ALLYNET_TRANSPORT") == "plain"
+
+
+def fast_only(test):
+    """Mark a test of a mechanism the plain transport does not have (allynet/transport/PATCHES.md)."""
+    import pytest
+
+    return pytest.mark.skipif(PLAIN_TRANSPORT, reason="the fast transport's own mechanism")(test)

@@ -24,7 +24,7 @@ import socketio
 from werkzeug.serving import make_server
 
 from allynet import redis_client
-from allynet.message_queue import queue_of, start_listening
+from allynet.transport import queue_of, start_listening
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
@@ -218,6 +218,8 @@ class WsgiProcess:
                          "ALLYNET_ENV": "development", "JWT_SECRET_KEY": TEST_JWT_SECRET,
                          "BCRYPT_ROUNDS": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
         full_env["WEATHER_PROVIDER"] = "off"  # a test server never calls out (a test may turn it on)
+        if os.environ.get("ALLYNET_TRANSPORT"):  # the suite's transport (tests/conftest.py)
+            full_env["ALLYNET_TRANSPORT"] = os.environ["ALLYNET_TRANSPORT"]
         full_env.update(env)
         self.log_path = f"/tmp/allynet-wsgi-{self.port}.log"
         self.log = open(self.log_path, "w")

@@ -56,9 +56,9 @@ def _emitted_events():
                 found.setdefault(arg.value, path.name)
             elif isinstance(arg, ast.Name) and arg.id in constants:
                 found.setdefault(constants[arg.id], path.name)
-    from allynet import batching
+    from allynet.transport import wire
 
-    found.setdefault(batching.BATCH_EVENT, "batching.py")  # encoded by hand, not through a helper
+    found.setdefault(wire.BATCH_EVENT, "wire.py")  # encoded by hand, not through a helper
     return found
 
 

@@ -1,4 +1,4 @@
-"""The persistent read listener under eventlet (allynet.eventlet_ws.PersistentReader): what a
+"""The persistent read listener under eventlet (allynet.transport.eventlet_ws.PersistentReader): what a
 websocket reader sees is what eventlet's green `recv` gives, without a register/unregister per
 read. Each case runs in a child process under eventlet's monkey patch
 (tests/eventlet_reader_cases.py)."""

@@ -16,7 +16,7 @@ import requests
 from allynet import realtime, redis_client
 from allynet.extensions import limiter
 from tests.emergencies_helpers import SOS_BODY, place_helper
-from allynet.message_queue import start_listening
+from allynet.transport import start_listening
 from tests.scaleout_support import (RedisProcess, SioClient, free_port, redis_overrides, serve, unique_prefix,
                                     wait_until)
 

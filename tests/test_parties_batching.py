@@ -1,4 +1,4 @@
-"""Opt-in batched positions (`party:batch` -> `party:updates`, allynet/batching.py).
+"""Opt-in batched positions (`party:batch` -> `party:updates`, allynet/transport/batching.py).
 
 A socket that opts in gets, once per tick, one `party:updates` event carrying exactly the
 `party:update` payloads it would have received, oldest first, never its own; everyone else is
@@ -7,8 +7,9 @@ stops them at once. Tests run one tick with `batcher.flush()` (no background loo
 """
 import pytest
 
-from allynet import batching, realtime
+from allynet import realtime
 from allynet.parties import live
+from allynet.transport import batching, wire
 from config import ConfigError, load
 from tests.helpers import events_named
 from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix, wait_until  # noqa: F401
@@ -16,6 +17,18 @@ from tests.test_parties_sockets import ride  # noqa: F401  (alice, bob, carol in
 
 API = "/api/v1"
 MUNICH = {"lat": 48.137, "lng": 11.575}
+
+
+@pytest.fixture(params=["fast", "plain"])
+def app_factory(app_factory, request):
+    """Every app here runs on both transports: the plain one (ALLYNET_TRANSPORT=plain, no patches)
+    stays covered by the ordinary run."""
+
+    def build(**overrides):
+        overrides.setdefault("ALLYNET_TRANSPORT", request.param)
+        return app_factory(**overrides)
+
+    return build
 
 
 def batcher_of(app):
@@ -133,17 +146,19 @@ def test_the_flag_is_per_connection(ride, app, clock, socket_client):
 
 
 def test_a_socket_that_changes_party_within_a_tick_gets_each_partys_batch_apart(app, ride, clock):
+    if not app.extensions["socketio"].server.allynet_fast:
+        pytest.skip("feeds the fast transport's delivery directly")
     batcher = batcher_of(app)
     opt_in(ride.sio["alice"])
     eio_sid = ride.sio["alice"].eio_sid
     sid = app.extensions["socketio"].server.manager.sid_from_eio_sid(eio_sid, "/")
     with app.app_context():
         realtime.enter_room(sid, "party:other")
-        message = batching.SOURCE_PREFIX + '{"n":1}]'
-        from allynet.message_queue import deliver_encoded
+        message = wire.SOURCE_PREFIX + '{"n":1}]'
+        from allynet.transport.delivery import deliver_encoded
 
         deliver_encoded(app.extensions["socketio"].server, realtime.party_room(ride.id), message)
-        deliver_encoded(app.extensions["socketio"].server, "party:other", batching.SOURCE_PREFIX + '{"n":2}]')
+        deliver_encoded(app.extensions["socketio"].server, "party:other", wire.SOURCE_PREFIX + '{"n":2}]')
     assert [e["args"][0] for e in ride.sio["alice"].get_received()] == [
         {"party_id": ride.id, "updates": [{"n": 1}]}]
     batcher.flush()
@@ -161,10 +176,10 @@ def test_batched_positions_still_feed_the_party_rules(ride, app, db, clock):
 
 
 def test_payload_of_reads_only_relayed_positions():
-    assert batching.payload_of('2["party:update",{"a":1}]') == '{"a":1}'
-    assert batching.payload_of('2["party:message",{"a":1}]') is None
-    assert batching.payload_of('21["party:update",{"a":1}]') is None  # an ack id: not a relay
-    assert batching.batch_text("party:abc", ['{"a":1}', '{"b":2}']) == \
+    assert wire.payload_of('2["party:update",{"a":1}]') == '{"a":1}'
+    assert wire.payload_of('2["party:message",{"a":1}]') is None
+    assert wire.payload_of('21["party:update",{"a":1}]') is None  # an ack id: not a relay
+    assert wire.batch_message("party:abc", ['{"a":1}', '{"b":2}']) == \
         '42["party:updates",{"party_id":"abc","updates":[{"a":1},{"b":2}]}]'
 
 

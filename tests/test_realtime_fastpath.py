@@ -14,11 +14,12 @@ from datetime import datetime
 import pytest
 from bson import ObjectId
 
-from allynet import jsonutil, message_queue, realtime
+from allynet import jsonutil, realtime
 from allynet.fields import iso
-from allynet.message_queue import FAST_PREFIX
-from allynet.sockets import RefuseWebSocketCompression
-from tests.helpers import events_named
+from allynet.transport import RefuseWebSocketCompression
+from allynet.transport import queue as message_queue
+from allynet.transport.queue import FAST_PREFIX
+from tests.helpers import events_named, fast_only
 from tests.scaleout_support import cluster, quiet_werkzeug, redis_prefix, wait_until  # noqa: F401
 
 API = "/api/v1"
@@ -128,6 +129,7 @@ def _relay(server, room, payload):
         assert realtime.relay_to_room(room, "party:update", payload)
 
 
+@fast_only
 def test_party_traffic_is_published_only_while_another_server_has_a_member(cluster, make_user):
     a, b = cluster(2)
     ann, dan, ben = make_user(), make_user(), make_user()
@@ -205,6 +207,7 @@ def _counting_smembers(queue, monkeypatch, before=None):
     return calls
 
 
+@fast_only
 def test_the_room_hosts_answer_is_asked_once_and_kept_until_an_announcement(cluster, make_user, monkeypatch):
     room = "party:cached-hosts"
     a, b, ben, ben_sock = _ann_in_room_on_a_ben_connected_to_b(cluster, make_user, room)
@@ -349,11 +352,11 @@ def test_fast_unmasking_equals_eventlets():
         warnings.simplefilter("ignore")  # eventlet's import-time deprecation notice
         from eventlet.websocket import RFC6455WebSocket
 
-    from allynet.eventlet_ws import apply_mask
+    from allynet.transport.eventlet_ws import apply_mask
 
     original = RFC6455WebSocket.__dict__["_apply_mask"]
     original = getattr(original, "__func__", original)
-    if getattr(original, "__module__", "") == "allynet.eventlet_ws":
+    if getattr(original, "__module__", "") == "allynet.transport.eventlet_ws":
         pytest.skip("already patched in this process")
     rng = random.Random(9)
     for length in (0, 1, 3, 4, 5, 125, 126, 200, 1000):
@@ -388,7 +391,7 @@ def test_buffered_reads_give_eventlets_parser_the_same_messages_with_fewer_recvs
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
 
-    from allynet.eventlet_ws import BufferedReads
+    from allynet.transport.eventlet_ws import BufferedReads
 
     rng = random.Random(4)
     client = RFC6455WebSocket(None, {}, client=True)
@@ -456,7 +459,7 @@ def _one_step_frames_case(frames, sizes):
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
 
-    from allynet.eventlet_ws import BufferedReads, fast_wait
+    from allynet.transport.eventlet_ws import BufferedReads, fast_wait
 
     original = getattr(RFC6455WebSocket.wait, "allynet_original", RFC6455WebSocket.wait)
     slow_calls = []
@@ -516,12 +519,13 @@ def test_one_step_frames_fail_the_way_eventlet_fails(frames):
 
 # ---- party:update without a Flask request context ---------------------------
 
+@fast_only
 def test_party_update_runs_straight_on_the_socketio_server(app):
     from allynet import sockets
 
     assert "party:update" in sockets.BARE_EVENTS
     handler = app.extensions["socketio"].server.handlers["/"]["party:update"]
-    assert handler.__qualname__.startswith("_bare_handler")  # not Flask-SocketIO's request-context wrapper
+    assert handler.__qualname__.startswith("in_app_context")  # not Flask-SocketIO's request-context wrapper
 
 
 class _DispatchServer:
@@ -547,7 +551,7 @@ class _DispatchServer:
 def test_bare_events_are_dispatched_and_acked_like_python_socketio_does():
     import socketio
 
-    from allynet.sockets import _bare_event_dispatch
+    from allynet.transport.dispatch import bare_event_dispatch as _bare_event_dispatch
 
     server, calls = _DispatchServer(), []
     handle = _bare_event_dispatch(server, {"party:update": lambda sid, *args: calls.append((sid, args)) or
@@ -711,7 +715,7 @@ def _lock_free(sock):
 
 
 def test_direct_write_sends_one_shared_frame_to_idle_websockets():
-    from allynet.eventlet_ws import send_direct, text_frame
+    from allynet.transport.eventlet_ws import send_direct, text_frame
 
     cache = {}
     socks = [_fake_socket() for _ in range(3)]
@@ -722,7 +726,7 @@ def test_direct_write_sends_one_shared_frame_to_idle_websockets():
 
 
 def test_direct_write_never_overtakes_or_blocks():
-    from allynet.eventlet_ws import send_direct
+    from allynet.transport.eventlet_ws import send_direct
 
     for sock in (_fake_socket(queued=1), _fake_socket(waiting=0), _fake_socket(accept="eagain"),
                  _fake_socket(extensions={"permessage-deflate": {}}), None):
@@ -738,7 +742,7 @@ def test_direct_write_never_overtakes_or_blocks():
 
 
 def test_a_partial_write_is_finished_under_the_socket_lock():
-    from allynet.eventlet_ws import send_direct, text_frame
+    from allynet.transport.eventlet_ws import send_direct, text_frame
 
     spawned = []
     sock = _fake_socket(accept=5)
@@ -755,7 +759,8 @@ def test_single_packets_such_as_acks_take_the_direct_write_when_it_is_safe():
 
     import socketio
 
-    from allynet.eventlet_ws import _direct_send_packet, text_frame
+    from allynet.transport.delivery import direct_send_packet as _direct_send_packet
+    from allynet.transport.eventlet_ws import text_frame
 
     queued = []
     idle, busy = _fake_socket(), _fake_socket(queued=1)
@@ -783,7 +788,7 @@ def test_text_frame_is_what_eventlet_would_send(size):
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
 
-    from allynet.eventlet_ws import text_frame
+    from allynet.transport.eventlet_ws import text_frame
 
     ws = RFC6455WebSocket.__new__(RFC6455WebSocket)
     ws.extensions, ws.client = {}, False
@@ -795,7 +800,7 @@ def test_websocket_connections_send_without_nagle_delay():
     import socket
     from types import SimpleNamespace
 
-    from allynet.eventlet_ws import BufferedReads, _keep_websocket
+    from allynet.transport.eventlet_ws import BufferedReads, _keep_websocket
 
     listener = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(listener.getsockname())
@@ -833,7 +838,7 @@ def _dispatch_socket(**overrides):
 def test_message_packets_go_to_the_engineio_message_handler_as_engineio_sends_them():
     import engineio.packet
 
-    from allynet.eventlet_ws import engineio_dispatch
+    from allynet.transport.eventlet_ws import engineio_dispatch
 
     eio_socket, handled, logged = _dispatch_socket()
     dispatch = engineio_dispatch(eio_socket)
@@ -849,7 +854,7 @@ def test_message_packets_go_to_the_engineio_message_handler_as_engineio_sends_th
 
 
 def test_message_packets_stay_with_engineio_during_an_upgrade_or_with_async_handlers():
-    from allynet.eventlet_ws import engineio_dispatch
+    from allynet.transport.eventlet_ws import engineio_dispatch
 
     upgrading, handled, _ = _dispatch_socket()
     upgrading.upgrading = True
@@ -871,7 +876,7 @@ def test_the_reader_dispatches_messages_and_returns_everything_else_in_order():
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
 
-    from allynet.eventlet_ws import BufferedReads, engineio_dispatch, fast_wait
+    from allynet.transport.eventlet_ws import BufferedReads, engineio_dispatch, fast_wait
 
     original = getattr(RFC6455WebSocket.wait, "allynet_original", RFC6455WebSocket.wait)
     wait = fast_wait(original)

@@ -1,6 +1,6 @@
 """The real server's own limits (`python wsgi.py`, eventlet): answered in the contract's envelope.
 
-eventlet.wsgi refuses an over-long URL or header before the app runs (allynet/eventlet_http.py
+eventlet.wsgi refuses an over-long URL or header before the app runs (allynet/transport/eventlet_http.py
 puts those answers in the envelope); raw sockets show exactly what a client receives.
 """
 import json

@@ -11,6 +11,7 @@ import requests
 import socketio
 import websocket
 
+from tests.helpers import fast_only
 from tests.scaleout_support import WsgiProcess
 
 LIMIT = 300_000
@@ -61,12 +62,14 @@ def test_a_frame_under_the_limit_is_parsed_and_refused_by_the_event(rider, size)
     assert rider.message("still here")["ok"] is True  # same connection
 
 
+@fast_only
 def test_a_frame_over_the_limit_ends_the_session(rider):
     rider.client.emit("party:message", {"party_id": rider.party["id"], "text": "x" * (LIMIT + 1000)})
     assert rider.gone.wait(10)
     assert rider.ended == [{"reason": "frame_too_large", "max_bytes": LIMIT}]
 
 
+@fast_only
 def test_a_fragmented_message_over_the_limit_ends_the_session(server, rider):
     """eventlet checks each frame's length only: fragments under the limit that add up to more."""
     ws = websocket.create_connection(server.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",

@@ -9,6 +9,7 @@ import logging
 import pytest
 import websocket
 
+from tests.helpers import fast_only
 from tests.scaleout_support import quiet_werkzeug, serve  # noqa: F401  (fixture)
 
 GARBAGE = [
@@ -29,6 +30,7 @@ def assert_one_line_each(caplog, count):
     assert "Traceback" not in caplog.text
 
 
+@fast_only
 def test_garbage_packets_log_one_line_and_keep_the_connection(app, socket_client, make_user, caplog):
     user = make_user()
     client = socket_client(user)
@@ -49,6 +51,7 @@ def served(app, quiet_werkzeug):  # noqa: F811
     server.stop()
 
 
+@fast_only
 def test_garbage_websocket_frames_log_one_line(served, make_user, caplog):
     user = make_user()
     ws = websocket.create_connection(served.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
@@ -73,6 +76,7 @@ def test_garbage_websocket_frames_log_one_line(served, make_user, caplog):
         ws.close()
 
 
+@fast_only
 def test_garbage_polling_payload_logs_one_line(served, make_user, caplog):
     import requests
 

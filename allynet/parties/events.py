@@ -20,7 +20,7 @@ Server events to `party:<id>` besides those of the contract (additive):
 `party:update` may carry `client_ts` (optional finite number, echoed, never stored).
 `party:batch` `{enabled}` (client event, additive) switches the connection to `party:updates`
 `{party_id, updates: [party:update payload, ...]}` at most once per `PARTY_BATCH_MS`
-(allynet/batching.py); the ack is `{ok, enabled, interval_ms}`.
+(allynet/transport/batching.py); the ack is `{ok, enabled, interval_ms}`.
 
 Scale-out: a leave or end on one process takes the user's sockets out of the
 room on every process (leave_room for the sids in the shared presence store,
@@ -53,7 +53,7 @@ def drop_presence(user_id, sid):
 @socket_event("party:batch", socket_batch_schema)
 def batch(*, user_id, sid, data):
     """Opt this connection in (or out) of `party:updates`: its parties' positions at most once a
-    tick in one event instead of one `party:update` each (allynet/batching.py)."""
+    tick in one event instead of one `party:update` each (allynet/transport/batching.py)."""
     interval_ms = realtime.set_batched(sid, data["enabled"])
     if interval_ms is None:
         raise ServiceUnavailable("Batching needs a running Socket.IO server")

@@ -1,60 +1,14 @@
-"""Websocket speed-ups for eventlet (the party-position path), installed by wsgi.py under eventlet only.
+"""Websocket speed-ups under eventlet (applied by `transport.install` in eventlet mode only).
 
-1. Unmasking. Every frame a client sends is masked (RFC 6455 5.3). eventlet's
-   `RFC6455WebSocket._apply_mask` unmasks byte by byte in Python, building one
-   `bytes` object per byte: a few hundred allocations per `party:update`.
-   `apply_mask` does the same XOR on whole integers (same result, tested).
-
-2. Direct fan-out writes. Engine.IO hands every outgoing packet to a writer
-   greenlet per socket through a queue: per recipient a queue put, a wake-up,
-   a timer for the get timeout, a switch, and a send under the socket timeout
-   (another timer). For a fan-out packet, `send_direct` writes the websocket
-   frame (built once for all recipients) straight to the socket instead, but
-   only when that is exactly what the writer would do next: the socket is a
-   settled websocket without compression, its writer is parked on an empty
-   queue (so nothing queued or half-sent can be overtaken), and the socket
-   lock is free. The write is non-blocking: a client that cannot take the
-   whole frame gets the rest from a greenlet that holds the socket lock until
-   it is sent (the writer waits for it, order kept) and a client that cannot
-   take any of it gets the packet through the queue as before. A slow client
-   therefore never stalls the sender's fan-out.
-
-3. Buffered reads (`BufferedReads`): one `recv` per burst of client frames
-   instead of three or four per frame.
-
-4. Direct single packets. Every other packet python-socketio sends to one
-   client (the ack of each `party:update` above all) takes the same direct
-   write under the same conditions, else Engine.IO's queue as before.
-
-5. One-step frames (`fast_wait`). A client's `party:update` is one small,
-   final, masked text frame, usually alone in its `recv`. When the buffer
-   holds such a frame whole, it is unmasked and decoded in one step instead
-   of eventlet's per-frame generator, message object, incremental UTF-8
-   decoder and four buffered reads. Anything else (control, fragmented,
-   binary, compressed, oversized or partly received frames, bad UTF-8) goes
-   to eventlet's own parser, which reads the same bytes from the same buffer.
-
-6. TCP_NODELAY on websocket connections: a rider's frame leaves at once
-   instead of waiting behind Nagle's algorithm for the peer's delayed ACK
-   (up to 40 ms); Node's `ws` sets it too.
-
-7. Persistent reads (`PersistentReader`): the read listener of a websocket
-   stays registered with the hub instead of one register, timer, empty read
-   and unregister per frame.
-
-8. Messages from the reader (`engineio_dispatch`): an Engine.IO MESSAGE
-   packet read in one step goes straight to the server's message handler,
-   as Engine.IO's read loop would send it, without a Packet object.
-
-9. The frame limit (`limited_recv_frame`, not a speed-up): a client frame, or a
-   fragmented message in all, over Engine.IO's `max_http_buffer_size`
-   (SOCKET_MAX_FRAME_BYTES) gets `session:ended {"reason": "frame_too_large"}`
-   before eventlet closes the websocket with 1009, instead of a bare close.
-   eventlet checks each frame's declared length before reading its payload,
-   but never the sum of a message's fragments: that is checked here too.
-
-Under eventlet's monkey patch `socket.socket` is eventlet's green wrapper:
-checks for a plain socket use `_socket.socket`.
+`apply_mask` unmasks client frames on whole integers; `BufferedReads` answers eventlet's frame
+parser from one large `recv`, refilled through `PersistentReader` (a read listener that stays
+registered with the hub); `fast_wait` decodes a small whole text frame in one step and
+`engineio_dispatch` hands its MESSAGE straight to the server's handler; `send_direct` writes a
+packet to an idle websocket instead of through Engine.IO's writer queue; TCP_NODELAY on
+websockets; `limited_recv_frame` ends a session whose message is over SOCKET_MAX_FRAME_BYTES
+with `session:ended frame_too_large`. Why each one, and when each falls back to eventlet's own
+path: docs/architecture.md ("eventlet websockets"). Under eventlet's monkey patch
+`socket.socket` is the green wrapper: checks for a plain socket use `_socket.socket`.
 """
 import _socket
 import socket
@@ -64,7 +18,7 @@ from time import monotonic as _monotonic
 
 from greenlet import getcurrent as _getcurrent
 
-from allynet import batching
+from allynet.transport.wire import session_ended_message
 
 
 def apply_mask(data, mask, length=None, offset=0):
@@ -159,25 +113,6 @@ def send_direct(eio_socket, text, cache, spawn=None):
         from eventlet import spawn_n as spawn
     spawn(finish)
     return True
-
-
-def _direct_send_packet(original):
-    """socketio.Server._send_packet writing a text packet straight to an idle websocket
-    (acks above all: one per `party:update`), through Engine.IO otherwise."""
-
-    def _send_packet(self, eio_sid, pkt):
-        batcher = batching.of(self)
-        if batcher is not None and eio_sid in batcher.pending:
-            batcher.flush_one(eio_sid)  # an opted-in socket's pending positions go first
-        encoded = pkt.encode()
-        if isinstance(encoded, list):  # binary attachments: Engine.IO's own framing
-            for part in encoded:
-                self.eio.send(eio_sid, part)
-        elif not send_direct(self.eio.sockets.get(eio_sid), "4" + encoded, {}):
-            self.eio.send(eio_sid, encoded)
-
-    _send_packet.allynet_original = original
-    return _send_packet
 
 
 class BufferedReads:
@@ -494,19 +429,12 @@ def _keep_websocket(original):
     return _websocket_handler
 
 
-def session_ended_packet(reason, **details):
-    """The Engine.IO text of a Socket.IO `session:ended` event on "/" (`42["session:ended",{...}]`)."""
-    from allynet import jsonutil
-
-    return "42" + jsonutil.dumps(["session:ended", {"reason": reason, **details}])
-
-
 def _frame_too_large(ws):
     """Tell the client of an Engine.IO websocket why it is about to be closed (best effort)."""
     if ws.__dict__.get("_allynet_engineio") is None or ws.websocket_closed:
         return
     try:
-        ws.send(session_ended_packet("frame_too_large", max_bytes=ws.max_frame_length))
+        ws.send(session_ended_message("frame_too_large", max_bytes=ws.max_frame_length))
     except OSError:
         pass  # the client is gone already
 
@@ -543,14 +471,11 @@ def limited_recv_frame(original):
 
 
 def install(nodelay=True):
-    """Install the speed-ups (idempotent); `nodelay`: TCP_NODELAY on websockets."""
+    """Install the eventlet websocket patches (idempotent); `nodelay`: TCP_NODELAY on websockets."""
     global NODELAY
     NODELAY = bool(nodelay)
-    import socketio
     from engineio import socket as eio_socket
     from eventlet import websocket
-
-    from allynet import message_queue
 
     websocket.RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     if not hasattr(websocket.RFC6455WebSocket.wait, "allynet_original"):
@@ -559,6 +484,3 @@ def install(nodelay=True):
         websocket.RFC6455WebSocket._recv_frame = limited_recv_frame(websocket.RFC6455WebSocket._recv_frame)
     if not hasattr(eio_socket.Socket._websocket_handler, "allynet_original"):
         eio_socket.Socket._websocket_handler = _keep_websocket(eio_socket.Socket._websocket_handler)
-    if not hasattr(socketio.Server._send_packet, "allynet_original"):
-        socketio.Server._send_packet = _direct_send_packet(socketio.Server._send_packet)
-    message_queue.direct_send = send_direct

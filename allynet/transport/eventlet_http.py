@@ -1,20 +1,11 @@
 """eventlet.wsgi's request limits, set explicitly, and its own refusals in the contract's envelope.
 
-eventlet.wsgi reads the request line and the headers itself and refuses what breaks its limits
-before the app is ever called, so Flask's error handlers never see those requests:
-
-- a request line of `url_length_limit` bytes or more: canned bytes, an empty `414`;
-- a header line of `MAX_HEADER_LINE` bytes or more, or headers over `MAX_TOTAL_HEADER_SIZE` in
-  all: canned bytes, an empty `400 Header Line Too Long` / `400 Headers Too Large`;
-- a bad `Content-Length`, or one with `Transfer-Encoding`: canned `400 Bad Request`;
-- a malformed request line or more than 100 headers: the stdlib's `send_error` (an HTML page).
-
-eventlet 0.41 has no option to shape those answers. The canned ones are written with
-`self.wfile.write(...)` from inside `HttpProtocol.handle_one_request`, so `EnvelopeHttpProtocol`
-(passed as eventlet.wsgi.server's `protocol=`) wraps its `wfile` and swaps each canned answer for
-the envelope; they are the only writes that start with `HTTP/1.0 4` (every response of the app,
-the websocket handshake and `100 Continue` go out as `HTTP/1.1`). `send_error` is the stdlib's
-documented hook and is overridden. Installed by wsgi.py under eventlet only.
+eventlet.wsgi refuses an over-long request line (414), header line or header block (400) and a
+bad Content-Length with canned `HTTP/1.0 4xx` bytes before the app runs, and a malformed
+request line with the stdlib's `send_error` HTML. `EnvelopeHttpProtocol` (eventlet.wsgi.server's
+`protocol=`) wraps its `wfile` to swap each canned answer for the envelope (431 for headers)
+and overrides `send_error`. Used by wsgi.py under eventlet only. Details:
+docs/architecture.md ("eventlet's HTTP refusals").
 """
 import json
 

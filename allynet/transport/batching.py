@@ -1,70 +1,32 @@
 """Batched party positions: one `party:updates` frame per tick for sockets that opt in.
 
-A socket that sends `party:batch` `{enabled: true}` stops getting one
-`party:update` event per rider position and gets instead, at most once per
-`PARTY_BATCH_MS`, one `party:updates` event:
-
-    {"party_id": "<id>", "updates": [<party:update payload>, ...]}
-
-with every position relayed to it since the last one, oldest first, each
-exactly the payload `party:update` would have carried (its own positions
-excluded, as before). It is a compatible extension of the contract: nothing
-changes for a socket that does not ask, and `{enabled: false}` goes back.
-
-Why: at 1 Hz per rider a member of a party of 8 receives 7 frames a second,
-and per frame the server pays a `send()` and its bookkeeping; with a 200 ms
-tick the same positions take about 3.4 frames (measured; 1.9 at 500 ms), for
-at most one tick of extra latency. See docs/BENCHMARKS.md, session 4.
-
-Order: every other event for an opted-in socket (chat, presence, alerts,
-leader changes, the end of the party) first sends what is pending for it,
-so the client never sees an event before positions relayed earlier; under
-eventlet the acks of its other events do too. Positions
-relayed by other processes (the Redis queue) are batched where they are
-delivered, like local ones.
-
-State is per Socket.IO server (one per process, two in the scale-out tests):
-`install(server, interval)` sets `server.allynet_batcher`. The tick runs as a
-background task started with the first opt-in; `flush()` does one tick's
-work (tests call it directly).
+After `party:batch {enabled: true}` a socket gets, at most once per `PARTY_BATCH_MS`, one
+`party:updates {"party_id", "updates": [<party:update payload>, ...]}` with every position
+relayed to it since the last, oldest first, instead of one `party:update` each. Any other
+event for it (and under eventlet the acks of its other events) first sends what is pending.
+State is per Socket.IO server (`install` sets `server.allynet_batcher`); the tick is a
+background task started with the first opt-in, `flush()` one tick (tests call it). In plain
+mode batches go out through python-socketio's `emit` and only this process's positions are
+batched. Why and what it saves: docs/architecture.md ("Batching").
 """
 import logging
 import threading
 
 import engineio.packet
 
-from allynet import jsonutil
+from allynet.transport.eventlet_ws import send_direct
+from allynet.transport.wire import BATCH_EVENT, ROOM_PREFIX, batch_message
 
 log = logging.getLogger(__name__)
-
-SOURCE_EVENT = "party:update"
-BATCH_EVENT = "party:updates"
-ROOM_PREFIX = "party:"
-# The encoded Socket.IO EVENT packet of a relayed position (realtime.relay_to_room):
-# "2" + ["party:update",<payload>]; the payload is the text between this prefix and the final "]".
-SOURCE_PREFIX = "2" + jsonutil.dumps([SOURCE_EVENT])[:-1] + ","
-# Engine.IO MESSAGE ("4") + Socket.IO EVENT ("2") + ["party:updates",{"party_id":..., "updates":[
-_BATCH_HEAD = "42" + jsonutil.dumps([BATCH_EVENT])[:-1] + ',{"party_id":'
-
-
-def payload_of(encoded):
-    """The JSON text of a relayed `party:update` payload inside its encoded packet, else None."""
-    if encoded.startswith(SOURCE_PREFIX) and encoded.endswith("]"):
-        return encoded[len(SOURCE_PREFIX):-1]
-    return None
-
-
-def batch_text(room, items):
-    """The Engine.IO text of one `party:updates` packet for `room` carrying the JSON `items`."""
-    return "".join((_BATCH_HEAD, jsonutil.dumps(room[len(ROOM_PREFIX):]), ',"updates":[', ",".join(items), "]}]"))
 
 
 class Batcher:
     """The opted-in sockets of one Socket.IO server and what is pending for each."""
 
-    def __init__(self, server, interval):
+    def __init__(self, server, interval, plain=False):
         self.server = server
         self.interval = interval
+        self.plain = plain  # items are payload objects, sent through python-socketio's emit
         self.eio_sids = set()  # Engine.IO sids that opted in (read without the lock on the hot path)
         self.pending = {}  # eio_sid -> (room, [payload JSON, ...])
         self.lock = threading.Lock()
@@ -136,7 +98,7 @@ class Batcher:
         frames = {}  # the members who sent nothing in the tick share one frame
         sent = 0
         for eio_sid, (room, items) in pending.items():
-            key = (room, tuple(items))
+            key = (room, tuple(items)) if not self.plain else eio_sid  # plain items: payload dicts
             cache = frames.get(key)
             if cache is None:
                 cache = frames[key] = {}
@@ -147,17 +109,25 @@ class Batcher:
         return sent
 
     def _send(self, eio_sid, room, items, cache):
-        from allynet import message_queue
-
+        if self.plain:
+            return self._send_plain(eio_sid, room, items)
         members = self.server.manager.rooms.get("/", {}).get(room)
         if members is None or eio_sid not in members.inverse:
             return False  # left the party since: leaving stops all location sharing at once
         text = cache.get("text")
         if text is None:
-            text = cache["text"] = batch_text(room, items)
-        direct = message_queue.direct_send
-        if direct is None or not direct(self.server.eio.sockets.get(eio_sid), text, cache):
+            text = cache["text"] = batch_message(room, items)
+        if not send_direct(self.server.eio.sockets.get(eio_sid), text, cache):
             self.server._send_eio_packet(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text[1:]))
+        return True
+
+    def _send_plain(self, eio_sid, room, items):
+        server = self.server
+        sid = server.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or room not in server.rooms(sid, namespace="/"):
+            return False
+        server.emit(BATCH_EVENT, {"party_id": room[len(ROOM_PREFIX):], "updates": list(items)}, to=sid,
+                    namespace="/", ignore_queue=True)
         return True
 
     def _run(self):
@@ -175,7 +145,7 @@ def _flush_before_emit(original):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         batcher = of(self.server)
-        if batcher is not None and batcher.pending:
+        if batcher is not None and batcher.pending and not batcher.plain:
             for _, eio_sid in list(self.get_participants(namespace, to or room)):
                 if eio_sid in batcher.pending:
                     batcher.flush_one(eio_sid)
@@ -186,14 +156,14 @@ def _flush_before_emit(original):
     return emit
 
 
-def install(server, interval):
-    """Give `server` (python-socketio) a batcher ticking every `interval` seconds; events emitted
-    to an opted-in socket wait for its pending batch (Manager.emit, patched once per process)."""
+def install(server, interval, plain=False):
+    """Give `server` (python-socketio) a batcher ticking every `interval` seconds; unless `plain`,
+    events emitted to an opted-in socket wait for its pending batch (Manager.emit, patched once)."""
     import socketio
 
-    if not hasattr(socketio.Manager.emit, "allynet_original"):
+    if not plain and not hasattr(socketio.Manager.emit, "allynet_original"):
         socketio.Manager.emit = _flush_before_emit(socketio.Manager.emit)
-    batcher = Batcher(server, interval)
+    batcher = Batcher(server, interval, plain=plain)
     server.allynet_batcher = batcher
     return batcher
 

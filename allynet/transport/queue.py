@@ -1,51 +1,13 @@
-"""The Socket.IO message queue over Redis, hardened for outages.
+"""The Socket.IO message queue over Redis, hardened for outages (`QueueManager`).
 
-With `REDIS_URL` set, every server process publishes each emit on one Redis
-pub/sub channel (`SOCKETIO_CHANNEL`) and delivers what the others publish to
-its own sockets, so rooms span processes. python-socketio's `RedisManager`
-does this, but with a Redis outage (see its `_publish` and
-`_redis_listen_with_retries`) it connects without timeouts (an emit may block
-as long as the OS lets a connect hang), shares one connection object between
-publisher and listener threads, and backs off up to 60 s before the listener
-tries again. `QueueManager` keeps its protocol (same channel messages, so it
-interoperates with plain RedisManager emitters) and changes only that:
-
-- an emit is delivered to this process's sockets first, then published with
-  a short timeout; a failed publish is logged and dropped (other processes
-  miss that one event), never raised into the request, and for
-  `REDIS_RETRY_SECONDS` afterwards publishing is skipped instead of waiting
-  on a dead server each time;
-- the listener has its own connection and retries every 0.1 s doubling to
-  `SOCKETIO_QUEUE_RETRY_MAX` (2 s), so when Redis is back the queue is back
-  within seconds, without a restart; `subscribed` tells whether it listens.
-  It has no read timeout (an idle channel is normal: a read timeout there
-  makes the stock manager reconnect in a loop) but pings an idle connection
-  every 5 s and abandons one silent for 15 s, since a connection that died
-  without a reset otherwise blocks forever (github.com/miguelgrinberg/python-socketio/issues/281,
-  github.com/miguelgrinberg/Flask-SocketIO/issues/1675).
-
-The hot path (party positions) adds three things on the same channel:
-
-- `publish_encoded` carries an already-encoded Socket.IO packet for one room
-  as a plain frame (``#fast1`` header, see `FAST_PREFIX`), not as a JSON
-  envelope: the sender encodes the event once for every process, and a
-  receiver checks the room against its own rooms before touching the body,
-  so another process's party traffic costs a split and a dict lookup, never
-  a JSON decode or re-encode. Frames that are not JSON are skipped by stock
-  python-socketio listeners.
-- a JSON emit from another process to a room with no local socket is dropped
-  before python-socketio builds and encodes its packet.
-- party rooms are routed: each process records in a Redis set per room
-  whether it has a socket there (on the first enter and last leave, and all
-  of them again after every (re)subscribe, since Redis may have restarted
-  empty), and announces the change on the channel so the others drop their
-  cached answer. `publish_encoded` skips the publish when no other process
-  is in the room. The announcements keep each process's cached answer
-  right, so its lifetime (`remote_cache_seconds`, 30 s) is only a safety
-  net; at 2 s it cost a Redis round trip on the hot path every few dozen
-  position updates. When Redis cannot be asked the answer is True, kept
-  `unsure_cache_seconds` (2 s). A rider joining on another process can miss the updates
-  sent in the milliseconds before the announcement arrives, as with any join.
+With `REDIS_URL` every process publishes each emit on one pub/sub channel (`SOCKETIO_CHANNEL`)
+and delivers what the others publish to its own sockets. Same messages as python-socketio's
+RedisManager, with bounded waits: a publish has a short timeout and an outage drops (and logs)
+events instead of blocking; the listener has its own connection, pings when idle and
+reconnects within seconds. Hot path: `publish_encoded` carries a pre-encoded packet as a
+``#fast1`` frame, published for a party room only while another process has a member there
+(Redis set per room + announcements). Also: `enter_room_of` and `publish_end_sessions` across
+processes. The whole story: docs/architecture.md ("The Redis queue").
 """
 import logging
 import threading
@@ -53,10 +15,10 @@ import time
 
 import socketio
 
-import engineio.packet
-
-from allynet import batching, jsonutil
-from allynet import redis_client
+from allynet import jsonutil, redis_client
+from allynet.transport.delivery import (deliver_encoded, deliver_plain, enter_room_of, flush_pending,
+                                        leave_room_of)
+from allynet.transport.wire import SOURCE_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -72,62 +34,6 @@ ROOM_HOSTS_TTL_SECONDS = 24 * 3600  # a crashed process's entries only cost extr
 ENTER_ROOM_OF_METHOD = "allynet_enter_room_of"
 LEAVE_ROOM_OF_METHOD = "allynet_leave_room_of"
 END_SESSIONS_METHOD = "allynet_end_sessions"  # "end these sockets of a user" (allynet/socket_sessions.py)
-
-
-# Set by allynet.eventlet_ws.install() (wsgi.py under eventlet): fn(eio_socket, text, cache) -> bool
-# writing a fan-out packet straight to an idle websocket; None: every packet goes through Engine.IO.
-direct_send = None
-
-
-def deliver_encoded(server, room, encoded, skip_sid=None):
-    """Send an encoded Socket.IO packet (str) to the sockets of `room` on this process,
-    one Engine.IO packet object shared by every recipient; returns how many got it."""
-    participants = server.manager.rooms.get("/", {}).get(room)
-    if not participants:
-        return 0
-    eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-    direct = direct_send
-    sockets = server.eio.sockets
-    text = "4" + encoded  # the Engine.IO MESSAGE packet, as its writer would encode it
-    cache = {}
-    sent = 0
-    batcher = batching.of(server)
-    batched = batcher.eio_sids if batcher is not None else None
-    later = None
-    for sid, eio_sid in list(participants.items()):
-        if sid != skip_sid:
-            sent += 1
-            if batched and eio_sid in batched:
-                if later is None:
-                    later = []
-                    item = batching.payload_of(encoded)
-                if item is not None:
-                    later.append(eio_sid)  # in its next party:updates
-                    continue
-                batcher.flush_one(eio_sid)  # not a position: after what is pending for it
-            if direct is None or not direct(sockets.get(eio_sid), text, cache):
-                server._send_eio_packet(eio_sid, eio_pkt)
-    if later:
-        batcher.add(room, item, later)
-    return sent
-
-
-def enter_room_of(server, source, room):
-    """Put every socket of this process that is in room `source` into `room` too; returns how many."""
-    manager = server.manager
-    sids = list(manager.rooms.get("/", {}).get(source, {}))
-    for sid in sids:
-        server.enter_room(sid, room, namespace="/")
-    return len(sids)
-
-
-def leave_room_of(server, source, room):
-    """Take every socket of this process that is in room `source` out of `room`; returns how many."""
-    manager = server.manager
-    sids = list(manager.rooms.get("/", {}).get(source, {}))
-    for sid in sids:
-        server.leave_room(sid, room, namespace="/")
-    return len(sids)
 
 
 class QueueManager(socketio.RedisManager):
@@ -330,7 +236,18 @@ class QueueManager(socketio.RedisManager):
         if isinstance(room, str) and message.get("host_id") != self.host_id and \
                 room not in self.rooms.get(message.get("namespace") or "/", {}):
             return
+        if not getattr(self.server, "allynet_fast", True):  # plain mode: batching without the patch
+            data = message.get("data")
+            if message.get("event") == SOURCE_EVENT and not message.get("binary") and \
+                    isinstance(data, list) and len(data) == 1 and message.get("callback") is None:
+                return deliver_plain(self.server, room, SOURCE_EVENT, data[0], message.get("skip_sid"))
+            flush_pending(self.server, room)
         super()._handle_emit(message)
+
+    def publish_emit(self, event, data, room, skip_sid=None):
+        """Publish an emit already delivered here to the other processes (the stock message)."""
+        self._publish({"method": "emit", "event": event, "data": [data], "binary": False, "namespace": "/",
+                       "room": room, "skip_sid": skip_sid, "callback": None, "host_id": self.host_id})
 
     def _listen(self):
         """Yield payloads from the channel forever, reconnecting quickly after an outage."""

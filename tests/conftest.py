@@ -142,6 +142,18 @@ def make_user(app, db):
 
 
 @pytest.fixture
+def admin(make_user):
+    """An admin (a module may define its own, e.g. with a location)."""
+    return make_user(role="admin")
+
+
+@pytest.fixture
+def moderator(make_user):
+    """A moderator."""
+    return make_user(role="moderator")
+
+
+@pytest.fixture
 def auth_headers(make_user):
     """Headers of a fresh ordinary user."""
     return make_user().headers

@@ -252,6 +252,14 @@ class WsgiProcess:
 # ---- fixtures (import them into a test module to use them) ---------------------------------
 
 @pytest.fixture
+def served(app, quiet_werkzeug):  # noqa: F811
+    """The test's `app` served over HTTP and Socket.IO on a free port (stopped afterwards)."""
+    server = serve(app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def quiet_werkzeug():
     """The werkzeug test server logs every websocket close as a bad request: keep it quiet."""
     import logging

@@ -7,7 +7,7 @@ import requests
 from bson import ObjectId
 
 from allynet.seeding import destination
-from tests.scaleout_support import quiet_werkzeug, serve  # noqa: F401  (fixture)
+from tests.scaleout_support import quiet_werkzeug, served  # noqa: F401  (fixtures)
 
 PARIS = (48.8566, 2.3522)
 # Wednesday 14 January 2026, 12:00 UTC = 13:00 in Paris (CET).
@@ -23,13 +23,6 @@ def at(distance_m, bearing=0.0):
 
 def hours(*intervals, timezone="Europe/Paris"):
     return {"timezone": timezone, "intervals": [{"day": d, "open": o, "close": c} for d, o, c in intervals]}
-
-
-@pytest.fixture
-def served(app, quiet_werkzeug):  # noqa: F811
-    server = serve(app)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

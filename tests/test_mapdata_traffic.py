@@ -9,20 +9,13 @@ from bson import ObjectId
 
 from allynet import clock as clock_module
 from allynet.mapdata import scheduled, traffic
-from tests.scaleout_support import SioClient, quiet_werkzeug, serve  # noqa: F401  (fixture)
+from tests.scaleout_support import SioClient, quiet_werkzeug, served  # noqa: F401  (fixtures)
 
 CELL = h3.latlng_to_cell(45.764, 4.8357, 9)
 CELL_LAT, CELL_LNG = h3.cell_to_latlng(CELL)
 SPOT = {"lat": CELL_LAT, "lng": CELL_LNG}
 BBOX = f"{CELL_LNG - 0.02},{CELL_LAT - 0.02},{CELL_LNG + 0.02},{CELL_LAT + 0.02}"
 PROPERTIES = {"h3", "speed_median_kmh", "speed_p85_kmh", "riders", "level", "updated_at"}
-
-
-@pytest.fixture
-def served(app, quiet_werkzeug):  # noqa: F811
-    server = serve(app)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -40,11 +40,6 @@ def feed(client, user, query="", lat=CENTRE[0], lng=CENTRE[1]):
     return response
 
 
-@pytest.fixture
-def moderator(make_user):
-    return make_user(role="moderator")
-
-
 def test_reports_near_sorted_by_distance_with_radius_and_type(client, make_user):
     user = make_user()
     far = new_report(client, user, "hazard", offset(3000))

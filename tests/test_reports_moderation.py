@@ -37,16 +37,6 @@ def ids(response):
     return [item["id"] for item in response.get_json()["data"]]
 
 
-@pytest.fixture
-def moderator(make_user):
-    return make_user(role="moderator")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(role="admin")
-
-
 def test_flagged_queue_holds_downvoted_and_vote_hidden_reports(client, make_user, moderator):
     reporter = make_user()
     quiet = new_report(client, reporter, "hazard")

@@ -10,7 +10,7 @@ import pytest
 import websocket
 
 from tests.helpers import fast_only
-from tests.scaleout_support import quiet_werkzeug, serve  # noqa: F401  (fixture)
+from tests.scaleout_support import quiet_werkzeug, served  # noqa: F401  (fixtures)
 
 GARBAGE = [
     '2["party:message",',           # JSON cut short
@@ -42,13 +42,6 @@ def test_garbage_packets_log_one_line_and_keep_the_connection(app, socket_client
     assert client.is_connected()
     ack = client.emit("party:create", {"name": "Still here"}, callback=True)
     assert ack["ok"] is True
-
-
-@pytest.fixture
-def served(app, quiet_werkzeug):  # noqa: F811
-    server = serve(app)
-    yield server
-    server.stop()
 
 
 @fast_only

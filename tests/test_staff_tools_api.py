@@ -13,16 +13,6 @@ API = "/api/v1"
 HERE = {"lat": 45.764, "lng": 4.8357}
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user(role="admin")
-
-
-@pytest.fixture
-def moderator(make_user):
-    return make_user(role="moderator")
-
-
 def later(hours=1):
     return iso(clock_module.now() + timedelta(hours=hours))
 

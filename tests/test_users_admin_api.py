@@ -23,16 +23,6 @@ def suspend(client, admin, user, **body):
     return client.post(f"{USERS}/{user.id}/suspend", headers=admin.headers, json={"reason": "spam", **body})
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user(role="admin")
-
-
-@pytest.fixture
-def moderator(make_user):
-    return make_user(role="moderator")
-
-
 # ---- listing and search -------------------------------------------------------------------------
 
 def test_staff_search_by_email_prefix_or_display_name(client, make_user, moderator):

@@ -15,7 +15,7 @@ from allynet.http import ObjectIdConverter
 log = logging.getLogger("allynet")
 
 BLUEPRINTS = ("ops", "auth", "users", "emergencies", "help_requests", "skills", "parties", "routes", "reports",
-              "organizations", "businesses", "mapdata", "console")
+              "organizations", "businesses", "payments", "mapdata", "console")
 
 
 def create_app(config_name=None, **overrides):
@@ -28,6 +28,9 @@ def create_app(config_name=None, **overrides):
     app.url_map.converters["oid"] = ObjectIdConverter
     app.url_map.strict_slashes = False
     db_module.init_app(app)
+    from allynet.payments import provider as payments_provider
+
+    payments_provider.init_app(app)
     register_blueprints(app)
     register_extensions(app)
     register_error_handlers(app)

@@ -113,6 +113,18 @@ INDEXES = [
     ("weather_episodes", [("party_id", ASCENDING)], {"name": "party"}),
     # An episode no check has seen for a day belongs to a party that ended.
     ("weather_episodes", [("checked_at", ASCENDING)], {"expireAfterSeconds": 86400, "name": "checked_ttl"}),
+    # payments (allynet/payments/): one record per origin; events processed once (their _id)
+    ("payments", [("origin", ASCENDING)], {"unique": True, "name": "origin_unique"}),
+    ("payments", [("payer_id", ASCENDING), ("created_at", DESCENDING)], {"name": "payer_created"}),
+    ("payments", [("payee_id", ASCENDING), ("created_at", DESCENDING)], {"name": "payee_created"}),
+    ("payments", [("organization_id", ASCENDING), ("created_at", DESCENDING)],
+     {"partialFilterExpression": {"organization_id": {"$exists": True}}, "name": "organization_created"}),
+    ("payments", [("help_request_id", ASCENDING)],
+     {"partialFilterExpression": {"help_request_id": {"$exists": True}}, "name": "help_request"}),
+    ("payments", [("provider_intent_id", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"provider_intent_id": {"$type": "string"}},
+      "name": "provider_intent_unique"}),
+    ("payment_events", [("received_at", ASCENDING)], {"name": "received"}),
     ("audit_log", [("at", DESCENDING)], {"name": "at"}),
     ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
 ]

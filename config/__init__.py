@@ -100,11 +100,40 @@ ENV_VARS = {
     "WEATHER_CHECK_SECONDS": float,
     "TILE_CACHE_SECONDS": int,
     "WEATHER_RATE_LIMIT": _rate_limit,
+    # payments (allynet/payments/)
+    "PAYMENTS_PROVIDER": str,
+    "STRIPE_API_KEY": str,
+    "STRIPE_WEBHOOK_SECRET": str,
+    "STRIPE_API_BASE": str,
+    "PLATFORM_FEE_BPS": int,
+    "ORG_PRO_PRICE": str,
+    "ORG_PRO_AMOUNT": int,
+    "ORG_PRO_CURRENCY": str,
+    "ORG_GRACE_DAYS": float,
+    "PROMOTION_FEATURE_AMOUNT": int,
+    "PROMOTION_FEATURE_CURRENCY": str,
+    "PAYMENTS_CONNECT_RETURN_URL": str,
+    "PAYMENTS_CONNECT_REFRESH_URL": str,
 }
 
 
 class Config:
     """Defaults shared by every environment."""
+
+    # payments (allynet/payments/): amounts in minor units of their currency
+    PAYMENTS_PROVIDER = "offline"  # or "stripe" (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET)
+    STRIPE_API_KEY = None
+    STRIPE_WEBHOOK_SECRET = None
+    STRIPE_API_BASE = None  # the stripe library's api_base (tests point it at a local server)
+    PLATFORM_FEE_BPS = 1000  # the platform keeps 10 % of a help request's payment
+    ORG_PRO_PRICE = "price_allynet_org_pro"  # the provider's price id of the organizations' pro plan
+    ORG_PRO_AMOUNT = 2900  # what that price is (the offline provider bills it; shown to clients)
+    ORG_PRO_CURRENCY = "EUR"
+    ORG_GRACE_DAYS = 7.0  # a pro organization whose payment failed stays pro this long
+    PROMOTION_FEATURE_AMOUNT = 1500  # featuring a promotion for its duration
+    PROMOTION_FEATURE_CURRENCY = "EUR"
+    PAYMENTS_CONNECT_RETURN_URL = "https://allynet.invalid/payments/connect/return"
+    PAYMENTS_CONNECT_REFRESH_URL = "https://allynet.invalid/payments/connect/refresh"
 
     ENV_NAME = "development"
     MONGO_URI = None  # None: embedded in-process mongomock store

@@ -176,7 +176,7 @@ def test_a_stored_xss_in_a_report_renders_as_text_and_runs_nothing(page, served,
 def test_a_plain_user_is_refused(page, served, users):
     plain = users()
     sign_in(page, served, plain)
-    assert "moderators and admins" in page.find_element(By.ID, "error-message").text
+    assert "moderators, admins and organization dispatchers" in page.find_element(By.ID, "error-message").text
     assert page.get_cookie("allynet_console") is None
     page.get(f"{served.url}/console/reports")
     assert heading(page) == "Sign in"

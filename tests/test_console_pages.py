@@ -4,9 +4,11 @@ import re
 from datetime import timedelta
 
 import pytest
+import requests
 
 from allynet import clock as clock_module
 from allynet.organizations import service as organizations_service
+from tests.scaleout_support import SioClient, cluster, quiet_werkzeug, redis_prefix  # noqa: F401 (fixtures)
 
 HERE = {"lat": 45.764, "lng": 4.8357}
 SCRIPT = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -59,7 +61,8 @@ def test_anonymous_visitors_get_the_sign_in_page(client, path):
 def test_a_plain_user_is_refused_and_gets_no_session(client, make_user):
     user = make_user()
     response = sign_in(client, user)
-    assert response.status_code == 403 and "moderators, admins and organization dispatchers" in response.get_data(as_text=True)
+    assert response.status_code == 403
+    assert "moderators, admins and organization dispatchers" in response.get_data(as_text=True)
     assert client.get_cookie("allynet_console", path="/console") is None
     assert client.get("/console/reports").status_code == 303
 
@@ -95,7 +98,8 @@ def test_a_demoted_moderator_sees_the_403_page(client, db, moderator):
     sign_in(client, moderator)
     db.users.update_one({"_id": moderator["_id"]}, {"$set": {"role": "user"}})
     response = client.get("/console/reports")
-    assert response.status_code == 403 and "moderators, admins and organization dispatchers only" in response.get_data(as_text=True)
+    assert response.status_code == 403
+    assert "moderators, admins and organization dispatchers only" in response.get_data(as_text=True)
 
 
 def test_a_suspended_moderator_is_signed_out(client, moderator, admin):
@@ -258,7 +262,8 @@ def dispatcher(client, make_user, admin):
     owner, dispatcher = make_user(display_name="Owner"), make_user(display_name="Dispatcher")
     org = client.post("/api/v1/organizations", headers=owner.headers,
                       json={"name": "Lyon Rescue", "kind": "volunteer_group", "service_area": AREA}).get_json()["data"]
-    code = client.post(f"/api/v1/organizations/{org['id']}/invitations", headers=owner.headers).get_json()["data"]["code"]
+    invitation = client.post(f"/api/v1/organizations/{org['id']}/invitations", headers=owner.headers)
+    code = invitation.get_json()["data"]["code"]
     assert client.post("/api/v1/organizations/join", headers=dispatcher.headers, json={"code": code}).status_code == 200
     assert client.patch(f"/api/v1/organizations/{org['id']}/members/{dispatcher.id}", headers=owner.headers,
                         json={"role": "dispatcher"}).status_code == 200
@@ -313,7 +318,8 @@ def test_the_map_page_draws_with_vendored_scripts_under_its_own_strict_csp(staff
     app.config["CONSOLE_TILE_URL"] = "https://tiles.example.org/base/{z}/{x}/{y}.png"
     page = staff_client.get("/console/map")
     csp = page.headers["Content-Security-Policy"]
-    assert "connect-src 'self' https://tiles.example.org;" in csp and "img-src 'self' data: https://tiles.example.org;" in csp
+    assert "connect-src 'self' https://tiles.example.org;" in csp
+    assert "img-src 'self' data: https://tiles.example.org;" in csp
     assert 'data-tile-url="https://tiles.example.org/base/{z}/{x}/{y}.png"' in page.get_data(as_text=True)
 
 
@@ -369,7 +375,8 @@ def test_a_dispatcher_sees_the_map_and_queue_of_the_area_only(app, dispatcher, m
     assert f"sos-{inside}" in page and f"sos-{outside}" not in page and "Lyon Rescue" in page
     near = new_camera(client, make_user(), description="Camera near")
     far = client.post("/api/v1/reports", headers=make_user().headers,
-                      json={"type": "speed_camera", "location": OUTSIDE, "description": "Camera far"}).get_json()["data"]
+                      json={"type": "speed_camera", "location": OUTSIDE, "description": "Camera far"})
+    far = far.get_json()["data"]
     queue = client.get("/console/reports").get_data(as_text=True)
     assert "Camera near" in queue and "Camera far" not in queue and "Approve" not in queue
     assert ">Users<" not in queue and ">Live map<" in queue
@@ -395,3 +402,28 @@ def test_a_dispatcher_demoted_in_the_organization_loses_the_console(app, client,
     assert console_client.get("/console/map").status_code == 403
     assert console_client.post("/console/socket-token",
                                headers={"X-CSRF-TOKEN": "x"}).status_code == 403
+
+
+def test_console_pages_hear_changes_made_on_another_process(cluster, make_user, moderator):
+    """A console page's socket on server B hears an SOS raised and a camera filed on server A (Redis queue)."""
+    a, b = cluster(2)
+    browser = requests.Session()
+    assert browser.post(f"{b.url}/console/login", data={"email": moderator["email"], "password": "password123"},
+                        allow_redirects=False, timeout=10).status_code == 303
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(f"{b.url}/console/reports", timeout=10).text)
+    token = browser.post(f"{b.url}/console/socket-token", headers={"X-CSRF-TOKEN": csrf.group(1)},
+                         timeout=10).json()["token"]
+    page = SioClient(b.url, token)
+    api_socket = cluster.connect(b, moderator)  # the same moderator's app: not a console page
+    try:
+        headers = {"Authorization": f"Bearer {make_user()['access_token']}"}
+        sos = requests.post(f"{a.url}/api/v1/emergencies", headers=headers, timeout=10,
+                            json={"type": "medical", "location": HERE}).json()["data"]["emergency"]["id"]
+        assert page.wait_for("console:changed", lambda d: d["id"] == sos) == {"layer": "sos", "id": sos,
+                                                                             "change": "created"}
+        report = requests.post(f"{a.url}/api/v1/reports", headers=headers, timeout=10,
+                               json={"type": "speed_camera", "location": HERE}).json()["data"]["id"]
+        page.wait_for("console:changed", lambda d: d["id"] == report)
+        assert api_socket.received("console:changed") == []
+    finally:
+        page.close()

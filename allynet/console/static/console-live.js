@@ -6,7 +6,8 @@
  * every (re)connect, to catch up on what happened meanwhile) the page fetches a fresh copy of
  * itself and brings its `data-sync` parts up to date: lists are matched item by item on their ids
  * (an item that did not change keeps its node, so a half-typed reason stays), text parts are
- * copied. Other scripts (the map) add their own refreshers to `window.allynetConsole.refreshers`.
+ * copied. Scripts loaded after this one (the map) add their own refreshers to
+ * `window.allynetConsole.refreshers` and fetch with `window.allynetConsole.get`.
  * Nothing here writes HTML from data: the parts come from the server's escaped template.
  */
 (function () {
@@ -52,13 +53,18 @@
     }
   }
 
-  function syncPage() {
-    return fetch(window.location.href, {credentials: "same-origin", redirect: "manual",
-                                        headers: {"Accept": "text/html"}})
+  function get(url, accept) {
+    // The session's own pages only: a redirect (to the sign-in page) is a failure, not a page.
+    return fetch(url, {credentials: "same-origin", redirect: "manual", headers: {"Accept": accept}})
       .then(function (response) {
-        if (response.status !== 200) { throw new Error("page answered " + response.status); }
-        return response.text();
-      })
+        if (response.status !== 200) { throw new Error(url + " answered " + response.status); }
+        return response;
+      });
+  }
+
+  function syncPage() {
+    return get(window.location.href, "text/html")
+      .then(function (response) { return response.text(); })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");
         document.querySelectorAll("[data-sync]").forEach(function (part) {
@@ -127,5 +133,6 @@
   socket.on("connect_error", function () { setStatus(socket.active ? "offline" : "ended"); });
   live.socket = socket;
   live.refresh = refresh;
+  live.get = get;
   socket.connect();
 }());

@@ -3,7 +3,8 @@
  * Base map: the page's data-tile-url (CONSOLE_TILE_URL): a raster tile template with {z}/{x}/{y},
  * or a MapLibre style URL; none draws the layers on a blank background, so the map works with no
  * tile server at all. Layers: the dispatcher's service areas, official alerts, reports and open
- * SOS, one GeoJSON source each, refreshed (setData) whenever console-live.js refreshes the page.
+ * SOS, one GeoJSON source each, refreshed (setData) whenever console-live.js (loaded first) refreshes
+ * the page.
  * The container keeps the ids it shows in data-sos / data-reports / data-alerts and its state in
  * data-state (loading, ready, no-webgl); without WebGL the lists beside it still show everything.
  */
@@ -11,8 +12,7 @@
   "use strict";
   var el = document.getElementById("map");
   if (!el) { return; }
-  var live = window.allynetConsole = window.allynetConsole || {};
-  live.refreshers = live.refreshers || [];
+  var live = window.allynetConsole || {};
   var LAYERS = ["areas", "alerts", "reports", "sos"];
   var map = null, loaded = false, latest = null, framed = false;
 
@@ -85,15 +85,12 @@
   }
 
   function refreshData() {
-    return fetch(el.dataset.dataUrl, {credentials: "same-origin", redirect: "manual",
-                                      headers: {"Accept": "application/json"}})
-      .then(function (response) {
-        if (response.status !== 200) { throw new Error("map data answered " + response.status); }
-        return response.json();
-      })
+    return live.get(el.dataset.dataUrl, "application/json")
+      .then(function (response) { return response.json(); })
       .then(show);
   }
 
+  if (!live.get) { return; }  // console-live.js did not start (no session): nothing to draw
   live.refreshers.push(refreshData);
   if (typeof maplibregl === "undefined" || !maplibregl.Map) { noWebgl(); return; }
   try {

@@ -1,7 +1,9 @@
 """The operator console in a real headless Chromium (Debian's chromium + chromium-driver, Selenium),
 against the app served on 127.0.0.1. `scripts/test.sh` installs the browser when missing.
 
-Screenshots of every page at desktop and phone width go to `build/console-screenshots/`.
+Screenshots of every page at desktop and phone width (and a dispatcher's map) go to
+`build/console-screenshots/`. The map draws with WebGL from SwiftShader (Chromium's software
+renderer); one test runs a Chromium without WebGL, where the page's lists carry everything.
 """
 import os
 import shutil
@@ -32,20 +34,34 @@ HERE = {"lat": 45.764, "lng": 4.8357}
 XSS = '<script>window.__xss = 1; alert("xss")</script><img src=x onerror="window.__xss = 2; alert(2)">'
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module (a fresh profile), cookies cleared between tests."""
+def chromium(*extra):
+    """A headless Chromium with a fresh profile: (driver, profile folder)."""
     profile = tempfile.mkdtemp(prefix="allynet-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    # WebGL for the live map (MapLibre) without a GPU: SwiftShader, Chromium's software renderer.
-    for arg in ("--headless=new", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                "--disable-background-networking",
+    for arg in ("--headless=new", "--no-sandbox", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", f"--window-size={DESKTOP[0]},{DESKTOP[1]}"):
+                f"--user-data-dir={profile}", f"--window-size={DESKTOP[0]},{DESKTOP[1]}", *extra):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
+    return driver, profile
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module, cookies cleared between tests. WebGL for the live map
+    (MapLibre) without a GPU: SwiftShader, Chromium's software renderer."""
+    driver, profile = chromium("--use-angle=swiftshader", "--enable-unsafe-swiftshader")
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def no_webgl_browser():
+    """A Chromium without WebGL at all (as on a machine with neither GPU nor software renderer)."""
+    driver, profile = chromium("--disable-3d-apis", "--disable-webgl")
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -207,6 +223,20 @@ def test_a_new_sos_appears_on_the_live_map_and_leaves_when_cancelled(page, serve
     assert still_the_same_page(page)
 
 
+def test_without_webgl_the_map_page_still_lists_everything_live(no_webgl_browser, served, users):
+    page = no_webgl_browser
+    sign_in(page, served, users(role="moderator"))
+    page.get(f"{served.url}/console/map")
+    wait_until(lambda: page.find_element(By.ID, "map").get_attribute("data-state") == "no-webgl",
+               message="the map to give up on WebGL")
+    assert "needs WebGL" in page.find_element(By.ID, "map").text
+    live(page)
+    response = api(served, "POST", "/emergencies", users(), json={"type": "crime", "location": HERE})
+    sos_id = response.json()["data"]["emergency"]["id"]
+    wait_until(lambda: "crime" in text_of(page, f"sos-{sos_id}"), message="the SOS in the list")
+    assert still_the_same_page(page)
+
+
 def test_a_dispatcher_sees_the_sos_of_the_area_only_and_no_staff_pages(page, served, users):
     owner, admin, dispatcher = users(), users(role="admin"), users(display_name="Dispatcher")
     org_id = dispatching_org(served, owner, admin, [dispatcher])
@@ -226,6 +256,8 @@ def test_a_dispatcher_sees_the_sos_of_the_area_only_and_no_staff_pages(page, ser
     wait_until(lambda: inside_id in (on_map(page, "sos") or []), message="the SOS inside on the map")
     assert outside_id not in on_map(page, "sos") and not page.find_elements(By.ID, f"sos-{outside_id}")
     assert on_map(page, "areas") == [org_id]
+    os.makedirs(SHOTS, exist_ok=True)
+    assert page.save_screenshot(os.path.join(SHOTS, "map-dispatcher-desktop.png"))
     assert [link.text for link in page.find_elements(By.CSS_SELECTOR, "nav a")] == ["Reports", "Live map"]
     page.get(f"{served.url}/console/users")
     assert "only" in page.find_element(By.ID, "error-message").text
@@ -326,6 +358,5 @@ def test_screenshots_of_every_page_at_desktop_and_phone_width(page, served, user
             width = page.execute_script("return document.documentElement.scrollWidth")
             assert width <= size[0], f"{name} scrolls sideways at {label} width"
             assert page.save_screenshot(os.path.join(SHOTS, f"{name}-{label}.png"))
-    assert sorted(os.listdir(SHOTS)) >= sorted(f"{n}-{w}.png" for n in ("alerts", "audit", "login", "map",
-                                                                         "reports", "users")
-                                              for w in ("desktop", "phone"))
+    assert set(os.listdir(SHOTS)) >= {f"{n}-{w}.png" for n in ("alerts", "audit", "login", "map", "reports", "users")
+                                      for w in ("desktop", "phone")}

@@ -3,6 +3,7 @@ escaping, and each page's actions (the browser tests in test_console_browser.py 
 import re
 from datetime import timedelta
 
+import jwt
 import pytest
 import requests
 
@@ -427,3 +428,16 @@ def test_console_pages_hear_changes_made_on_another_process(cluster, make_user, 
         assert api_socket.received("console:changed") == []
     finally:
         page.close()
+
+
+def test_the_socket_token_lives_console_socket_seconds_at_most_and_never_past_the_session(app, staff_client):
+    app.config["CONSOLE_SOCKET_SECONDS"] = 30
+    response = staff_client.post("/console/socket-token", headers={"X-CSRF-TOKEN": csrf_of(staff_client)})
+    claims = jwt.decode(response.get_json()["token"], options={"verify_signature": False})
+    assert response.get_json()["expires_in"] == 30 and claims["exp"] - claims["iat"] == 30
+    app.config["CONSOLE_SOCKET_SECONDS"] = 7200  # longer than the session's hour
+    response = staff_client.post("/console/socket-token", headers={"X-CSRF-TOKEN": csrf_of(staff_client)})
+    session = jwt.decode(staff_client.get_cookie("allynet_console", path="/console").value,
+                         options={"verify_signature": False})
+    claims = jwt.decode(response.get_json()["token"], options={"verify_signature": False})
+    assert claims["exp"] <= session["exp"] and claims["fam"] == session["fam"] and claims["console"] == "socket"

@@ -87,6 +87,20 @@ def organization_room(organization_id):
     return f"org:{organization_id}"
 
 
+CONSOLE_ROOM = "console"
+
+
+def console_organization_room(organization_id):
+    """Room of the console pages of one organization's dispatchers (their service area only)."""
+    return f"console:org:{organization_id}"
+
+
+def console_rooms(organization_ids=()):
+    """The console's rooms for something on the map: staff (`console`) and the dispatchers of
+    `organization_ids` (the dispatching organizations whose service area covers it)."""
+    return [CONSOLE_ROOM] + [console_organization_room(org_id) for org_id in organization_ids]
+
+
 def _server():
     if not has_app_context():
         return None

@@ -4,6 +4,11 @@ Feature `events.py` modules register handlers with `socket_event`; each
 handler gets the connected user's id and the payload loaded by its schema
 and returns a dict for the ack. Every failure becomes
 ``{"ok": false, "error": {code, message}}`` and never breaks the connection.
+
+A console page's socket (connected with the socket token the console mints, see
+allynet/console/service.py) is listen-only: it is in its user's room (so its session ends with
+the user's, like any socket) and in the rooms the `on_console_connect` hooks put it in, but not
+among the connections the handlers know, so every event it sends is refused `unauthorized`.
 """
 import functools
 import logging
@@ -21,6 +26,7 @@ log = logging.getLogger(__name__)
 HANDLERS = []
 CONNECT_HOOKS = []
 DISCONNECT_HOOKS = []
+CONSOLE_CONNECT_HOOKS = []
 
 # Events whose handlers run without a Flask request context (see socket_event's request_context).
 BARE_EVENTS = set()
@@ -38,6 +44,13 @@ def _local_connections():
 def on_connect(fn):
     """Register `fn(user_id, sid)` to run after a socket is authenticated."""
     CONNECT_HOOKS.append(fn)
+    return fn
+
+
+def on_console_connect(fn):
+    """Register `fn(user_id, sid)` to run when a console page's socket connects; a falsy answer
+    refuses the connection (the user may no longer use the console)."""
+    CONSOLE_CONNECT_HOOKS.append(fn)
     return fn
 
 
@@ -131,7 +144,9 @@ def _connect(auth=None):
     token = auth.get("token") if isinstance(auth, dict) else None
     token = token or request.args.get("token")
     try:
-        user_id, claims = auth_service.access_token_owner(db=get_db(), token=token)
+        user_id, claims = auth_service.access_token_owner(db=get_db(), token=token, console_socket=True)
+        if claims.get(auth_service.CONSOLE_CLAIM) == auth_service.CONSOLE_SOCKET:
+            return _connect_console(user_id, claims)
     except AllyNetError as exc:
         request_log.socket_line("connect", sid=request.sid, user_id=None, outcome=exc.code)
         return False
@@ -151,6 +166,20 @@ def _connect(auth=None):
             hook(user_id, sid)
         except Exception:
             log.exception("connect hook %s failed", getattr(hook, "__name__", hook))
+    return True
+
+
+def _connect_console(user_id, claims):
+    """A console page's listen-only socket: its user's room and the console's rooms, no handlers."""
+    from allynet import realtime
+
+    sid = request.sid
+    if not all(hook(user_id, sid) for hook in CONSOLE_CONNECT_HOOKS):
+        request_log.socket_line("connect", sid=sid, user_id=user_id, outcome="forbidden")
+        return False
+    request_log.socket_line("connect", sid=sid, user_id=user_id, outcome="ok")
+    socket_sessions.remember(current_app, sid, user_id, claims)
+    realtime.enter_room(sid, realtime.user_room(user_id))
     return True
 
 

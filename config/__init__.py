@@ -86,6 +86,8 @@ ENV_VARS = {
     "PROXY_FIX_HOPS": int,
     # operator console
     "CONSOLE_SESSION_SECONDS": float,
+    "CONSOLE_SOCKET_SECONDS": float,
+    "CONSOLE_TILE_URL": str,
     "JWT_COOKIE_SECURE": _bool,
     # map data (allynet/mapdata/)
     "MAP_MAX_BBOX_KM2": float,
@@ -157,6 +159,10 @@ class Config:
     JWT_COOKIE_SECURE = False  # True in production (HTTPS only)
     JWT_CSRF_CHECK_FORM = True
     CONSOLE_SESSION_SECONDS = 3600.0
+    CONSOLE_SOCKET_SECONDS = 600.0  # a console page's socket token; the page fetches a new one when it ends
+    # The live map's base map: a MapLibre style URL, or a raster tile URL template with {z}/{x}/{y};
+    # None draws the layers on a blank background (no tile server needed).
+    CONSOLE_TILE_URL = None
     CORS_ORIGINS = "*"
     MAX_CONTENT_LENGTH = 64 * 1024
     # The server's own limits (wsgi.py, eventlet): a longer request line is 414 `uri_too_long`, a

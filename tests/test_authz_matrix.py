@@ -244,7 +244,8 @@ REST = [
     R("GET",    "/static/<path:filename>",                          "file",           None,     "404  404  -    404  404  404  -  "),
     # The console reads only its own session cookie, never a bearer token: to every actor here it is
     # the sign-in page (303 to it) or a failed sign-in (401). Who gets in with the cookie, CSRF and
-    # roles: tests/test_console_pages.py and tests/test_console_browser.py.
+    # roles (staff everywhere; organization dispatchers on the queue, the map, its data and the socket
+    # token, for their service area): tests/test_console_pages.py and tests/test_console_browser.py.
     R("GET",    "/console/login",                                   None,             None,     "200  200  -    200  200  200  -  "),
     R("POST",   "/console/login",                                   None,             None,     "401  401  -    401  401  401  -  "),
     R("POST",   "/console/logout",                                  None,             None,     "303  303  -    303  303  303  -  "),
@@ -262,6 +263,8 @@ REST = [
     R("GET",    "/console/audit",                                   None,             None,     "303  303  -    303  303  303  -  "),
     R("GET",    "/console/audit/export",                            None,             None,     "303  303  -    303  303  303  -  "),
     R("GET",    "/console/map",                                     None,             None,     "303  303  -    303  303  303  -  "),
+    R("GET",    "/console/map/data",                                None,             None,     "303  303  -    303  303  303  -  "),
+    R("POST",   "/console/socket-token",                            None,             None,     "303  303  -    303  303  303  -  "),
     R("GET",    "/console/static/<path:filename>",                  "file",           None,     "404  404  -    404  404  404  -  "),
 ]
 

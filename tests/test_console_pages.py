@@ -3,9 +3,13 @@ escaping, and each page's actions (the browser tests in test_console_browser.py 
 import re
 from datetime import timedelta
 
+import jwt
 import pytest
+import requests
 
 from allynet import clock as clock_module
+from allynet.organizations import service as organizations_service
+from tests.scaleout_support import SioClient, cluster, quiet_werkzeug, redis_prefix  # noqa: F401 (fixtures)
 
 HERE = {"lat": 45.764, "lng": 4.8357}
 SCRIPT = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -58,7 +62,8 @@ def test_anonymous_visitors_get_the_sign_in_page(client, path):
 def test_a_plain_user_is_refused_and_gets_no_session(client, make_user):
     user = make_user()
     response = sign_in(client, user)
-    assert response.status_code == 403 and "moderators and admins" in response.get_data(as_text=True)
+    assert response.status_code == 403
+    assert "moderators, admins and organization dispatchers" in response.get_data(as_text=True)
     assert client.get_cookie("allynet_console", path="/console") is None
     assert client.get("/console/reports").status_code == 303
 
@@ -94,7 +99,8 @@ def test_a_demoted_moderator_sees_the_403_page(client, db, moderator):
     sign_in(client, moderator)
     db.users.update_one({"_id": moderator["_id"]}, {"$set": {"role": "user"}})
     response = client.get("/console/reports")
-    assert response.status_code == 403 and "moderators and admins only" in response.get_data(as_text=True)
+    assert response.status_code == 403
+    assert "moderators, admins and organization dispatchers only" in response.get_data(as_text=True)
 
 
 def test_a_suspended_moderator_is_signed_out(client, moderator, admin):
@@ -233,3 +239,205 @@ def test_the_map_lists_open_sos_visible_reports_and_alerts(staff_client, make_us
                       json={"type": "hazard", "location": HERE, "description": "Pothole"})
     page = staff_client.get("/console/map").get_data(as_text=True)
     assert "medical" in page and "Pothole" in page and "45.76400, 4.83570" in page
+
+
+# ---- live map data, socket tokens, live events --------------------------------------------------
+
+AREA = {"type": "Polygon", "coordinates": [[[4.80, 45.74], [4.87, 45.74], [4.87, 45.79], [4.80, 45.79], [4.80, 45.74]]]}
+OUTSIDE = {"lat": 48.8566, "lng": 2.3522}
+
+
+def socket_token(client):
+    response = client.post("/console/socket-token", headers={"X-CSRF-TOKEN": csrf_of(client)})
+    assert response.status_code == 200 and response.get_json()["expires_in"] > 0
+    return response.get_json()["token"]
+
+
+def console_events(sio_client):
+    return [event["args"][0] for event in sio_client.get_received() if event["name"] == "console:changed"]
+
+
+@pytest.fixture
+def dispatcher(client, make_user, admin):
+    """The dispatcher of a verified pro organization whose service area is around HERE."""
+    owner, dispatcher = make_user(display_name="Owner"), make_user(display_name="Dispatcher")
+    org = client.post("/api/v1/organizations", headers=owner.headers,
+                      json={"name": "Lyon Rescue", "kind": "volunteer_group", "service_area": AREA}).get_json()["data"]
+    invitation = client.post(f"/api/v1/organizations/{org['id']}/invitations", headers=owner.headers)
+    code = invitation.get_json()["data"]["code"]
+    assert client.post("/api/v1/organizations/join", headers=dispatcher.headers, json={"code": code}).status_code == 200
+    assert client.patch(f"/api/v1/organizations/{org['id']}/members/{dispatcher.id}", headers=owner.headers,
+                        json={"role": "dispatcher"}).status_code == 200
+    assert client.patch(f"/api/v1/organizations/{org['id']}", headers=admin.headers,
+                        json={"verified": True, "plan": "pro"}).status_code == 200
+    dispatcher["organization_id"] = org["id"]
+    return dispatcher
+
+
+def raise_sos(client, user, location):
+    response = client.post("/api/v1/emergencies", headers=user.headers, json={"type": "medical", "location": location})
+    assert response.status_code == 201
+    return response.get_json()["data"]["emergency"]["id"]
+
+
+def test_map_data_is_geojson_of_open_sos_visible_reports_and_alerts(staff_client, make_user, admin):
+    requester = make_user()
+    open_id = raise_sos(staff_client, requester, HERE)
+    closed_id = raise_sos(staff_client, make_user(), OUTSIDE)
+    staff_client.post(f"/api/v1/emergencies/{closed_id}/cancel", headers=make_user().headers)
+    staff_client.post(f"/api/v1/emergencies/{closed_id}/resolve", headers=admin.headers)
+    hazard = staff_client.post("/api/v1/reports", headers=make_user().headers,
+                               json={"type": "hazard", "location": HERE, "description": "Pothole"}).get_json()["data"]
+    pending = new_camera(staff_client, make_user())
+    response = staff_client.get("/console/map/data")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    data = response.get_json()
+    assert {name: data[name]["type"] for name in data} == {name: "FeatureCollection" for name in
+                                                          ("areas", "sos", "reports", "alerts")}
+    assert [f["id"] for f in data["sos"]["features"]] == [open_id]
+    sos = data["sos"]["features"][0]
+    assert sos["geometry"] == {"type": "Point", "coordinates": [HERE["lng"], HERE["lat"]]}
+    assert sos["properties"]["status"] == "active" and sos["properties"]["type"] == "medical"
+    assert [f["id"] for f in data["reports"]["features"]] == [hazard["id"]]  # not the pending camera
+    assert data["reports"]["features"][0]["properties"]["description"] == "Pothole"
+    assert pending["id"] not in str(data) and data["areas"]["features"] == []
+
+
+def test_the_map_page_draws_with_vendored_scripts_under_its_own_strict_csp(staff_client, app):
+    page = staff_client.get("/console/map")
+    html = page.get_data(as_text=True)
+    for path in ("vendor/maplibre-gl/maplibre-gl.js", "vendor/maplibre-gl/maplibre-gl.css",
+                 "vendor/socket.io/socket.io.min.js", "console-map.js", "console-live.js"):
+        assert f'/console/static/{path}"' in html
+        assert staff_client.get(f"/console/static/{path}").status_code == 200
+    assert "<script>" not in html and "https://unpkg" not in html and 'data-tile-url=""' in html
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "worker-src blob:" in csp and "unsafe" not in csp
+    assert "connect-src 'self';" in csp and "child-src" not in csp
+    other = staff_client.get("/console/reports").headers["Content-Security-Policy"]
+    assert "worker-src" not in other and "connect-src 'self';" in other
+    app.config["CONSOLE_TILE_URL"] = "https://tiles.example.org/base/{z}/{x}/{y}.png"
+    page = staff_client.get("/console/map")
+    csp = page.headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://tiles.example.org;" in csp
+    assert "img-src 'self' data: https://tiles.example.org;" in csp
+    assert 'data-tile-url="https://tiles.example.org/base/{z}/{x}/{y}.png"' in page.get_data(as_text=True)
+
+
+def test_the_socket_token_needs_the_session_and_its_csrf_value(client, staff_client, make_user):
+    assert client.post("/console/socket-token").status_code == 303  # no session: the sign-in page
+    assert staff_client.post("/console/socket-token").status_code == 403  # no CSRF value
+    assert staff_client.post("/console/socket-token", headers={"X-CSRF-TOKEN": "forged"}).status_code == 403
+    token = socket_token(staff_client)
+    assert client.get("/api/v1/profile", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    other = client.application.test_client()
+    other.set_cookie("allynet_console", token, path="/console")
+    assert other.get("/console/reports").status_code == 303  # not a console session either
+
+
+def test_a_console_socket_hears_console_changes_and_may_send_nothing(staff_client, socket_client, make_user):
+    console = socket_client(token=socket_token(staff_client))
+    plain = socket_client(make_user(role="moderator"))  # an API socket, even a moderator's, is no console
+    assert console.is_connected() and plain.is_connected()
+    report = new_camera(staff_client, make_user())
+    assert console_events(console) == [{"layer": "reports", "id": report["id"], "change": "created"}]
+    assert console_events(plain) == []
+    ack = console.emit("party:create", {"name": "Sneaky"}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "unauthorized"
+    staff_client.post(f"/console/reports/{report['id']}/moderate",
+                      data={"action": "approve", "csrf_token": csrf_of(staff_client)})
+    assert console_events(console) == [{"layer": "reports", "id": report["id"], "change": "updated"}]
+    sos_id = raise_sos(staff_client, make_user(), HERE)
+    assert console_events(console) == [{"layer": "sos", "id": sos_id, "change": "created"}]
+
+
+def test_signing_out_ends_the_console_socket_and_its_token(staff_client, socket_client):
+    token = socket_token(staff_client)
+    console = socket_client(token=token)
+    assert console.is_connected()
+    staff_client.post("/console/logout", data={"csrf_token": csrf_of(staff_client)})
+    assert not console.is_connected()  # ended (session:ended {reason: logout}, then disconnected)
+    assert not socket_client(token=token).is_connected()
+
+
+def test_a_dispatcher_sees_the_map_and_queue_of_the_area_only(app, dispatcher, make_user, socket_client):
+    client = app.test_client()
+    assert sign_in(client, dispatcher).status_code == 303
+    for path in ("/console/users", "/console/alerts", "/console/audit", "/console/audit/export"):
+        response = client.get(path)
+        assert response.status_code == 403 and "only." in response.get_data(as_text=True)
+    console = socket_client(token=socket_token(client))
+    inside, outside = raise_sos(client, make_user(), HERE), raise_sos(client, make_user(), OUTSIDE)
+    assert console_events(console) == [{"layer": "sos", "id": inside, "change": "created"}]
+    data = client.get("/console/map/data").get_json()
+    assert [f["id"] for f in data["sos"]["features"]] == [inside]
+    assert [f["id"] for f in data["areas"]["features"]] == [dispatcher["organization_id"]]
+    page = client.get("/console/map").get_data(as_text=True)
+    assert f"sos-{inside}" in page and f"sos-{outside}" not in page and "Lyon Rescue" in page
+    near = new_camera(client, make_user(), description="Camera near")
+    far = client.post("/api/v1/reports", headers=make_user().headers,
+                      json={"type": "speed_camera", "location": OUTSIDE, "description": "Camera far"})
+    far = far.get_json()["data"]
+    queue = client.get("/console/reports").get_data(as_text=True)
+    assert "Camera near" in queue and "Camera far" not in queue and "Approve" not in queue
+    assert ">Users<" not in queue and ">Live map<" in queue
+    response = client.post(f"/console/reports/{near['id']}/moderate", data={"action": "approve",
+                                                                            "csrf_token": csrf_of(client)})
+    assert response.status_code == 403
+    assert [e["id"] for e in console_events(console)] == [near["id"]]  # not the camera far away
+    assert far["id"] not in client.get("/console/map/data").get_data(as_text=True)
+
+
+def test_a_dispatcher_demoted_in_the_organization_loses_the_console(app, client, dispatcher, make_user,
+                                                                     socket_client, db):
+    console_client = app.test_client()
+    sign_in(console_client, dispatcher)
+    console = socket_client(token=socket_token(console_client))
+    org = db.organizations.find_one({})
+    owner = next(m["user_id"] for m in org["members"] if m["role"] == "owner")
+    with app.app_context():
+        organizations_service.change_role(db=db, organization_id=org["_id"], actor_id=owner,
+                                          user_id=dispatcher["_id"], role="member")
+    raise_sos(client, make_user(), HERE)
+    assert console_events(console) == []  # out of console:org:<id> at once
+    assert console_client.get("/console/map").status_code == 403
+    assert console_client.post("/console/socket-token",
+                               headers={"X-CSRF-TOKEN": "x"}).status_code == 403
+
+
+def test_console_pages_hear_changes_made_on_another_process(cluster, make_user, moderator):
+    """A console page's socket on server B hears an SOS raised and a camera filed on server A (Redis queue)."""
+    a, b = cluster(2)
+    browser = requests.Session()
+    assert browser.post(f"{b.url}/console/login", data={"email": moderator["email"], "password": "password123"},
+                        allow_redirects=False, timeout=10).status_code == 303
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(f"{b.url}/console/reports", timeout=10).text)
+    token = browser.post(f"{b.url}/console/socket-token", headers={"X-CSRF-TOKEN": csrf.group(1)},
+                         timeout=10).json()["token"]
+    page = SioClient(b.url, token)
+    api_socket = cluster.connect(b, moderator)  # the same moderator's app: not a console page
+    try:
+        headers = {"Authorization": f"Bearer {make_user()['access_token']}"}
+        sos = requests.post(f"{a.url}/api/v1/emergencies", headers=headers, timeout=10,
+                            json={"type": "medical", "location": HERE}).json()["data"]["emergency"]["id"]
+        assert page.wait_for("console:changed", lambda d: d["id"] == sos) == {"layer": "sos", "id": sos,
+                                                                             "change": "created"}
+        report = requests.post(f"{a.url}/api/v1/reports", headers=headers, timeout=10,
+                               json={"type": "speed_camera", "location": HERE}).json()["data"]["id"]
+        page.wait_for("console:changed", lambda d: d["id"] == report)
+        assert api_socket.received("console:changed") == []
+    finally:
+        page.close()
+
+
+def test_the_socket_token_lives_console_socket_seconds_at_most_and_never_past_the_session(app, staff_client):
+    app.config["CONSOLE_SOCKET_SECONDS"] = 30
+    response = staff_client.post("/console/socket-token", headers={"X-CSRF-TOKEN": csrf_of(staff_client)})
+    claims = jwt.decode(response.get_json()["token"], options={"verify_signature": False})
+    assert response.get_json()["expires_in"] == 30 and claims["exp"] - claims["iat"] == 30
+    app.config["CONSOLE_SOCKET_SECONDS"] = 7200  # longer than the session's hour
+    response = staff_client.post("/console/socket-token", headers={"X-CSRF-TOKEN": csrf_of(staff_client)})
+    session = jwt.decode(staff_client.get_cookie("allynet_console", path="/console").value,
+                         options={"verify_signature": False})
+    claims = jwt.decode(response.get_json()["token"], options={"verify_signature": False})
+    assert claims["exp"] <= session["exp"] and claims["fam"] == session["fam"] and claims["console"] == "socket"

@@ -196,11 +196,16 @@ def test_create_official_alert_rejects_bad_input(client, db, moderator, clock, c
 
 @pytest.fixture
 def captured_pushes(monkeypatch):
-    """Record party:alert emits instead of sending them."""
+    """Record party:alert emits instead of sending them (other events, e.g. the console's, are not kept)."""
     from allynet import realtime
 
     calls = []
-    monkeypatch.setattr(realtime, "emit_to_rooms", lambda rooms, event, data: calls.append((rooms, event, data)))
+
+    def record(rooms, event, data):
+        if event == "party:alert":
+            calls.append((rooms, event, data))
+
+    monkeypatch.setattr(realtime, "emit_to_rooms", record)
     return calls
 
 

@@ -26,13 +26,21 @@ log = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
 CONSOLE_CLAIM = "console"  # a console session's token: read from its cookie by the console only
+# The value of CONSOLE_CLAIM in a console page's socket token (allynet/console/service.py): good for
+# connecting a listen-only console socket, and for nothing else (not the API, not the console's pages).
+CONSOLE_SOCKET = "socket"
 TOKEN_TYPES = ("access", "refresh")
+
+
+def new_family():
+    """A new login family id (the `fam` claim of every token one login issues)."""
+    return uuid.uuid4().hex
 
 
 def issue_tokens(user, family=None):
     """A fresh access + refresh pair for a user document, in login `family` (a new one when None)."""
     identity = str(user["_id"])
-    claims = {"role": user.get("role", "user"), "email": user["email"], FAMILY_CLAIM: family or uuid.uuid4().hex}
+    claims = {"role": user.get("role", "user"), "email": user["email"], FAMILY_CLAIM: family or new_family()}
     return {
         "access_token": create_access_token(identity=identity, additional_claims=claims),
         "refresh_token": create_refresh_token(identity=identity, additional_claims=claims),
@@ -114,12 +122,14 @@ def token_problem(payload, token_type, raw_token=None, console=False):
 
     flask-jwt-extended fills a missing `type` with "access" and a missing `jti` with None,
     so with `raw_token` the claims as signed are checked too. A console session's token is good
-    only where `console` is true (the console's pages), and only there.
+    only where `console` is true (the console's pages), and only there; a console socket token
+    only where `console` is CONSOLE_SOCKET (a socket's connect).
     """
     if not isinstance(payload.get("jti"), str) or not payload["jti"]:
         return "Token has no id"
-    if bool(payload.get(CONSOLE_CLAIM)) != console:
-        return "Console session tokens are for the console only" if not console else "Not a console session"
+    claim = payload.get(CONSOLE_CLAIM) or False
+    if claim != console:
+        return "Console tokens are for the console only" if not console else "Not a console session"
     if payload.get("type") not in ((token_type,) if token_type else TOKEN_TYPES):
         return "Wrong token type"
     if raw_token is not None:
@@ -190,8 +200,10 @@ def logout(*, db, access_payload, refresh_token=None):
         realtime.end_user_sessions(user_id, "logout", jti=access_payload["jti"])
 
 
-def access_token_owner(*, db, token):
-    """(user id, claims) of a valid, unrevoked access token of an existing user (Socket.IO)."""
+def access_token_owner(*, db, token, console_socket=False):
+    """(user id, claims) of a valid, unrevoked access token of an existing user (Socket.IO).
+
+    With `console_socket`, a console page's socket token is good too (its claims say which)."""
     if not token or not isinstance(token, str):
         raise Unauthorized("Missing token")
     try:
@@ -200,7 +212,8 @@ def access_token_owner(*, db, token):
         raise TokenExpired() from exc
     except (InvalidTokenError, JWTExtendedException, ValueError, KeyError) as exc:
         raise Unauthorized("Invalid token") from exc
-    problem = token_problem(payload, "access", raw_token=token)
+    console = CONSOLE_SOCKET if console_socket and payload.get(CONSOLE_CLAIM) == CONSOLE_SOCKET else False
+    problem = token_problem(payload, "access", raw_token=token, console=console)
     if problem:
         raise Unauthorized(problem)
     if is_revoked(db=db, jti=payload["jti"], family=payload.get(FAMILY_CLAIM)):

@@ -4,4 +4,4 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
-from allynet.console import views  # noqa: E402,F401
+from allynet.console import events, views  # noqa: E402,F401

@@ -2,18 +2,24 @@
 
 Sign-in puts an access token in an HttpOnly, SameSite=Strict cookie (flask-jwt-extended's cookie
 mode, path /console); every form carries the token's CSRF value and flask-jwt-extended refuses a
-state-changing request without it (double submit). Only this blueprint reads the cookie: its
-token carries the `console` claim, which the API refuses (auth.jwt_handlers), and the API reads
-headers only. Every page answers with a strict Content-Security-Policy and no script at all;
-Jinja escapes every value. Actions call the same services as the API, so the rules and the audit
+state-changing request without it (double submit; the pages' scripts send it as X-CSRF-TOKEN).
+Only this blueprint reads the cookie: its token carries the `console` claim, which the API refuses
+(auth.jwt_handlers), and the API reads headers only. Every page answers with a strict
+Content-Security-Policy: scripts only from the package's static folder (the live updates, the map
+and the vendored MapLibre and socket.io client), never inline; Jinja escapes every value, the
+scripts write text only. Actions call the same services as the API, so the rules and the audit
 log are the same.
+
+Who gets in: moderators and admins (everything), and the owners, admins and dispatchers of a
+dispatching organization (verified, pro plan), who see the reports queue (without the moderation
+actions) and the live map of their service area only, and a 403 page elsewhere.
 """
 import functools
-from datetime import timedelta
+from urllib.parse import urlsplit
 
-from flask import Response, current_app, g, make_response, redirect, render_template, request, url_for
-from flask_jwt_extended import (create_access_token, get_current_user, get_jwt, set_access_cookies,
-                                unset_jwt_cookies, verify_jwt_in_request)
+from flask import Response, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask_jwt_extended import (get_current_user, get_jwt, set_access_cookies, unset_jwt_cookies,
+                                verify_jwt_in_request)
 from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException
 from jwt import PyJWTError
 from marshmallow import ValidationError
@@ -31,15 +37,34 @@ from allynet.reports.schemas import (ALERT_TYPES, alert_create_schema, alert_upd
 from allynet.users import service as users_service
 from allynet.users.schemas import ROLES, admin_user_update_schema, suspend_schema, user_list_query_schema
 
-STAFF = ("moderator", "admin")
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+STAFF = service.STAFF
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _tile_origin():
+    """scheme://host[:port] of CONSOLE_TILE_URL, or None."""
+    url = current_app.config.get("CONSOLE_TILE_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def map_csp():
+    """The live map page's policy: MapLibre starts its worker from a blob: URL (worker-src blob:) and,
+    with CONSOLE_TILE_URL, fetches the base map from that origin (connect-src, img-src)."""
+    origin = _tile_origin()
+    extra = f" {origin}" if origin else ""
+    return (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{extra}; "
+            f"connect-src 'self'{extra}; worker-src blob:; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'")
 
 
 @bp.after_request
 def security_headers(response):
     """Every console response: strict CSP, no framing, no sniffing, no caching, no referrer."""
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = map_csp() if request.endpoint == "console.live_map" else CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -49,13 +74,20 @@ def security_headers(response):
 
 
 def _page(template, status=200, **context):
-    return render_template(f"console/{template}", user=g.get("console_user"),
-                           csrf=g.get("console_csrf"), **context), status
+    return render_template(f"console/{template}", user=g.get("console_user"), csrf=g.get("console_csrf"),
+                           scope=g.get("console_scope"), **context), status
 
 
-def staff_page(*roles):
-    """Signed in through the cookie with one of `roles` (staff by default): else the sign-in page
-    (no or dead session), 403 page (wrong role, or a form without the CSRF value)."""
+def _refusal(roles, dispatchers):
+    who = [role + "s" for role in roles] + (["organization dispatchers"] if dispatchers else [])
+    listed = f"{', '.join(who[:-1])} and {who[-1]}" if len(who) > 1 else who[0]
+    return f"This page is for {listed} only."
+
+
+def staff_page(*roles, dispatchers=False):
+    """Signed in through the cookie with one of `roles` (staff by default), or with `dispatchers` an
+    organization's dispatcher: else the sign-in page (no or dead session), 403 page (anyone else,
+    or a form without the CSRF value). The view finds the viewer's scope in `g.console_scope`."""
     roles = roles or STAFF
 
     def decorator(view):
@@ -73,8 +105,9 @@ def staff_page(*roles):
                 return response
             user = users_service.get_or_raise(db=get_db(), user_id=get_current_user()["_id"])
             g.console_user, g.console_csrf = user, get_jwt().get("csrf")
-            if user.get("role") not in roles:
-                return _page("error.html", 403, message=f"This page is for {' and '.join(role + 's' for role in roles)} only.")
+            g.console_scope = service.scope_of(db=get_db(), user=user)
+            if user.get("role") not in roles and not (dispatchers and g.console_scope is not None):
+                return _page("error.html", 403, message=_refusal(roles, dispatchers))
             try:
                 return view(*args, **kwargs)
             except ValidationError as exc:
@@ -135,41 +168,44 @@ def sign_in_submit():
         user, _ = auth_service.login(db=get_db(), email=email, password=password)
     except AllyNetError as exc:
         return render_template("console/login.html", error=exc.message, email=email), exc.status
-    if user.get("role") not in STAFF:
-        return render_template("console/error.html", message="The console is for moderators and admins."), 403
-    token = create_access_token(
-        identity=str(user["_id"]), additional_claims={"role": user["role"], "email": user["email"],
-                                                      auth_service.CONSOLE_CLAIM: True},
-        expires_delta=timedelta(seconds=float(current_app.config["CONSOLE_SESSION_SECONDS"])))
+    if service.scope_of(db=get_db(), user=user) is None:
+        return render_template("console/error.html", message="The console is for moderators, admins and "
+                                                             "organization dispatchers."), 403
     response = make_response(redirect(url_for("console.reports"), 303))
-    set_access_cookies(response, token)
+    set_access_cookies(response, service.session_token(user=user))
     return response
 
 
 @bp.post("/logout")
-@staff_page()
+@staff_page(dispatchers=True)
 def sign_out():
-    auth_service.revoke(db=get_db(), payload=get_jwt(), reason="logout")
+    """End the session: its token and login family are revoked, and its pages' sockets end."""
+    auth_service.logout(db=get_db(), access_payload=get_jwt())
     response = make_response(redirect(url_for("console.sign_in"), 303))
     unset_jwt_cookies(response)
     return response
 
 
 @bp.get("/")
-@staff_page()
+@staff_page(dispatchers=True)
 def home():
     return _back("console.reports")
+
+
+@bp.post("/socket-token")
+@staff_page(dispatchers=True)
+def socket_token():
+    """A short-lived token for this page's listen-only socket (JSON; the form's CSRF value as X-CSRF-TOKEN)."""
+    token, seconds = service.socket_token(user=g.console_user, session=get_jwt())
+    return jsonify({"token": token, "expires_in": seconds}), 200
 
 
 # ---- reports queue ------------------------------------------------------------------------------
 
 @bp.get("/reports")
-@staff_page()
+@staff_page(dispatchers=True)
 def reports():
-    db, me = get_db(), g.console_user["_id"]
-    queues = {status: reports_service.list_reports(db=db, viewer_id=me, query={"status": status, "limit": 100})[0]
-              for status in ("pending", "flagged")}
-    return _page("reports.html", queues=queues)
+    return _page("reports.html", queues=service.queues(db=get_db(), scope=g.console_scope), live="reports")
 
 
 @bp.post("/reports/<oid:report_id>/moderate")
@@ -288,7 +324,16 @@ def audit_export():
 # ---- live map -----------------------------------------------------------------------------------
 
 @bp.get("/map")
-@staff_page()
+@staff_page(dispatchers=True)
 def live_map():
-    return _page("map.html", layers=service.live_map(db=get_db()))
+    return _page("map.html", layers=service.live_map(db=get_db(), scope=g.console_scope),
+                 tile_url=current_app.config.get("CONSOLE_TILE_URL") or "", live="map")
+
+
+@bp.get("/map/data")
+@staff_page(dispatchers=True)
+def map_data():
+    """The live map's layers as GeoJSON FeatureCollections: {areas, sos, reports, alerts} (the scope's only)."""
+    scope = g.console_scope
+    return jsonify(service.map_geojson(service.live_map(db=get_db(), scope=scope), scope)), 200
 

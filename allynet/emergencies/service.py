@@ -99,6 +99,12 @@ def _dispatch_rooms(emergency):
     return [realtime.organization_room(org_id) for org_id in emergency.get("dispatch_organization_ids") or ()]
 
 
+def _tell_console(emergency, change):
+    """The console's live map: staff, and the dispatchers of the organizations alerted at creation."""
+    realtime.emit_to_rooms(realtime.console_rooms(emergency.get("dispatch_organization_ids") or ()),
+                           "console:changed", {"layer": "sos", "id": str(emergency["_id"]), "change": change})
+
+
 def party_member_ids(*, db, user_id):
     """Other current members of the user's active party; [] when the party lookup fails.
 
@@ -311,6 +317,7 @@ def open_emergency(*, db, user_id, data):
     if emergency["dispatch_organization_ids"]:
         realtime.emit_to_rooms(_dispatch_rooms(emergency), "emergency.created",
                                dict(alert_schema.dump(emergency), wave=1, party_member=False, distance_m=None))
+    _tell_console(emergency, "created")
     return emergency, len(targets)
 
 
@@ -493,6 +500,7 @@ def respond(*, db, emergency_id, helper_id, eta_minutes=None):
     if moved:
         realtime.emit_to_rooms(rooms + _dispatch_rooms(updated), "emergency.status_changed",
                                {"emergency_id": str(emergency_id), "status": "responding"})
+        _tell_console(updated, "updated")
     return updated
 
 
@@ -521,6 +529,7 @@ def _close(*, db, emergency, status, actor_id, owner_only):
                                {"emergency_id": emergency_id, "status": status,
                                 "resolved_at": now, "resolved_by": str(actor_id)})
     realtime.close_room(realtime.emergency_room(updated["_id"]))
+    _tell_console(updated, "removed")
     return updated
 
 

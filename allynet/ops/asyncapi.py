@@ -106,6 +106,14 @@ SERVER_EVENTS = {
                                                                             "token_expired", "suspended",
                                                                             "frame_too_large"]},
                            max_bytes={"type": "integer", "description": "With frame_too_large: the limit."})),
+    "console:changed": ("console (moderators' and admins' console pages) and console:org:<id> (the console pages "
+                        "of the dispatchers of the dispatching organizations whose service area covers it)",
+                        "Something on the operator console's map or reports queue changed: the page fetches its "
+                        "data again (what it may see). Only console page sockets (connected with a console "
+                        "socket token) are in these rooms.",
+                        _obj(("layer", "id", "change"), id=ID,
+                             layer={"type": "string", "enum": ["sos", "reports", "alerts"]},
+                             change={"type": "string", "enum": ["created", "updated", "removed"]})),
     "help_request.offer": ("user:<requester>", "A new offer on your request.",
                            _obj(("help_request_id", "offer"), help_request_id=ID, offer={"type": "object"})),
     "help_request.accepted": ("user:<helper>", "Your offer was accepted.",

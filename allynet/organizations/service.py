@@ -16,7 +16,9 @@ trust score and distance like any verified helper.
 Dispatch (verified ``pro`` organizations): owners, admins and dispatchers see the open SOS inside
 the service area, are in ``org:<id>`` (from connect, and at once when granted the role), receive
 ``emergency.created`` / ``emergency.status_changed`` there, and may assign a member who is a
-verified (or vouched) helper to an SOS.
+verified (or vouched) helper to an SOS. In the operator console they see the map and reports
+queue of the service area (allynet/console/), live through ``console:org:<id>``; losing the role
+takes every socket of theirs out of both rooms.
 """
 import secrets
 from datetime import timedelta
@@ -280,7 +282,7 @@ def change_role(*, db, organization_id, actor_id, user_id, role):
         if role in DISPATCH_ROLES and old not in DISPATCH_ROLES:
             realtime.enter_user_sockets(user_id, realtime.organization_room(organization_id))
         elif role not in DISPATCH_ROLES and old in DISPATCH_ROLES:
-            realtime.leave_user_sockets(user_id, realtime.organization_room(organization_id))
+            _leave_dispatch_rooms(user_id, organization_id)
     audit.record(db=db, actor_id=actor_id, action="organization.role", target_type="organization",
                  target_id=organization_id, before={"user_id": user_id, "role": old},
                  after={"user_id": user_id, "role": role})
@@ -299,7 +301,7 @@ def _drop_member(db, organization_id, user_id, check):
 
     before, after = _change_members(db, organization_id, drop)
     db.users.update_one({"_id": user_id}, {"$pull": {"vouched_by": organization_id}})
-    realtime.leave_user_sockets(user_id, realtime.organization_room(organization_id))
+    _leave_dispatch_rooms(user_id, organization_id)
     return before, after
 
 
@@ -447,12 +449,23 @@ def join_room(*, db, organization_id, user_id, sid):
     realtime.enter_room(sid, realtime.organization_room(organization_id))
 
 
-def rejoin_rooms(*, db, user_id, sid):
-    """A connecting socket enters the dispatch rooms of its user's organizations."""
+def dispatch_organizations(*, db, user_id, projection=None):
+    """The dispatching organizations (verified, pro) in which `user_id` is owner, admin or dispatcher."""
     query = {"members": {"$elemMatch": {"user_id": user_id, "role": {"$in": list(DISPATCH_ROLES)}}},
              "verified": True, "plan": "pro"}
-    for org in db.organizations.find(query, projection={"_id": 1}):
+    return list(db.organizations.find(query, projection=projection or {"_id": 1}))
+
+
+def rejoin_rooms(*, db, user_id, sid):
+    """A connecting socket enters the dispatch rooms of its user's organizations."""
+    for org in dispatch_organizations(db=db, user_id=user_id):
         realtime.enter_room(sid, realtime.organization_room(org["_id"]))
+
+
+def _leave_dispatch_rooms(user_id, organization_id):
+    """Every socket of the user leaves the organization's dispatch room and its console room."""
+    realtime.leave_user_sockets(user_id, realtime.organization_room(organization_id))
+    realtime.leave_user_sockets(user_id, realtime.console_organization_room(organization_id))
 
 
 def _sync_dispatch_room(org):
@@ -462,7 +475,7 @@ def _sync_dispatch_room(org):
             if dispatching(org):
                 realtime.enter_user_sockets(member["user_id"], room)
             else:
-                realtime.leave_user_sockets(member["user_id"], room)
+                _leave_dispatch_rooms(member["user_id"], org["_id"])
 
 
 # ---- club rides ---------------------------------------------------------------------------------

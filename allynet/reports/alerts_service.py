@@ -30,6 +30,7 @@ from pymongo import ReturnDocument
 from allynet import audit, clock, realtime
 from allynet.errors import NotFound, ValidationFailed
 from allynet.fields import point_to_latlng
+from allynet.organizations import service as organizations_service
 from allynet.parties import service as parties_service
 from allynet.pagination import newest_first_page
 
@@ -64,6 +65,18 @@ def push_to_nearby_parties(*, db, source, item):
     return party_ids
 
 
+def tell_console(*, db, layer, item, change):
+    """`console:changed` for a report or alert (`layer`): to staff, and to the dispatchers of the
+    dispatching organizations whose service area covers it (their console shows only that area)."""
+    try:
+        organization_ids = organizations_service.dispatching_organization_ids(db=db, location=item["location"])
+    except Exception:  # the change is stored; staff still hear of it
+        log.exception("finding the organizations around %s %s failed", layer, item["_id"])
+        organization_ids = []
+    realtime.emit_to_rooms(realtime.console_rooms(organization_ids), "console:changed",
+                           {"layer": layer, "id": str(item["_id"]), "change": change})
+
+
 def _check_expiry(expires_at, now):
     horizon = now + timedelta(days=float(current_app.config["OFFICIAL_ALERT_MAX_DAYS"]))
     if expires_at <= now:
@@ -83,6 +96,7 @@ def create_alert(*, db, user_id, data):
     audit.record(db=db, actor_id=user_id, action="alert.create", target_type="alert", target_id=alert["_id"],
                  after={"type": alert["type"], "expires_at": alert["expires_at"]})
     push_to_nearby_parties(db=db, source="official", item=alert)
+    tell_console(db=db, layer="alerts", item=alert, change="created")
     return alert
 
 
@@ -101,7 +115,11 @@ def update_alert(*, db, actor_id, alert_id, data):
         raise NotFound("Alert not found")
     audit.record(db=db, actor_id=actor_id, action="alert.update", target_type="alert", target_id=alert_id,
                  before={key: before.get(key) for key in data}, after=dict(data))
-    return {**before, **data, "updated_at": now}
+    after = {**before, **data, "updated_at": now}
+    tell_console(db=db, layer="alerts", item=after, change="updated")
+    if after["location"] != before["location"]:  # it may have left an organization's area
+        tell_console(db=db, layer="alerts", item=before, change="removed")
+    return after
 
 
 def delete_alert(*, db, actor_id, alert_id):
@@ -111,6 +129,7 @@ def delete_alert(*, db, actor_id, alert_id):
         raise NotFound("Alert not found")
     audit.record(db=db, actor_id=actor_id, action="alert.delete", target_type="alert", target_id=alert_id,
                  before={key: deleted.get(key) for key in EDITABLE})
+    tell_console(db=db, layer="alerts", item=deleted, change="removed")
 
 
 def list_official(*, db, cursor=None, limit=50):

@@ -141,6 +141,7 @@ def create_report(*, db, user_id, data):
     db.reports.insert_one(report)
     if status in VISIBLE:
         alerts_service.push_to_nearby_parties(db=db, source="report", item=report)
+    alerts_service.tell_console(db=db, layer="reports", item=report, change="created")
     return report
 
 
@@ -187,8 +188,9 @@ def vote(*, db, report_id, user_id, value):
     if value == "up":
         if not updated.get("confirmed"):
             _confirm_once(db=db, report_id=report_id, min_net=trust.CONFIRM_UPVOTES)
-    else:
+    else:  # a downvote may put it in the flagged queue or hide it
         updated = _hide_if_voted_down(db=db, report=updated, now=now)
+        alerts_service.tell_console(db=db, layer="reports", item=updated, change="updated")
     if updated.get("expires_at") is not None and updated["expires_at"] <= now:
         raise NotFound("Report not found")
     return updated
@@ -301,6 +303,7 @@ def moderate(*, db, actor_id, report_id, action, reason=None):
             alerts_service.push_to_nearby_parties(db=db, source="report", item=after)
     elif action == "reject":
         trust.apply_event(db=db, user_id=before["user_id"], event="report_rejected")
+    alerts_service.tell_console(db=db, layer="reports", item=after, change="updated")
     return for_moderators(after)
 
 

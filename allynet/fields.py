@@ -2,14 +2,18 @@
 
 The one place that turns wire formats into stored ones and back:
 ``{"lat", "lng"}`` <-> GeoJSON ``Point [lng, lat]``, 24-hex strings <->
-ObjectId, naive UTC datetimes -> ISO 8601 with ``Z``.
+ObjectId, naive UTC datetimes -> ISO 8601 with ``Z``; and money as clients
+send it, ``{amount, currency}`` in major units, checked against the
+currency's decimals (allynet/money.py).
 """
 import math
 import re
 from datetime import datetime, timezone
 
 from bson import ObjectId
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from allynet import money
 
 # What str.strip() removes (Python's white space), spelled out so a JSON Schema pattern means the
 # same to every regex engine (ECMA's \s differs: no \x1c-\x1f or \x85, but \ufeff).
@@ -105,6 +109,44 @@ class Finite(fields.Float):
         if not math.isfinite(number):
             raise ValidationError("Must be a finite number.")
         return number
+
+
+MAX_AMOUNT = 1_000_000_000
+
+
+class Currency(fields.String):
+    """An ISO 4217 currency code from allynet/money.py (case-insensitive in, upper-case out)."""
+
+    def openapi_property(self):
+        """OpenAPI: the codes, upper-case (lower-case is accepted too)."""
+        return {"type": "string", "enum": sorted(money.CODES)}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return money.normalize_code(super()._deserialize(value, attr, data, **kwargs))
+        except money.MoneyError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+class MoneySchema(Schema):
+    """An amount of money in major units: {amount >= 0, currency}, no more decimals than the currency has.
+
+    The decimals are checked on the number's exact decimal text (allynet/money.py), so what is
+    stored converts exactly to the integer minor units payments use: `money.to_minor(amount, currency)`.
+    """
+
+    amount = Finite(required=True, strict=True, validate=validate.Range(0, MAX_AMOUNT), metadata={
+        "description": "In major units, with at most the currency's decimals (ISO 4217: JPY 0, EUR 2, "
+                       "KWD 3); more is 400 validation_error"})
+    currency = Currency(required=True, metadata={
+        "description": "ISO 4217 code of a circulating currency, e.g. EUR, USD, GBP (stored upper-case)"})
+
+    @validates_schema
+    def amount_fits_the_currency(self, data, **kwargs):
+        try:
+            money.check_decimals(data["amount"], data["currency"])
+        except money.MoneyError as exc:
+            raise ValidationError(str(exc), field_name="amount") from exc
 
 
 class LatLngSchema(Schema):

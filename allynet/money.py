@@ -3,7 +3,8 @@
 The codes and their minor-unit exponents come from the ``iso4217`` package
 (ISO's own published list, kept current by its maintainers): EUR has 2
 decimals, JPY none, KWD 3. Codes without a minor unit (gold, special drawing
-rights, the testing codes) are not currencies anyone pays in and are refused.
+rights, the testing codes) and the codes ISO marks as funds (USN, CLF, the
+WIR units...) are not currencies anyone pays in and are refused.
 
 The API carries money as ``{amount, currency}`` in major units (a JSON
 number); payments keep integer minor units. Conversion goes through
@@ -15,8 +16,12 @@ from decimal import Decimal, InvalidOperation
 
 import iso4217
 
-# code -> exponent, for every ISO 4217 code with a minor unit.
-EXPONENTS = {currency.code: currency.exponent for currency in iso4217.Currency if currency.exponent is not None}
+# Codes the published table marks IsFund="true" (the package keeps that only in its raw XML).
+FUNDS = frozenset(entry.findtext("Ccy") for entry in iso4217.raw_xml.iter("CcyNtry")
+                  if entry.find("CcyNm") is not None and entry.find("CcyNm").get("IsFund") == "true")
+# code -> exponent, for every ISO 4217 currency with a minor unit (no funds).
+EXPONENTS = {currency.code: currency.exponent for currency in iso4217.Currency
+             if currency.exponent is not None and currency.code not in FUNDS}
 CODES = frozenset(EXPONENTS)
 
 

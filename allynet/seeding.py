@@ -27,7 +27,7 @@ from datetime import timedelta
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from allynet import clock, geo, scripting, trust
+from allynet import clock, geo, money, scripting, trust
 from allynet.auth.passwords import hash_password
 from allynet.db import INDEXES, ensure_indexes
 from allynet.errors import MONGO_DOWN_ERRORS
@@ -1057,6 +1057,8 @@ def check_plan(plan):
             problems.append(f"--{name.replace('_', '-')} must not be negative")
     if plan.party_size < 1 or plan.batch_size < 1:
         problems.append("--party-size and --batch-size must be at least 1")
+    if plan.currency not in money.CODES:
+        problems.append("--currency must be an ISO 4217 currency code the API takes (e.g. EUR, USD, JPY)")
     if len(plan.password) < 8:
         problems.append("--password must have at least 8 characters (the API refuses shorter ones)")
     return problems

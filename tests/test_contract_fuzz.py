@@ -12,6 +12,7 @@ runs the long version.
 """
 import math
 import os
+from types import SimpleNamespace
 
 import pytest
 import schemathesis
@@ -62,6 +63,8 @@ UNEXPRESSIBLE_400 = (
     # a service area's geometry: closed rings, MongoDB's indexing rules, its area
     "Must be a GeoJSON object with type Polygon or MultiPolygon",
     "Not a valid Polygon", "Not a valid MultiPolygon", "km²", "vertices",
+    # money: the decimals an amount may have depend on its currency (JPY 0, EUR 2, KWD 3)
+    "amounts have no decimals", "amounts have at most",
 )
 
 
@@ -275,8 +278,6 @@ def test_stateful_sequences_as_an_admin(admin_schema):
 
 
 def _case(method="POST", body=None, query=None, path_parameters=None):
-    from types import SimpleNamespace
-
     return SimpleNamespace(method=method, body=body, query=query, path_parameters=path_parameters, headers={})
 
 
@@ -289,6 +290,17 @@ def test_the_run_never_lets_the_admin_patch_its_own_account():
     _protect(other, actors)
 
     assert own.path_parameters["user_id"] == NOBODY and other.path_parameters["user_id"] == "b" * 24
+
+
+@pytest.mark.parametrize("budget", [{"amount": 0.5, "currency": "JPY"}, {"amount": 0.125, "currency": "EUR"},
+                                    {"amount": 0.0625, "currency": "KWD"}])
+def test_an_amount_with_too_many_decimals_for_its_currency_is_a_documented_400(client, make_user, budget):
+    # Valid per the document (any number >= 0, any listed code), refused by a rule across the two fields.
+    response = client.post("/api/v1/help-requests", headers=make_user().headers, json={
+        "title": "Need a lift", "description": "To the station", "category": "transport",
+        "location": {"lat": 0, "lng": 0}, "budget": budget})
+    as_schemathesis_sees_it = SimpleNamespace(status_code=response.status_code, json=response.get_json)
+    assert response.status_code == 400 and _known_400(as_schemathesis_sees_it)
 
 
 def test_only_what_the_gate_refuses_is_left_out():

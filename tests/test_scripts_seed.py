@@ -97,6 +97,9 @@ def test_city_centre_flags_and_validation(seed, db, capsys):
     assert "--city-lat" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         seed("--password", "short", "--users", "5")
+    with pytest.raises(SystemExit):
+        seed("--currency", "xau", "--users", "5")  # a metal: budgets the API would refuse
+    assert "--currency" in capsys.readouterr().err
     assert db.users.count_documents({}) == before
 
 

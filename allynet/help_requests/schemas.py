@@ -3,50 +3,25 @@
 Categories (both help requests and skills): transport, groceries, repairs,
 childcare, elderly_care, pets, tech, moving, other.
 
-Money (`budget`, `price`, skill `rate`): `{amount >= 0, currency}` with
-`currency` an ISO 4217 code of a circulating currency (CURRENCIES below; a
-fixed list rather than a new dependency). Lower-case codes are accepted and
-stored upper-case.
+Money (`budget`, `price`, skill `rate`): the shared MoneySchema of
+allynet/fields.py, `{amount >= 0, currency}` in major units with no more
+decimals than the ISO 4217 currency has (codes and exponents from
+allynet/money.py). Lower-case codes are accepted and stored upper-case.
 """
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from allynet import geo
-from allynet.fields import Cursor, DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
+from allynet.fields import (Cursor, DateTimeZ, Finite, Id, ListFormat, Location, MoneySchema, Name, ObjectIdField,
+                            Text)
 
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
 OFFER_STATUSES = ("pending", "accepted", "declined")
 ROLES = ("requester", "helper")
 
-# ISO 4217 codes of circulating currencies (no fund, precious-metal or testing codes).
-CURRENCIES = frozenset("""
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
-    CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD
-    GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT
-    LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR
-    NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP
-    STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG
-    XOF XPF YER ZAR ZMW ZWG
-""".split())
-
-MAX_AMOUNT = 1_000_000_000
 RADIUS_M = (100, 50_000)
 DEFAULT_RADIUS_M = 10_000
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-
-
-class Currency(fields.String):
-    """An ISO 4217 currency code (case-insensitive in, upper-case out)."""
-
-    def openapi_property(self):
-        """OpenAPI: the codes, upper-case (lower-case is accepted too)."""
-        return {"type": "string", "enum": sorted(CURRENCIES)}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs).strip().upper()
-        if code not in CURRENCIES:
-            raise ValidationError("Not an ISO 4217 currency code (e.g. EUR, USD, GBP).")
-        return code
 
 
 class Near(fields.Field):
@@ -62,14 +37,6 @@ class Near(fields.Field):
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
         return {"lat": lat, "lng": lng}
-
-
-class MoneySchema(Schema):
-    """An amount of money: {amount >= 0, currency}."""
-
-    amount = Finite(required=True, strict=True, validate=validate.Range(0, MAX_AMOUNT))
-    currency = Currency(required=True, metadata={
-        "description": "ISO 4217 code of a circulating currency, e.g. EUR, USD, GBP (stored upper-case)"})
 
 
 class OfferSchema(Schema):
@@ -163,7 +130,6 @@ class MineQuerySchema(PageQuerySchema):
         "description": "requester: the requests you posted; helper: those you offered on or were assigned to"})
 
 
-money_schema = MoneySchema()
 offer_schema = OfferSchema()
 help_request_schema = HelpRequestSchema()
 help_request_create_schema = HelpRequestCreateSchema()

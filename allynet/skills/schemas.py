@@ -1,15 +1,14 @@
-"""Skill schemas. Categories and money come from the help request vocabulary (one list for both)."""
+"""Skill schemas. Categories come from the help request vocabulary (one list for both), money from allynet/fields.py."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
-from allynet.help_requests.schemas import (CATEGORIES, DEFAULT_RADIUS_M, RADIUS_M, MoneySchema, Near,
-                                           PageQuerySchema)
+from allynet.fields import DateTimeZ, Finite, Id, ListFormat, Location, MoneySchema, Name, ObjectIdField, Text
+from allynet.help_requests.schemas import CATEGORIES, DEFAULT_RADIUS_M, RADIUS_M, Near, PageQuerySchema
 
 RATE_UNITS = ("hour", "job")
 
 
 class RateSchema(MoneySchema):
-    """What a skill costs: {amount >= 0, currency (ISO 4217), unit: hour|job}."""
+    """What a skill costs: {amount >= 0, currency (ISO 4217), unit: hour|job}; decimals as MoneySchema allows."""
 
     unit = fields.String(required=True, validate=validate.OneOf(RATE_UNITS))
 

@@ -281,14 +281,15 @@ def refund(*, db, user_id, payment_id, amount=None, reason, idempotency_key=None
         made = _call(provider().refund, current["provider_intent_id"], amount=value,
                      idempotency_key=f"payment:{payment_id}:refund:{len(current.get('refunds', []))}:{value}",
                      metadata={"payment_id": str(payment_id), "reason": reason})
-        updated = apply_refund(db=db, payment_id=payment_id, refund=made, cause="refund", reason=reason,
-                               by=user_id)
-        audit.record(db=db, actor_id=user_id, action="payment.refund", target_type="payment",
-                     target_id=payment_id,
-                     before={"status": current["status"], "refunded_amount": current["refunded_amount"]},
-                     after={"status": updated["status"], "refunded_amount": updated["refunded_amount"],
-                            "refund_id": made["id"], "amount": made["amount"]},
-                     reason=reason)
+        updated, added = apply_refund(db=db, payment_id=payment_id, refund=made, cause="refund", reason=reason,
+                                      by=user_id)
+        if added:  # a concurrent request with the same derived key got the same refund: one entry
+            audit.record(db=db, actor_id=user_id, action="payment.refund", target_type="payment",
+                         target_id=payment_id,
+                         before={"status": current["status"], "refunded_amount": current["refunded_amount"]},
+                         after={"status": updated["status"], "refunded_amount": updated["refunded_amount"],
+                                "refund_id": made["id"], "amount": made["amount"]},
+                         reason=reason)
         return render(updated, viewer_id=user_id), 200
 
     return idempotency.run(db=db, user_id=user_id, key=key, scope=f"payments.refund:{payment_id}",
@@ -296,15 +297,16 @@ def refund(*, db, user_id, payment_id, amount=None, reason, idempotency_key=None
 
 
 def apply_refund(*, db, payment_id, refund, cause, reason=None, by=None):
-    """Add one provider refund to the record (once per refund id, however often it is reported)."""
+    """Add one provider refund to the record (once per refund id, however often it is reported):
+    (record, whether this call added it)."""
     entry = {"id": refund["id"], "amount": int(refund["amount"]), "reason": reason or
              (refund.get("metadata") or {}).get("reason"), "by": by, "at": clock.now()}
     for _ in range(5):
         record = records.find(db=db, payment_id=payment_id)
         if any(made["id"] == refund["id"] for made in record.get("refunds", [])):
-            return record
+            return record, False
         if record["status"] not in REFUNDABLE:
-            return record
+            return record, False
         total = record["refunded_amount"] + entry["amount"]
         captured = record.get("amount_received") or record["amount"]
         status = "refunded" if total >= captured else "partially_refunded"
@@ -314,8 +316,8 @@ def apply_refund(*, db, payment_id, refund, cause, reason=None, by=None):
                                           "refunds.id": {"$ne": refund["id"]}},
                                   push={"refunds": entry})
         if updated is not None:
-            return updated
-    return records.find(db=db, payment_id=payment_id)
+            return updated, True
+    return records.find(db=db, payment_id=payment_id), False
 
 
 # ---- Connect: where a helper gets paid ----------------------------------------------------------

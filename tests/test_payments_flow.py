@@ -185,3 +185,30 @@ def test_an_event_brings_a_payment_the_server_missed_up_to_date(client, people, 
     shown = get(client, users["requester"], f"/help-requests/{request['id']}").get_json()["data"]["payment"]
     assert shown["status"] == "requires_capture"
     assert len(events_named(helper_socket, "help_request.payment_secured")) == 1
+
+
+def test_a_failed_capture_is_shown_and_completing_again_retries_it(client, people, app, monkeypatch):
+    from allynet.payments.provider import ProviderError, get_provider
+
+    users, _ = people
+    request, payment_id = accepted(client, users)
+    confirm(client, users["requester"], payment_id)
+    with app.app_context():
+        provider = get_provider()
+
+    def unavailable(*args, **kwargs):
+        raise ProviderError("timed out", code="api_connection_error", status=502)
+
+    monkeypatch.setattr(provider, "capture_intent", unavailable)
+    done = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert done.status_code == 200 and done.get_json()["data"]["status"] == "completed"
+    shown = done.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]["code"]) == ("requires_capture", "capture_failed")
+    monkeypatch.undo()
+    again = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert again.status_code == 200
+    shown = again.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]) == ("succeeded", None)
+    # nothing left to retry: completing a third time is the usual refusal
+    third = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert third.status_code == 409 and error_code(third) == "invalid_transition"

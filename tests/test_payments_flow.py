@@ -212,3 +212,31 @@ def test_a_failed_capture_is_shown_and_completing_again_retries_it(client, peopl
     # nothing left to retry: completing a third time is the usual refusal
     third = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
     assert third.status_code == 409 and error_code(third) == "invalid_transition"
+
+
+def test_a_failed_cancel_is_shown_until_the_providers_event_cancels_it(client, people, app, db, monkeypatch):
+    from allynet.payments.provider import ProviderError, get_provider
+
+    users, _ = people
+    request, payment_id = accepted(client, users)
+    confirm(client, users["requester"], payment_id)
+    with app.app_context():
+        provider = get_provider()
+    real_cancel = provider.cancel_intent
+
+    def unavailable(*args, **kwargs):
+        raise ProviderError("timed out", code="api_connection_error", status=502)
+
+    monkeypatch.setattr(provider, "cancel_intent", unavailable)
+    done = post(client, users["requester"], f"/help-requests/{request['id']}/cancel")
+    assert done.status_code == 200 and done.get_json()["data"]["status"] == "cancelled"
+    shown = done.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]["code"]) == ("requires_capture", "cancel_failed")
+    intent_id = db.payments.find_one()["provider_intent_id"]
+    with app.test_request_context():
+        real_cancel(intent_id, idempotency_key="lapsed")  # the authorization lapses at the provider
+        events.handle(db=db, provider=provider, source="offline", event={
+            "id": "evt_lapse", "type": "payment_intent.canceled",
+            "data": {"object": {"id": intent_id, "object": "payment_intent"}}})
+    shown = get(client, users["helper"], f"/help-requests/{request['id']}").get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]) == ("canceled", None)

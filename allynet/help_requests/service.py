@@ -233,7 +233,8 @@ def cancel(*, db, user_id, request_id):
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected=["open", "assigned"],
                            status="cancelled")
     if document.get("payment"):
-        payments_service.abandon(db=db, payment_id=document["payment"]["id"], cause="help_request_cancelled")
+        show_payment(db, payments_service.abandon(db=db, payment_id=document["payment"]["id"],
+                                                  cause="help_request_cancelled"))
         document = get_or_raise(db=db, request_id=request_id)
     if document.get("helper_id") is not None:
         involved = [document["helper_id"]]

@@ -13,8 +13,8 @@ The help-request flow (the help_requests service calls these; nothing else calls
 - completing the request captures it (``succeeded``); cancelling it cancels the intent (``canceled``).
 
 Every provider call that creates or changes money carries an idempotency key derived from our
-record (``payment:<id>:create``, ``:capture``, ``:cancel``, ``:refund:<n>:<amount>``), so a retry
-never charges twice. Every status change goes through records.advance (forward only, history kept).
+record (``payment:<id>:create``, ``:capture:<version>``, ``:cancel:<version>``,
+``:refund:<n>:<amount>``), so a retry never charges twice. Every status change goes through records.advance (forward only, history kept).
 The provider's events (payment_intent.*, charge.refunded, refund.created, account.updated) re-read
 the intent from the provider and move the record forward to it; a late or repeated one changes
 nothing.
@@ -200,7 +200,10 @@ def capture(*, db, payment_id, cause="help_request_completed"):
     if record["status"] != "requires_capture":
         return record
     try:
-        intent = provider().capture_intent(record["provider_intent_id"], idempotency_key=f"payment:{payment_id}:capture")
+        # Keyed by the record's version: concurrent captures share one key, a retry after a failure
+        # gets a fresh one (the provider replays a failed answer to the same key).
+        intent = provider().capture_intent(record["provider_intent_id"],
+                                           idempotency_key=f"payment:{payment_id}:capture:{record['version']}")
     except ProviderError as exc:
         # The request is done either way: the payment says the capture failed; completing again retries it.
         log.warning("capture of payment %s failed: %s", payment_id, exc)
@@ -211,13 +214,21 @@ def capture(*, db, payment_id, cause="help_request_completed"):
 
 
 def abandon(*, db, payment_id, cause):
-    """Cancel a payment not yet captured (its intent too); returns the record."""
+    """Cancel a payment not yet captured (its intent too); returns the record (`last_error.code`
+    cancel_failed when the provider failed)."""
     record = records.find(db=db, payment_id=payment_id)
     if record["status"] not in records.TRANSITIONS["canceled"]:
         return record
     if record.get("provider_intent_id"):
-        intent = _call(provider().cancel_intent, record["provider_intent_id"],
-                       idempotency_key=f"payment:{payment_id}:cancel")
+        try:
+            intent = provider().cancel_intent(record["provider_intent_id"],
+                                              idempotency_key=f"payment:{payment_id}:cancel:{record['version']}")
+        except ProviderError as exc:
+            # The provider lets an uncaptured authorization lapse by itself; its payment_intent.canceled
+            # event then cancels ours. Until then the payment says why it is still open.
+            log.warning("cancel of payment %s failed: %s", payment_id, exc)
+            return records.update_fields(db=db, payment_id=payment_id, fields={"last_error": {
+                "code": "cancel_failed", "message": f"The provider did not cancel the payment ({exc.code}) yet"}})
         return sync_intent(db=db, intent=intent, cause=cause, record=record)
     return records.advance(db=db, payment_id=payment_id, status="canceled", cause=cause) or \
         records.find(db=db, payment_id=payment_id)

@@ -199,17 +199,15 @@ def capture(*, db, payment_id, cause="help_request_completed"):
     record = records.find(db=db, payment_id=payment_id)
     if record["status"] != "requires_capture":
         return record
-    try:
-        # Keyed by the record's version: concurrent captures share one key, a retry after a failure
-        # gets a fresh one (the provider replays a failed answer to the same key).
-        intent = provider().capture_intent(record["provider_intent_id"],
-                                           idempotency_key=f"payment:{payment_id}:capture:{record['version']}")
-    except ProviderError as exc:
-        # The request is done either way: the payment says the capture failed; completing again retries it.
-        log.warning("capture of payment %s failed: %s", payment_id, exc)
-        return records.update_fields(db=db, payment_id=payment_id, fields={"last_error": {
-            "code": "capture_failed", "message": f"The provider did not capture the payment ({exc.code}); "
-                                                 "completing the request again retries"}})
+    # Keyed by the record's version: concurrent captures share one key, a retry after a failure gets a
+    # fresh one (the provider replays a failed answer to the same key). The request is done either way.
+    intent, noted = _or_note_failure(
+        db=db, payment_id=payment_id, code="capture_failed",
+        message="The provider did not capture the payment; completing the request again retries",
+        call=lambda: provider().capture_intent(record["provider_intent_id"],
+                                               idempotency_key=f"payment:{payment_id}:capture:{record['version']}"))
+    if intent is None:
+        return noted
     return sync_intent(db=db, intent=intent, cause=cause, record=record)
 
 
@@ -220,18 +218,27 @@ def abandon(*, db, payment_id, cause):
     if record["status"] not in records.TRANSITIONS["canceled"]:
         return record
     if record.get("provider_intent_id"):
-        try:
-            intent = provider().cancel_intent(record["provider_intent_id"],
-                                              idempotency_key=f"payment:{payment_id}:cancel:{record['version']}")
-        except ProviderError as exc:
-            # The provider lets an uncaptured authorization lapse by itself; its payment_intent.canceled
-            # event then cancels ours. Until then the payment says why it is still open.
-            log.warning("cancel of payment %s failed: %s", payment_id, exc)
-            return records.update_fields(db=db, payment_id=payment_id, fields={"last_error": {
-                "code": "cancel_failed", "message": f"The provider did not cancel the payment ({exc.code}) yet"}})
+        # The provider lets an uncaptured authorization lapse by itself; its payment_intent.canceled event
+        # then cancels ours. Until then the payment says why it is still open.
+        intent, noted = _or_note_failure(
+            db=db, payment_id=payment_id, code="cancel_failed", message="The provider did not cancel the payment yet",
+            call=lambda: provider().cancel_intent(record["provider_intent_id"],
+                                                  idempotency_key=f"payment:{payment_id}:cancel:{record['version']}"))
+        if intent is None:
+            return noted
         return sync_intent(db=db, intent=intent, cause=cause, record=record)
     return records.advance(db=db, payment_id=payment_id, status="canceled", cause=cause) or \
         records.find(db=db, payment_id=payment_id)
+
+
+def _or_note_failure(*, db, payment_id, code, message, call):
+    """(call's intent, None), or (None, the record now saying `code` in last_error) when the provider failed."""
+    try:
+        return call(), None
+    except ProviderError as exc:
+        log.warning("payment %s: %s: %s", payment_id, code, exc)
+        return None, records.update_fields(db=db, payment_id=payment_id, fields={
+            "last_error": {"code": code, "message": f"{message} ({exc.code})"}})
 
 
 def _last_error(intent):

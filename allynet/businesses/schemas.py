@@ -98,6 +98,8 @@ class BusinessCreateSchema(Schema):
 class BusinessUpdateSchema(BusinessCreateSchema):
     """PATCH /businesses/<id>: any field; `verified` and `hidden` for moderators and admins only."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     name = Name(min_len=2, max_len=120)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     location = Location()
@@ -136,6 +138,8 @@ class PromotionCreateSchema(Schema):
 
 class PromotionUpdateSchema(PromotionCreateSchema):
     """PATCH /businesses/<id>/promotions/<pid>: any field."""
+
+    OPENAPI = {"minProperties": 1}  # not_empty below
 
     title = Name(min_len=2, max_len=120)
     starts_at = DateTimeZ()

@@ -137,6 +137,8 @@ class PromotionCreateSchema(Schema):
 class PromotionUpdateSchema(PromotionCreateSchema):
     """PATCH /businesses/<id>/promotions/<pid>: any field."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     title = Name(min_len=2, max_len=120)
     starts_at = DateTimeZ()
     ends_at = DateTimeZ()

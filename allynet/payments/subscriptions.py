@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def provider_failure(exc):
-    """A ProviderError as the contract's error: the provider's 4xx as is, anything else 502."""
+    """A ProviderError as the contract's error: an unknown object 404, the provider's other 4xx as
+    they are, anything else 502."""
+    if exc.status == 404:
+        return NotFound(str(exc))
     status = exc.status if 400 <= exc.status < 500 else 502
     return AllyNetError(str(exc), status=status, code="payment_provider_error",
                         details={"provider_code": exc.code} if exc.code else None)

@@ -132,6 +132,7 @@ INDEXES = [
      {"unique": True, "partialFilterExpression": {"provider_intent_id": {"$type": "string"}},
       "name": "provider_intent_unique"}),
     ("payment_events", [("received_at", ASCENDING)], {"name": "received"}),
+    ("payment_accounts", [("account_id", ASCENDING)], {"unique": True, "name": "account_unique"}),
     ("audit_log", [("at", DESCENDING)], {"name": "at"}),
     ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
 ]

@@ -70,6 +70,8 @@ RENAME_BUSINESS = {"name": "Corner bistro"}
 RETITLE_PROMOTION = {"title": "Two for one"}
 SUSPEND = {"reason": "spam"}
 RETEXT = {"description": "Checkpoint moved"}
+PAY = {"payment_method": "pm_card_visa"}
+REFUND = {"reason": "Helper did not come"}
 
 
 def register(w):
@@ -136,7 +138,8 @@ class R:
 # Targets: sos, help (open, with other's offer), help_assigned (other's offer accepted), party (owner
 # leads, other rides), skill, report (visible), report_pending (a speed camera awaiting a moderator),
 # route, owner (the owner's user id), file (a static file name), business (the owner's), business_hidden (hidden
-# by an admin), promotion (a promotion of `business`: two path values).
+# by an admin), promotion (a promotion of `business`: two path values), payment (of a help request: the owner
+# accepted other's priced offer), payment_captured (the same, confirmed and completed).
 REST = [
     # method    rule (+ query)                                      target            body       anon user othr hlpr mod  admn ownr
     R("POST",   "/api/v1/auth/register",                            None,             register, "201  201  -    201  201  201  -  "),
@@ -174,6 +177,11 @@ REST = [
     R("POST",   "/api/v1/help-requests/<oid:request_id>/accept",    "help",           accept,   "401  403  403  403  403  403  200"),
     R("POST",   "/api/v1/help-requests/<oid:request_id>/complete",  "help_assigned",  None,     "401  403  403  403  403  403  200"),
     R("POST",   "/api/v1/help-requests/<oid:request_id>/cancel",    "help",           None,     "401  403  403  403  403  403  200"),
+    R("GET",    "/api/v1/payments",                                 None,             None,     "401  200  -    200  200  200  -  "),
+    R("POST",   "/api/v1/payments/connect/onboarding",              None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/payments/<oid:payment_id>",                "payment",        None,     "401  404  200  404  200  200  200"),
+    R("POST",   "/api/v1/payments/<oid:payment_id>/confirm",        "payment",        PAY,      "401  404  403  404  403  403  200"),
+    R("POST",   "/api/v1/payments/<oid:payment_id>/refund",         "payment_captured", REFUND, "401  404  403  404  200  200  403"),
     R("POST",   "/api/v1/skills",                                   None,             SKILL,    "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/skills",                                   None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/skills/<oid:skill_id>",                    "skill",          None,     "401  200  -    200  200  200  200"),
@@ -291,6 +299,7 @@ TARGET_PARTIES = {
     "org": {"owner", "other"}, "org_member": {"owner", "other"}, "org_sos": {"owner", "other"},
     "org_unpaid": {"owner", "other"},
     "business": {"owner"}, "business_hidden": {"owner"}, "promotion": {"owner"},
+    "payment": {"owner", "other"}, "payment_captured": {"owner", "other"},
 }
 
 
@@ -462,6 +471,22 @@ class World:
         request_id = self._build_help()
         self.call("POST", f"{API}/help-requests/{request_id}/accept", "owner", {"offer_id": self.offer_id}, 200)
         return request_id
+
+    def _build_payment(self):
+        """The payment of a help request: `owner` accepted `other`'s priced offer (owner pays, other is paid)."""
+        request_id = self.call("POST", f"{API}/help-requests", "owner",
+                               dict(HELP, budget={"amount": 30, "currency": "EUR"}), 201)["data"]["id"]
+        offer_id = self.call("POST", f"{API}/help-requests/{request_id}/offers", "other",
+                             {"message": "I can help", "price": {"amount": 25, "currency": "EUR"}}, 201)["data"]["id"]
+        self.paid_request_id = request_id
+        return self.call("POST", f"{API}/help-requests/{request_id}/accept", "owner", {"offer_id": offer_id},
+                         200)["data"]["payment"]["id"]
+
+    def _build_payment_captured(self):
+        payment_id = self._build_payment()
+        self.call("POST", f"{API}/payments/{payment_id}/confirm", "owner", PAY, 200)
+        self.call("POST", f"{API}/help-requests/{self.paid_request_id}/complete", "owner", None, 200)
+        return payment_id
 
     def _build_party(self):
         party = self.call("POST", f"{API}/parties", "owner", PARTY, 201)["data"]

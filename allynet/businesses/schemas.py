@@ -98,6 +98,8 @@ class BusinessCreateSchema(Schema):
 class BusinessUpdateSchema(BusinessCreateSchema):
     """PATCH /businesses/<id>: any field; `verified` and `hidden` for moderators and admins only."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     name = Name(min_len=2, max_len=120)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     location = Location()

@@ -5,7 +5,10 @@ Amounts are integers in the currency's minor unit (EUR 15.50 is 1550; JPY has no
 """
 from marshmallow import Schema, fields, validate
 
-from allynet.fields import DateTimeZ, Id, ObjectIdField
+from allynet.fields import Cursor, DateTimeZ, Id, ObjectIdField, Text
+
+PAYOUTS = ("connected_account", "awaiting_onboarding")
+MAX_MINOR_AMOUNT = 10 ** 15
 
 
 class HistoryEntrySchema(Schema):
@@ -17,6 +20,13 @@ class HistoryEntrySchema(Schema):
 class LastErrorSchema(Schema):
     code = fields.String(allow_none=True)
     message = fields.String(allow_none=True)
+
+
+class RefundEntrySchema(Schema):
+    id = fields.String(metadata={"description": "the provider's refund id"})
+    amount = fields.Integer(metadata={"description": "minor units"})
+    reason = fields.String(allow_none=True)
+    at = DateTimeZ()
 
 
 class PaymentSchema(Schema):
@@ -32,6 +42,11 @@ class PaymentSchema(Schema):
     fee_amount = fields.Integer(metadata={"description": "the platform's fee, minor units"})
     payee_amount = fields.Integer(metadata={"description": "amount - fee_amount: the payee's share"})
     refunded_amount = fields.Integer()
+    refunds = fields.List(fields.Nested(RefundEntrySchema))
+    payout = fields.String(allow_none=True, metadata={
+        "enum": list(PAYOUTS), "description": "help requests: connected_account (the helper's share goes to "
+                                              "their connected account) or awaiting_onboarding (the platform "
+                                              "holds it until the helper onboards)"})
     currency = fields.String(metadata={"description": "ISO 4217 code, upper-case"})
     status = fields.String()
     history = fields.List(fields.Nested(HistoryEntrySchema))
@@ -43,8 +58,56 @@ class PaymentSchema(Schema):
     updated_at = DateTimeZ()
 
 
+class PaymentSummarySchema(Schema):
+    """What a help request shows of its payment, to its requester and its helper."""
+
+    id = ObjectIdField()
+    status = fields.String()
+    amount = fields.Integer(metadata={"description": "minor units of `currency`"})
+    currency = fields.String()
+    fee_amount = fields.Integer()
+    payee_amount = fields.Integer()
+    refunded_amount = fields.Integer()
+    last_error = fields.Nested(LastErrorSchema, allow_none=True, metadata={
+        "description": "why the payment is not secured (a declined card: code card_declined)"})
+    payout = fields.String(allow_none=True, metadata={"enum": list(PAYOUTS)})
+    livemode = fields.Boolean()
+
+
+class ConfirmSchema(Schema):
+    """POST /payments/<id>/confirm (offline provider): one of its test payment methods."""
+
+    payment_method = fields.String(required=True, validate=validate.OneOf(
+        ("pm_card_visa", "pm_card_chargeDeclined", "pm_card_authenticationRequired")), metadata={
+        "description": "pm_card_visa succeeds, pm_card_chargeDeclined declines, pm_card_authenticationRequired "
+                       "asks for action (confirm again to pass it)"})
+
+
+class RefundSchema(Schema):
+    """POST /payments/<id>/refund (staff): all that is left, or `amount` minor units of it."""
+
+    amount = fields.Integer(strict=True, validate=validate.Range(1, MAX_MINOR_AMOUNT),
+                            metadata={"description": "minor units; default: all that is left"})
+    reason = Text(required=True, min_len=1, max_len=500)
+
+
+class PaymentPageQuerySchema(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100), strict=False)
+    cursor = Cursor(validate=validate.Length(max=512))
+
+
+class OnboardingLinkSchema(Schema):
+    url = fields.String(metadata={"description": "the provider's onboarding page for your connected account"})
+    expires_at = DateTimeZ()
+
+
 payment_schema = PaymentSchema()
 payments_schema = PaymentSchema(many=True)
+payment_summary_schema = PaymentSummarySchema()
+confirm_schema = ConfirmSchema()
+refund_schema = RefundSchema()
+payment_page_query_schema = PaymentPageQuerySchema()
+onboarding_link_schema = OnboardingLinkSchema()
 
 
 def for_viewer(record, *, viewer_id):

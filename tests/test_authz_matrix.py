@@ -245,6 +245,8 @@ REST = [
       "401  403  -    403  200  200  200"),
     R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
       "401  403  -    403  200  200  200"),
+    R("POST",   "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>/feature", "promotion", None,
+                                                                                                "401  403  -    403  403  403  201"),
     R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("PATCH",  "/api/v1/alerts/<oid:alert_id>",                    "alert",          RETEXT,   "401  403  -    403  200  200  -  "),
     R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),

@@ -303,3 +303,26 @@ def test_the_offline_feed_refuses_what_it_cannot_take(served, app, make_user, db
     app.extensions[payments_provider.EXTENSION_KEY] = type("Hosted", (OfflineProvider,), {"name": "stripe"})(app.config)
     event = {"type": "invoice.paid", "data": {"object": {"subscription": sub}}}
     assert call(served, "POST", "/payments/offline/events", staff, event)[0] == 404
+
+
+def test_the_demo_city_has_a_pro_organization_on_an_active_subscription(app, db, make_user):
+    from allynet import seeding
+    from allynet.auth import service as auth_service
+
+    seeding.seed(db=db, config=app.config, plan=seeding.SeedPlan(users=200, fast_hashes=True))
+    rescue = db.organizations.find_one({"name": "City Volunteer Rescue"})
+    owner = db.users.find_one({"_id": rescue["created_by"]})
+    with app.app_context():
+        headers = {"Authorization": f"Bearer {auth_service.issue_tokens(owner)['access_token']}"}
+    client, org_id = app.test_client(), str(rescue["_id"])
+    org = client.get(f"{API}/organizations/{org_id}", headers=headers).get_json()["data"]
+    assert (org["plan"], org["subscription_status"], org["plan_grace_until"]) == ("pro", "active", None)
+    payments = client.get(f"{API}/organizations/{org_id}/payments", headers=headers).get_json()["data"]
+    assert [(p["kind"], p["status"], p["amount"], p["currency"]) for p in payments] == [
+        ("subscription", "succeeded", 2900, "EUR")]
+    # Its subscription is the offline provider's: the next renewal can be fed like any other.
+    staff = make_user(role="admin")
+    event = {"type": "invoice.payment_failed", "data": {"object": {"subscription": rescue["subscription_id"]}}}
+    assert client.post(f"{API}/payments/offline/events", json=event, headers=staff.headers).status_code == 200
+    org = client.get(f"{API}/organizations/{org_id}", headers=headers).get_json()["data"]
+    assert (org["plan"], org["subscription_status"]) == ("pro", "past_due")

@@ -16,30 +16,25 @@ from bson import ObjectId
 from flask import current_app
 
 from allynet import clock
-from allynet.errors import AllyNetError, Conflict, NotFound
+from allynet.errors import Conflict, NotFound
 from allynet.organizations import service as organizations_service
 from allynet.pagination import newest_first_page
 from allynet.payments import events, records
+from allynet.payments import service as payments_service
 from allynet.payments.provider import ProviderError
 
 log = logging.getLogger(__name__)
 
 
-def provider_failure(exc):
-    """A ProviderError as the contract's error: an unknown object 404, the provider's other 4xx as
-    they are, anything else 502."""
-    if exc.status == 404:
-        return NotFound(str(exc))
-    status = exc.status if 400 <= exc.status < 500 else 502
-    return AllyNetError(str(exc), status=status, code="payment_provider_error",
-                        details={"provider_code": exc.code} if exc.code else None)
-
-
-def _call(fn, *args, **kwargs):
+def call_provider(fn, *args, **kwargs):
+    """Call the provider: an unknown object is 404, any other refusal or failure the payments service's
+    error (409 payment_provider_refused, 502 payment_provider_error)."""
     try:
         return fn(*args, **kwargs)
     except ProviderError as exc:
-        raise provider_failure(exc) from exc
+        if exc.status == 404:
+            raise NotFound(str(exc)) from exc
+        raise payments_service.provider_failure(exc) from exc
 
 
 def _view(subscription, organization_id):
@@ -60,16 +55,16 @@ def start(*, db, provider, organization_id, actor_id):
     if status in ("active", "past_due"):
         raise Conflict("The organization is already on the pro plan", details={"subscription_status": status})
     if status == "incomplete":
-        pending = _call(provider.retrieve_subscription, org["subscription_id"])
+        pending = call_provider(provider.retrieve_subscription, org["subscription_id"])
         if pending["status"] == "incomplete":
             return _view(pending, organization_id)
     seq = org.get("subscription_seq", 0)
     metadata = {"organization_id": str(organization_id)}
     customer_id = org.get("billing_customer_id")
     if customer_id is None:
-        customer_id = _call(provider.create_customer, email=(org.get("contact") or {}).get("email"),
+        customer_id = call_provider(provider.create_customer, email=(org.get("contact") or {}).get("email"),
                             metadata=metadata, idempotency_key=f"organization:{organization_id}:customer")["id"]
-    subscription = _call(provider.create_subscription, customer_id=customer_id,
+    subscription = call_provider(provider.create_subscription, customer_id=customer_id,
                          price=current_app.config["ORG_PRO_PRICE"], metadata=metadata,
                          idempotency_key=f"organization:{organization_id}:subscription:{seq}")
     started = organizations_service.subscription_started(
@@ -78,7 +73,7 @@ def start(*, db, provider, organization_id, actor_id):
     if started is None:  # a concurrent request started it (the same one: same idempotency key)
         org = organizations_service.get_or_raise(db=db, organization_id=organization_id)
         if org.get("subscription_id") != subscription["id"]:
-            subscription = _call(provider.retrieve_subscription, org["subscription_id"])
+            subscription = call_provider(provider.retrieve_subscription, org["subscription_id"])
     return _view(subscription, organization_id)
 
 
@@ -107,10 +102,12 @@ def _subscription_details(invoice):
     return subscription, metadata
 
 
-def _period_end(invoice):
-    """The end of the service period the invoice bills: its lines' periods when present, else its own."""
+def _period_end(invoice, event):
+    """The end of the service period the invoice bills: its lines' periods when present, else its own
+    (else when it was made)."""
     ends = [line["period"]["end"] for line in (invoice.get("lines") or {}).get("data") or () if line.get("period")]
-    return _epoch_to_datetime(max(ends) if ends else invoice["period_end"])
+    return _epoch_to_datetime(max(ends) if ends else invoice.get("period_end") or invoice.get("created")
+                              or event["created"])
 
 
 def _organization(db, subscription_id, metadata):
@@ -169,11 +166,11 @@ def on_invoice(db, provider, event):
     _record_invoice(db, provider, org, invoice, paid=paid, cause=event["type"])
     if paid:
         organizations_service.subscription_paid(db=db, organization_id=org["_id"], subscription_id=subscription_id,
-                                                period_end=_period_end(invoice))
+                                                period_end=_period_end(invoice, event))
     else:
         grace_until = clock.now() + timedelta(days=float(current_app.config["ORG_GRACE_DAYS"]))
         organizations_service.subscription_payment_failed(
-            db=db, organization_id=org["_id"], subscription_id=subscription_id, period_end=_period_end(invoice),
+            db=db, organization_id=org["_id"], subscription_id=subscription_id, period_end=_period_end(invoice, event),
             grace_until=grace_until)
 
 
@@ -195,7 +192,7 @@ def feed_offline_event(*, db, provider, data):
         raise NotFound("Not found")
     obj = data["data"]["object"]
     invoice = {key: value for key, value in obj.items() if key != "subscription"}
-    event = _call(provider.subscription_event, event_type=data["type"], subscription_id=obj["subscription"],
+    event = call_provider(provider.subscription_event, event_type=data["type"], subscription_id=obj["subscription"],
                   event_id=data.get("id"), created=data.get("created"), invoice=invoice)
     result = events.handle(db=db, provider=provider, event=event, source="offline")
     if not result["duplicate"]:

@@ -19,7 +19,8 @@ TAGS = ["payments"]
              "incomplete with the client_secret of its first payment; asked again while that payment is "
              "pending, the same subscription", response=subscription_schema, status=201, tags=TAGS,
      errors={403: "forbidden (not the owner or an org admin)",
-             409: "conflict (already pro: active or past_due), payment_provider_refused", 502: "payment_provider_error"})
+             409: "conflict (already pro: active or past_due), payment_provider_refused",
+             502: "payment_provider_error"})
 @no_body
 def start_subscription(organization_id):
     subscription = subscriptions.start(db=get_db(), provider=get_provider(), organization_id=organization_id,

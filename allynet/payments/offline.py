@@ -38,6 +38,40 @@ def _unexpected(intent, action):
                          code="payment_intent_unexpected_state", status=409)
 
 
+def new_intent(*, amount, currency, capture_method, metadata, customer=None, destination=None,
+               application_fee_amount=None):
+    """A new PaymentIntent awaiting its payment method (not stored)."""
+    intent_id = offline_store.new_id("pi")
+    return {
+        "id": intent_id, "object": "payment_intent", "status": "requires_payment_method",
+        "amount": int(amount), "amount_capturable": 0, "amount_received": 0,
+        "currency": currency.lower(), "capture_method": capture_method,
+        "client_secret": f"{intent_id}_secret_{secrets.token_urlsafe(12)}",
+        "last_payment_error": None, "next_action": None, "metadata": dict(metadata or {}),
+        "livemode": False, "latest_charge": None, "customer": customer, "payment_method": None,
+        "transfer_data": {"destination": destination} if destination else None,
+        "application_fee_amount": application_fee_amount if destination else None,
+        "created": int(time.time()),
+    }
+
+
+def authorize(intent):
+    """Authorize `intent` in place (a manual-capture one awaits capture, else it succeeds); returns its
+    new charge (not stored)."""
+    intent["last_payment_error"] = None
+    charge = {"id": offline_store.new_id("ch"), "object": "charge", "amount": intent["amount"],
+              "amount_captured": 0, "amount_refunded": 0, "refunded": False, "captured": False,
+              "currency": intent["currency"], "payment_intent": intent["id"], "livemode": False,
+              "refunds": {"object": "list", "data": []}}
+    intent["latest_charge"] = charge["id"]
+    if intent["capture_method"] == "manual":
+        intent.update(status="requires_capture", amount_capturable=intent["amount"])
+    else:
+        charge.update(amount_captured=intent["amount"], captured=True)
+        intent.update(status="succeeded", amount_received=intent["amount"])
+    return charge
+
+
 class OfflineProvider(OfflineBilling, PaymentProvider):
     name = "offline"
     livemode = False
@@ -79,18 +113,10 @@ class OfflineProvider(OfflineBilling, PaymentProvider):
         replay = self._replayed(idempotency_key)
         if replay is not None:
             return replay
-        intent_id = offline_store.new_id("pi")
-        intent = {
-            "id": intent_id, "object": "payment_intent", "status": "requires_payment_method",
-            "amount": int(amount), "amount_capturable": 0, "amount_received": 0,
-            "currency": currency.lower(), "capture_method": capture_method,
-            "client_secret": f"{intent_id}_secret_{secrets.token_urlsafe(12)}",
-            "last_payment_error": None, "next_action": None, "metadata": dict(metadata or {}),
-            "livemode": False, "latest_charge": None, "customer": customer, "payment_method": None,
-            "transfer_data": {"destination": destination} if destination else None,
-            "application_fee_amount": application_fee_amount if destination else None,
-            "created": int(time.time()),
-        }
+        intent = new_intent(amount=amount, currency=currency, capture_method=capture_method, metadata=metadata,
+                            customer=customer, destination=destination,
+                            application_fee_amount=application_fee_amount)
+        intent_id = intent["id"]
         offline_store.save(intent)
         first = offline_store.remember(idempotency_key, intent_id)
         return intent if first is None else offline_store.load(first)
@@ -121,18 +147,7 @@ class OfflineProvider(OfflineBilling, PaymentProvider):
                             action="confirmed", change=confirm)
 
     def _authorize(self, intent):
-        intent["last_payment_error"] = None
-        charge = {"id": offline_store.new_id("ch"), "object": "charge", "amount": intent["amount"],
-                  "amount_captured": 0, "amount_refunded": 0, "refunded": False, "captured": False,
-                  "currency": intent["currency"], "payment_intent": intent["id"], "livemode": False,
-                  "refunds": {"object": "list", "data": []}}
-        intent["latest_charge"] = charge["id"]
-        if intent["capture_method"] == "manual":
-            intent.update(status="requires_capture", amount_capturable=intent["amount"])
-        else:
-            charge.update(amount_captured=intent["amount"], captured=True)
-            intent.update(status="succeeded", amount_received=intent["amount"])
-        offline_store.save(charge)
+        offline_store.save(authorize(intent))
 
     def capture_intent(self, intent_id, *, idempotency_key, amount_to_capture=None):
         """Capture all of an authorized intent, or `amount_to_capture` of it (the rest is released)."""

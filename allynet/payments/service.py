@@ -122,9 +122,9 @@ def on_help_request_change(fn):
 
 # ---- the help-request flow ----------------------------------------------------------------------
 
-def platform_fee(amount):
+def platform_fee(amount, config=None):
     """The platform's share of `amount` minor units: PLATFORM_FEE_BPS of it, rounded down."""
-    return amount * int(current_app.config["PLATFORM_FEE_BPS"]) // BPS
+    return amount * int((config or current_app.config)["PLATFORM_FEE_BPS"]) // BPS
 
 
 def agreed_price(*, help_request, offer):

@@ -830,8 +830,50 @@ class CitySeeder:
             audits.append({"_id": make_id(rng, created_at), "actor_id": owner["_id"],
                            "action": "organization.create", "target_type": "organization", "target_id": org_id,
                            "before": None, "after": {"name": name, "kind": kind}, "reason": None, "at": created_at})
+        for org in orgs:
+            if org["plan"] == "pro":
+                self.pro_subscription(org)
         self.insert("organizations", orgs, len(orgs))
         self.insert("audit_log", audits, len(audits), "audit log")
+
+    def pro_subscription(self, org):
+        """A pro organization's subscription as the offline provider and the invoice.paid handler leave
+        it (allynet/payments/subscriptions.py): active, paid through the current month, one invoice paid.
+        Nothing under another provider (its subscriptions cannot be made up here)."""
+        from allynet.payments import offline_store, records
+
+        if (self.config.get("PAYMENTS_PROVIDER") or "offline") != "offline":
+            return
+
+        key = f"demo{str(org['_id'])[-10:]}"
+        sub_id, customer_id, invoice_id = f"sub_offline_{key}", f"cus_offline_{key}", f"in_offline_{key}"
+        start = self.ago(days=10)
+        end = start + timedelta(days=30)
+        amount, currency = int(self.config.get("ORG_PRO_AMOUNT", 2900)), self.config.get("ORG_PRO_CURRENCY", "EUR")
+        org.update(subscription_id=sub_id, billing_customer_id=customer_id, subscription_status="active",
+                   subscription_seq=1, subscription_started_by=org["created_by"], subscription_paid_through=end,
+                   subscription_failed_through=None, plan_grace_until=None)
+        period = {"period_start": calendar.timegm(end.timetuple()),
+                  "period_end": calendar.timegm((end + timedelta(days=30)).timetuple())}
+        subscription = {
+            "id": sub_id, "object": "subscription", "status": "active", "customer": customer_id,
+            "metadata": {"organization_id": str(org["_id"])}, "livemode": False,
+            "created": calendar.timegm(start.timetuple()), "current_period_start": calendar.timegm(start.timetuple()),
+            "current_period_end": period["period_start"], "canceled_at": None,
+            "items": {"data": [{"price": {"id": self.config.get("ORG_PRO_PRICE", "price_allynet_org_pro"),
+                                          "unit_amount": amount, "currency": currency.lower()}}]},
+            "latest_invoice": {"id": f"{invoice_id}_next", "object": "invoice", "status": "open", "amount_due": amount,
+                               "currency": currency.lower(), **period,
+                               "payment_intent": {"id": f"pi_offline_{key}", "status": "requires_payment_method",
+                                                  "client_secret": f"pi_offline_{key}_secret_demo"}},
+        }
+        self.db[offline_store.COLLECTION].replace_one({"_id": sub_id}, {"_id": sub_id, "obj": subscription},
+                                                      upsert=True)
+        records.create(db=self.db, origin=f"invoice:{invoice_id}", kind="subscription", payer_id=org["created_by"],
+                       payee_id=None, amount=amount, currency=currency, fee_amount=amount, status="succeeded",
+                       cause="invoice.paid", livemode=False, provider="offline", refs={"organization_id": org["_id"]},
+                       extra={"provider_invoice_id": invoice_id, "provider_subscription_id": sub_id,
+                              "last_error": None})
 
     def seed_payments(self):
         """Help requests of the demo `user` taken on by the demo `helper`, with their payments on the offline

@@ -104,6 +104,14 @@ def org_code(w):
     return {"code": w.org_code}
 
 
+def paid(w):
+    return {"type": "invoice.paid", "data": {"object": {"subscription": w.subscription_id}}}
+
+
+def payment_failed(w):
+    return {"type": "invoice.payment_failed", "data": {"object": {"subscription": w.subscription_id}}}
+
+
 def assign_other(w):
     return {"user_id": w.id("other")}
 
@@ -222,6 +230,9 @@ REST = [
     R("POST",   "/api/v1/organizations/<oid:organization_id>/emergencies/<oid:emergency_id>/assign", "org_sos",
                                                                                       assign_other, "401  403  403  403  403  403  200"),
     R("GET",    "/api/v1/organizations/<oid:organization_id>/parties", "org",         None,     "401  403  200  403  403  403  200"),
+    R("POST",   "/api/v1/organizations/<oid:organization_id>/subscription", "org_unpaid", None, "401  403  403  403  403  403  201"),
+    R("GET",    "/api/v1/organizations/<oid:organization_id>/payments", "org",        None,     "401  403  403  403  403  403  200"),
+    R("POST",   "/api/v1/payments/offline/events",                  "org",            payment_failed, "401  403  403  403  403  200  403"),
     R("POST",   "/api/v1/businesses",                               None,             BUSINESS, "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/businesses?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  200  -    200  200  200  200"),
@@ -234,6 +245,8 @@ REST = [
       "401  403  -    403  200  200  200"),
     R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
       "401  403  -    403  200  200  200"),
+    R("POST",   "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>/feature", "promotion", None,
+                                                                                                "401  403  -    403  403  403  201"),
     R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("PATCH",  "/api/v1/alerts/<oid:alert_id>",                    "alert",          RETEXT,   "401  403  -    403  200  200  -  "),
     R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),
@@ -289,6 +302,7 @@ TARGET_PARTIES = {
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
     "org": {"owner", "other"}, "org_member": {"owner", "other"}, "org_sos": {"owner", "other"},
+    "org_unpaid": {"owner", "other"},
     "business": {"owner"}, "business_hidden": {"owner"}, "promotion": {"owner"},
     "payment": {"owner", "other"}, "payment_captured": {"owner", "other"},
 }
@@ -499,11 +513,21 @@ class World:
     def _build_org(self):
         """A verified pro organization in Paris: `owner` owns it, `other` is a member."""
         org_id = self.call("POST", f"{API}/organizations", "owner", ORG, 201)["data"]["id"]
-        self.call("PATCH", f"{API}/organizations/{org_id}", "admin", {"verified": True, "plan": "pro"}, 200)
+        self.call("PATCH", f"{API}/organizations/{org_id}", "admin", {"verified": True}, 200)
+        self.subscription_id = self.call("POST", f"{API}/organizations/{org_id}/subscription", "owner", None,
+                                         201)["data"]["id"]
+        self.call("POST", f"{API}/payments/offline/events", "admin", paid(self), 200)
         code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None, 201)["data"]["code"]
         self.call("POST", f"{API}/organizations/join", "other", {"code": code}, 200)
         self.org_code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None,
                                   201)["data"]["code"]
+        return org_id
+
+    def _build_org_unpaid(self):
+        """An organization on the free plan: `owner` owns it, `other` is a member."""
+        org_id = self.call("POST", f"{API}/organizations", "owner", dict(ORG, name="Free club"), 201)["data"]["id"]
+        code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None, 201)["data"]["code"]
+        self.call("POST", f"{API}/organizations/join", "other", {"code": code}, 200)
         return org_id
 
     def _build_org_member(self):

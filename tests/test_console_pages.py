@@ -269,7 +269,12 @@ def dispatcher(client, make_user, admin):
     assert client.patch(f"/api/v1/organizations/{org['id']}/members/{dispatcher.id}", headers=owner.headers,
                         json={"role": "dispatcher"}).status_code == 200
     assert client.patch(f"/api/v1/organizations/{org['id']}", headers=admin.headers,
-                        json={"verified": True, "plan": "pro"}).status_code == 200
+                        json={"verified": True}).status_code == 200
+    # Pro through its subscription: the offline provider's invoice.paid, as the real provider's would.
+    subscription = client.post(f"/api/v1/organizations/{org['id']}/subscription", headers=owner.headers)
+    assert client.post("/api/v1/payments/offline/events", headers=admin.headers, json={
+        "type": "invoice.paid", "data": {"object": {"subscription": subscription.get_json()["data"]["id"]}},
+    }).status_code == 200
     dispatcher["organization_id"] = org["id"]
     return dispatcher
 

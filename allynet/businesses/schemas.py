@@ -121,6 +121,8 @@ class PromotionSchema(Schema):
     starts_at = DateTimeZ()
     ends_at = DateTimeZ()
     radius_m = fields.Float()
+    featured_until = DateTimeZ(allow_none=True, metadata={"description": "paid featuring: ranked first "
+                                                                         "near a point until then"})
     created_at = DateTimeZ()
     updated_at = DateTimeZ()
 
@@ -201,7 +203,8 @@ class PromotionNearSchema(Schema):
     business_name = fields.String()
     promotion = fields.Nested(PromotionSchema)
     distance_m = fields.Float()
-    featured = fields.Boolean(metadata={"description": "the business is verified"})
+    featured = fields.Boolean(metadata={"description": "its owner paid to feature it: listed first"})
+    verified = fields.Boolean(metadata={"description": "the business is verified"})
 
 
 class SafePlaceSchema(Schema):

@@ -116,3 +116,65 @@ def for_viewer(record, *, viewer_id):
     if record.get("payer_id") != viewer_id:
         view.pop("client_secret", None)
     return view
+
+
+# ---- organization subscriptions (allynet/payments/subscriptions.py) ------------------------------
+
+class SubscriptionSchema(Schema):
+    """POST /organizations/<id>/subscription: the provider's subscription."""
+
+    id = fields.String(metadata={"description": "the provider's subscription id"})
+    status = fields.String(metadata={"description": "the provider's status: incomplete until the first "
+                                                    "payment, then active, past_due, canceled"})
+    organization_id = fields.String()
+    client_secret = fields.String(metadata={"description": "while incomplete: confirms the first payment "
+                                                          "through the provider's SDK"})
+
+
+EPOCH_SECONDS = (0, 4_102_444_800)  # up to 2100-01-01
+AMOUNT_RANGE = (0, 10**9)
+
+
+def _provider_id(prefix, required=False):
+    pattern = rf"^{prefix}_[A-Za-z0-9_]{{1,100}}$"
+    return fields.String(required=required, validate=validate.Regexp(pattern), metadata={"pattern": pattern})
+
+
+class OfflineEventObjectSchema(Schema):
+    """`data.object`: the subscription's id; for invoice events, fields of the invoice to set (the rest
+    comes from the offline provider's subscription: the next unpaid period, its price)."""
+
+    subscription = _provider_id("sub", required=True)
+    id = _provider_id("in")
+    amount_paid = fields.Integer(strict=True, validate=validate.Range(*AMOUNT_RANGE))
+    amount_due = fields.Integer(strict=True, validate=validate.Range(*AMOUNT_RANGE))
+    period_start = fields.Integer(strict=True, validate=validate.Range(*EPOCH_SECONDS))
+    period_end = fields.Integer(strict=True, validate=validate.Range(*EPOCH_SECONDS))
+
+
+class OfflineEventDataSchema(Schema):
+    object = fields.Nested(OfflineEventObjectSchema, required=True)
+
+
+class OfflineEventSchema(Schema):
+    """POST /payments/offline/events: a provider-shaped event of an organization's subscription."""
+
+    id = _provider_id("evt")
+    type = fields.String(required=True, validate=validate.OneOf(
+        ["invoice.paid", "invoice.payment_failed", "customer.subscription.deleted"]))
+    created = fields.Integer(strict=True, validate=validate.Range(*EPOCH_SECONDS),
+                             metadata={"description": "epoch seconds; default now"})
+    data = fields.Nested(OfflineEventDataSchema, required=True)
+
+
+class OfflineEventResultSchema(Schema):
+    event_id = fields.String()
+    type = fields.String()
+    received = fields.Boolean()
+    duplicate = fields.Boolean(metadata={"description": "this event id was processed before: no effect"})
+    handled = fields.Boolean()
+
+
+subscription_schema = SubscriptionSchema()
+offline_event_schema = OfflineEventSchema()
+offline_event_result_schema = OfflineEventResultSchema()

@@ -1,6 +1,8 @@
 """The help-request payment end to end on the offline provider, through the API: accept a priced
 offer -> confirm -> secured (the helper is told) -> complete -> captured; cancel; a declined card;
 action required; Connect onboarding; and what the provider's events do to a payment."""
+from bson import ObjectId
+
 from allynet.payments import events
 from allynet.payments.provider import ProviderError, get_provider
 
@@ -214,6 +216,22 @@ def test_a_failed_capture_is_shown_and_completing_again_retries_it(client, peopl
     # nothing left to retry: completing a third time is the usual refusal
     third = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
     assert third.status_code == 409 and error_code(third) == "invalid_transition"
+
+
+def test_a_capture_in_flight_is_not_retried_but_one_left_behind_by_a_dead_process_is(client, people, db, clock):
+    users, _ = people
+    request, payment_id = accepted(client, users)
+    confirm(client, users["requester"], payment_id)
+    # A process completed the request and died before capturing: the payment still waits.
+    db.help_requests.update_one({"_id": ObjectId(request["id"])},
+                                {"$set": {"status": "completed", "completed_at": clock()}})
+    soon = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert soon.status_code == 409 and error_code(soon) == "invalid_transition"
+    assert get(client, users["requester"], f"/payments/{payment_id}").get_json()["data"]["status"] == \
+        "requires_capture"
+    clock.advance(seconds=61)
+    later = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert later.status_code == 200 and later.get_json()["data"]["payment"]["status"] == "succeeded"
 
 
 def test_a_failed_cancel_is_shown_until_the_providers_event_cancels_it(client, people, app, db, monkeypatch):

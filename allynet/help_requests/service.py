@@ -215,7 +215,8 @@ def complete(*, db, user_id, request_id):
             raise Conflict("The payment is not secured yet: the requester confirms it first",
                            code="payment_not_secured",
                            details={"payment_id": str(record["_id"]), "payment_status": record["status"]})
-        if current["status"] == "completed" and payments_service.awaits_capture(record):
+        if current["status"] == "completed" and payments_service.awaits_capture(
+                record, completed_at=current.get("completed_at")):
             show_payment(db, payments_service.capture(db=db, payment_id=record["_id"]))
             return for_viewer(get_or_raise(db=db, request_id=request_id), viewer_id=user_id)
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected="assigned",

@@ -20,7 +20,7 @@ the intent from the provider and move the record forward to it; a late or repeat
 nothing.
 """
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from pymongo.errors import DuplicateKeyError
@@ -178,9 +178,18 @@ def start_help_request_payment(*, db, help_request, offer, amount, currency):
         "payout": "connected_account" if destination else "awaiting_onboarding"})
 
 
-def awaits_capture(record):
-    """Whether a secured payment still waits for its capture (a failed one is retried by completing again)."""
-    return record["status"] == "requires_capture"
+# A capture still pending this long after the request was completed died with its process: completing
+# again retries it. Sooner, only a capture the provider failed (`capture_failed`) is retried, so a second
+# complete racing the first one's capture is refused as a repeat instead of answered twice.
+CAPTURE_STALE_AFTER = timedelta(seconds=60)
+
+
+def awaits_capture(record, *, completed_at):
+    """Whether completing the request again should retry the capture of this payment."""
+    if record["status"] != "requires_capture":
+        return False
+    failed = (record.get("last_error") or {}).get("code") == "capture_failed"
+    return failed or completed_at is None or clock.now() - completed_at >= CAPTURE_STALE_AFTER
 
 
 def is_secured(record):

@@ -2,3 +2,5 @@
 from flask import Blueprint
 
 bp = Blueprint("payments", __name__, url_prefix="/api/v1")
+
+from allynet.payments import webhook_views  # noqa: E402,F401  (the Stripe webhook route)

@@ -62,6 +62,7 @@ UNEXPRESSIBLE_400 = (
     # a service area's geometry: closed rings, MongoDB's indexing rules, its area
     "Must be a GeoJSON object with type Polygon or MultiPolygon",
     "Not a valid Polygon", "Not a valid MultiPolygon", "km²", "vertices",
+    "Not a valid Stripe signature",  # an HMAC of the raw body with the webhook's secret
 )
 
 

@@ -182,3 +182,14 @@ def test_provider_unreachable_is_503_and_the_retry_runs_the_handler(client, db, 
     assert failed.status_code == 503 and error_code(failed) == "service_unavailable"
     assert retried.status_code == 200 and retried.get_json()["data"]["duplicate"] is False
     assert runs == [sent["id"], sent["id"]] and db.payment_events.count_documents({}) == 1
+
+
+def test_the_readme_lists_every_event_type_the_server_handles(app):
+    import re
+
+    from tests.helpers import ROOT
+
+    section = (ROOT / "README.md").read_text().split("## Payments: switching to Stripe")[1].split("\n## ")[0]
+    listed = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", section))
+
+    assert set(events.handled_types()) <= listed, sorted(set(events.handled_types()) - listed)

@@ -160,6 +160,18 @@ class StripeFake:
                     intent.update(status="succeeded", amount_received=intent["amount"])
             return dict(intent)
 
+    def pay_invoice(self, invoice_id, payment_method="pm_card_visa"):
+        """The customer paid the invoice (its intent confirmed): the invoice, paid or still open."""
+        with self.lock:
+            invoice = self.objects[invoice_id]
+            intent = self.confirm(invoice["payment_intent"], payment_method)
+            if intent["status"] == "succeeded":
+                invoice.update(status="paid", amount_paid=invoice["amount_due"])
+                self.objects[invoice["subscription"]].update(status="active")
+            else:
+                invoice.update(attempt_count=invoice.get("attempt_count", 0) + 1)
+            return json.loads(json.dumps(invoice))
+
     def complete_onboarding(self, account_id):
         """The helper finished Stripe's onboarding form: the account can be paid."""
         with self.lock:
@@ -360,10 +372,15 @@ class StripeFake:
         intent = self.create_intent(Recorded("POST", "/v1/payment_intents", {}, {}, {
             "amount": str(amount), "currency": currency, "customer": p["customer"],
             "metadata": {}}))
-        self.save({"id": invoice_id, "object": "invoice", "status": "open", "amount_due": amount,
-                   "currency": currency, "customer": p["customer"], "subscription": sub_id,
-                   "payment_intent": intent["id"], "livemode": False})
         now = int(time.time())
+        period = {"start": now, "end": now + 30 * 86400}
+        self.save({"id": invoice_id, "object": "invoice", "status": "open", "amount_due": amount, "amount_paid": 0,
+                   "currency": currency, "customer": p["customer"], "subscription": sub_id,
+                   "subscription_details": {"metadata": p.get("metadata") or {}}, "billing_reason":
+                   "subscription_create", "payment_intent": intent["id"], "livemode": False,
+                   "period_start": now, "period_end": now,
+                   "lines": {"object": "list", "data": [{"object": "line_item", "amount": amount, "period": period,
+                                                         "price": {"id": price}}]}})
         self.save({
             "id": sub_id, "object": "subscription", "status": "incomplete", "customer": p["customer"],
             "metadata": p.get("metadata") or {}, "current_period_start": now,

@@ -143,6 +143,20 @@ def test_unsigned_junk_is_refused(client, db, probe, body):
     refused(client.post(URL, data=body, content_type="application/json"), db, probe)
 
 
+def test_the_input_gates_bad_values_are_refused_unsigned_and_change_nothing(client, db, probe):
+    from tests.inputgate_cases import DEEP, GATE_VALUES, OTHER_VALUES
+
+    for label, value in {**GATE_VALUES, **OTHER_VALUES, "deep": DEEP}.items():
+        for body in (value, f'{{"id": {value}, "type": "allynet.probe", "data": {{"object": {value}}}}}'):
+            response = client.post(URL, data=body, content_type="application/json",
+                                   headers={"Stripe-Signature": "t=1,v1=00"})
+            assert response.status_code in (400, 413), (label, response.get_data(as_text=True)[:200])
+    big = client.post(URL, data=json.dumps({"x": "x" * (client.application.config["MAX_CONTENT_LENGTH"] + 1)}),
+                      content_type="application/json")
+    assert big.status_code == 413
+    assert probe == [] and db.payment_events.count_documents({}) == 0
+
+
 def test_signed_bodies_that_are_not_events_are_refused(client, db, probe):
     for payload in ("[1]", "not json", json.dumps({"id": "evt_1", "object": "event", "data": {"object": {}}})):
         header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)

@@ -106,6 +106,13 @@ INDEXES = [
     ("organization_invitations", [("expires_at", ASCENDING)], {"name": "expires"}),
     ("parties", [("organization_id", ASCENDING), ("created_at", DESCENDING)],
      {"partialFilterExpression": {"organization_id": {"$exists": True}}, "name": "organization_created"}),
+    # organization plans (allynet/payments/subscriptions.py): events find the organization by its
+    # subscription; the grace sweep reads the graces that ran out, then the cancels still to send.
+    ("organizations", [("subscription_id", ASCENDING)],
+     {"partialFilterExpression": {"subscription_id": {"$exists": True}}, "name": "subscription"}),
+    ("organizations", [("plan_grace_until", ASCENDING)], {"name": "plan_grace"}),
+    ("organizations", [("subscription_cancel_pending", ASCENDING)],
+     {"partialFilterExpression": {"subscription_cancel_pending": True}, "name": "subscription_cancel_pending"}),
     # map data (allynet/mapdata/): published traffic cells expire one window after their update
     ("traffic_cells", [("center", GEOSPHERE)], {"name": "center_2dsphere"}),
     ("traffic_cells", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),
@@ -125,6 +132,7 @@ INDEXES = [
      {"unique": True, "partialFilterExpression": {"provider_intent_id": {"$type": "string"}},
       "name": "provider_intent_unique"}),
     ("payment_events", [("received_at", ASCENDING)], {"name": "received"}),
+    ("payment_accounts", [("account_id", ASCENDING)], {"unique": True, "name": "account_unique"}),
     ("audit_log", [("at", DESCENDING)], {"name": "at"}),
     ("audit_log", [("target_type", ASCENDING), ("target_id", ASCENDING), ("at", DESCENDING)], {"name": "target"}),
 ]

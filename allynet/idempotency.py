@@ -25,6 +25,13 @@ from allynet import clock
 from allynet.errors import AllyNetError, ValidationFailed
 
 COLLECTION = "idempotency_keys"
+# The OpenAPI parameter of an endpoint that takes Idempotency-Key (its view's @doc(headers=...)).
+HEADER_DOC = [{
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    "description": "Retries with the same key (per user, kept 24 h) replay the first response; another body "
+                   "gives 422 idempotency_key_reused, a retry while the first runs 409 request_in_progress.",
+}]
 MAX_KEY_LENGTH = 128
 # A request still pending after this long died with its process: the next retry takes over.
 PENDING_TIMEOUT_S = 120

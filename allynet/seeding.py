@@ -349,8 +349,8 @@ class CitySeeder:
         """The seeding steps in dependency order: users are built first and inserted last, once the
         other steps have set their trust scores and open-SOS slots."""
         return [self.seed_users, self.seed_skills, self.seed_help_requests, self.seed_parties, self.seed_reports,
-                self.seed_alerts, self.seed_organizations, self.seed_businesses, self.apply_trust, self.seed_sos,
-                self.insert_users]
+                self.seed_alerts, self.seed_organizations, self.seed_businesses, self.seed_payments,
+                self.apply_trust, self.seed_sos, self.insert_users]
 
     def email(self, local):
         """A demo address on the reserved domain."""
@@ -830,8 +830,132 @@ class CitySeeder:
             audits.append({"_id": make_id(rng, created_at), "actor_id": owner["_id"],
                            "action": "organization.create", "target_type": "organization", "target_id": org_id,
                            "before": None, "after": {"name": name, "kind": kind}, "reason": None, "at": created_at})
+        for org in orgs:
+            if org["plan"] == "pro":
+                self.pro_subscription(org)
         self.insert("organizations", orgs, len(orgs))
         self.insert("audit_log", audits, len(audits), "audit log")
+
+    def pro_subscription(self, org):
+        """A pro organization's subscription as the offline provider and the invoice.paid handler leave
+        it (allynet/payments/subscriptions.py): active, paid through the current month, one invoice paid.
+        Nothing under another provider (its subscriptions cannot be made up here)."""
+        from allynet.payments import offline_store, records
+
+        if (self.config.get("PAYMENTS_PROVIDER") or "offline") != "offline":
+            return
+
+        key = f"demo{str(org['_id'])[-10:]}"
+        sub_id, customer_id, invoice_id = f"sub_offline_{key}", f"cus_offline_{key}", f"in_offline_{key}"
+        start = self.ago(days=10)
+        end = start + timedelta(days=30)
+        amount, currency = int(self.config.get("ORG_PRO_AMOUNT", 2900)), self.config.get("ORG_PRO_CURRENCY", "EUR")
+        org.update(subscription_id=sub_id, billing_customer_id=customer_id, subscription_status="active",
+                   subscription_seq=1, subscription_started_by=org["created_by"], subscription_paid_through=end,
+                   subscription_failed_through=None, plan_grace_until=None)
+        period = {"period_start": calendar.timegm(end.timetuple()),
+                  "period_end": calendar.timegm((end + timedelta(days=30)).timetuple())}
+        subscription = {
+            "id": sub_id, "object": "subscription", "status": "active", "customer": customer_id,
+            "metadata": {"organization_id": str(org["_id"])}, "livemode": False,
+            "created": calendar.timegm(start.timetuple()), "current_period_start": calendar.timegm(start.timetuple()),
+            "current_period_end": period["period_start"], "canceled_at": None,
+            "items": {"data": [{"price": {"id": self.config.get("ORG_PRO_PRICE", "price_allynet_org_pro"),
+                                          "unit_amount": amount, "currency": currency.lower()}}]},
+            "latest_invoice": {"id": f"{invoice_id}_next", "object": "invoice", "status": "open", "amount_due": amount,
+                               "currency": currency.lower(), **period,
+                               "payment_intent": {"id": f"pi_offline_{key}", "status": "requires_payment_method",
+                                                  "client_secret": f"pi_offline_{key}_secret_demo"}},
+        }
+        self.db[offline_store.COLLECTION].replace_one({"_id": sub_id}, {"_id": sub_id, "obj": subscription},
+                                                      upsert=True)
+        records.create(db=self.db, origin=f"invoice:{invoice_id}", kind="subscription", payer_id=org["created_by"],
+                       payee_id=None, amount=amount, currency=currency, fee_amount=amount, status="succeeded",
+                       cause="invoice.paid", livemode=False, provider="offline", refs={"organization_id": org["_id"]},
+                       extra={"provider_invoice_id": invoice_id, "provider_subscription_id": sub_id,
+                              "last_error": None})
+
+    def seed_payments(self):
+        """Help requests of the demo `user` taken on by the demo `helper`, with their payments on the offline
+        provider: one paid (completed, captured), one secured (awaiting completion), one whose card was
+        declined and one awaiting the requester's confirmation. The intents are stored where the offline
+        provider keeps them, so confirming, completing and refunding them works. Own random stream (seed
+        + 5); nothing under another provider (its intents cannot be made up here).
+        """
+        from allynet import money
+        from allynet.payments import offline, records
+        from allynet.payments.offline_store import COLLECTION as OFFLINE_OBJECTS
+        from allynet.payments import service as payments_service
+
+        requester, helper = self.accounts.get("user"), self.accounts.get("helper")
+        if (self.config.get("PAYMENTS_PROVIDER") or "offline") != "offline" or not requester or not helper:
+            return
+        rng = random.Random(self.plan.seed + 5)
+        currency = self.plan.currency
+        specs = (  # (title, request status, payment status, last error)
+            ("Assemble a wardrobe", "completed", "succeeded", None),
+            ("Carry a sofa upstairs", "assigned", "requires_capture", None),
+            ("Fix a dripping tap", "assigned", "requires_payment_method", offline.DECLINE),
+            ("Install a dashcam", "assigned", "requires_payment_method", None),
+        )
+        requests, payments, stored = [], [], []
+        for title, status, payment_status, error in specs:
+            created_at = self.ago(hours=rng.uniform(30, 72))
+            price = float(rng.randrange(20, 60))
+            amount = money.to_minor(price, currency)
+            fee = payments_service.platform_fee(amount, self.config)
+            request_id, offer_id, payment_id = (make_id(rng, created_at), make_id(rng, created_at),
+                                                make_id(rng, created_at))
+            intent = offline.new_intent(amount=amount, currency=currency, capture_method="manual",
+                                        metadata={"payment_id": str(payment_id), "help_request_id": str(request_id)})
+            accepted_at, history = created_at + timedelta(hours=2), []
+            history.append({"status": "requires_payment_method", "at": accepted_at, "cause": "offer_accepted"})
+            if error:
+                intent["last_payment_error"] = dict(error)
+                history.append({"status": "requires_payment_method", "at": accepted_at + timedelta(minutes=5),
+                                "cause": "declined:card_declined"})
+            if payment_status in ("requires_capture", "succeeded"):
+                stored.append(offline.authorize(intent))
+                history.append({"status": "requires_capture", "at": accepted_at + timedelta(minutes=5),
+                                "cause": "confirmed:pm_card_visa"})
+            if payment_status == "succeeded":
+                intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+                stored[-1].update(amount_captured=amount, captured=True)
+                history.append({"status": "succeeded", "at": accepted_at + timedelta(hours=3),
+                                "cause": "help_request_completed"})
+            stored.append(intent)
+            record = {"_id": payment_id, "origin": f"help_request:{request_id}:{offer_id}", "kind": "help_request",
+                      "payer_id": requester["_id"], "payee_id": helper["_id"], "amount": amount,
+                      "fee_amount": fee, "payee_amount": amount - fee, "currency": currency,
+                      "status": payment_status, "refunded_amount": 0, "history": history, "livemode": False,
+                      "provider": "offline", "created_at": accepted_at, "updated_at": history[-1]["at"],
+                      "help_request_id": request_id, "offer_id": offer_id, "provider_intent_id": intent["id"],
+                      "client_secret": intent["client_secret"], "destination": None,
+                      "payout": "awaiting_onboarding", "amount_received": intent["amount_received"],
+                      "last_error": {"code": error["code"], "message": error["message"]} if error else None}
+            assert payment_status in records.STATUSES
+            payments.append(record)
+            lat, lng = self.population.near(self.plan.city_lat, self.plan.city_lng, 2000)
+            timeline = [{"status": "open", "at": created_at, "by": requester["_id"]},
+                        {"status": "assigned", "at": accepted_at, "by": requester["_id"]}]
+            request = {"_id": request_id, "user_id": requester["_id"], "title": title,
+                       "description": "Details in private messages; thank you!", "category": "repairs",
+                       "location": point(lat, lng), "budget": {"amount": price + 10, "currency": currency},
+                       "status": status, "helper_id": helper["_id"], "accepted_offer_id": offer_id,
+                       "offers": [{"_id": offer_id, "user_id": helper["_id"], "message": rng.choice(OFFER_MESSAGES),
+                                   "price": {"amount": price, "currency": currency},
+                                   "created_at": created_at + timedelta(hours=1)}],
+                       "offers_count": 1, "timeline": timeline, "payment": payments_service.summary(record),
+                       "assigned_at": accepted_at, "created_at": created_at, "updated_at": history[-1]["at"]}
+            if status == "completed":
+                request["completed_at"] = history[-1]["at"]
+                timeline.append({"status": "completed", "at": history[-1]["at"], "by": requester["_id"]})
+                self.trust_counts[helper["_id"]]["help_completed"] += 1
+            requests.append(request)
+        self.insert("help_requests", requests, len(requests), "paid help requests")
+        self.insert("payments", payments, len(payments))
+        self.insert(OFFLINE_OBJECTS, [{"_id": obj["id"], "obj": obj} for obj in stored], len(stored),
+                    "offline provider objects")
 
     def seed_businesses(self):
         """Businesses with weekly hours and promotions (running, upcoming and ended ones), and a few verified
@@ -945,8 +1069,10 @@ def seed(*, db, config, plan, show_progress=None):
 
 
 def seeded_collections():
-    """Every collection the app declares (what --drop empties)."""
-    return sorted({collection for collection, _, _ in INDEXES})
+    """Every collection the app declares (what --drop empties), and the offline payment provider's."""
+    from allynet.payments.offline_store import COLLECTION as OFFLINE_OBJECTS
+
+    return sorted({collection for collection, _, _ in INDEXES} | {OFFLINE_OBJECTS})
 
 
 def drop(db):
@@ -963,9 +1089,10 @@ verified helpers clustered like a real population around the city centre, skills
 help requests, active parties with members and trails, road reports of every type
 with votes, official alerts, organizations (a verified rescue team with a dispatcher
 and vouched helpers, a riding club, a company; members and service areas), businesses
-with opening hours and promotions (a few verified safe places near the centre) and a few
-open SOS. Times are relative to now, and
-helpers' locations are fresh, so SOS alerts find them at once.
+with opening hours and promotions (a few verified safe places near the centre), a few
+open SOS, and help requests of the demo user paid through the offline payment
+provider. Times are relative to now, and helpers' locations are fresh, so SOS alerts
+find them at once.
 
 The same --seed builds the same city. Indexes are ensured before inserting.
 At the end it prints what it created and the demo logins.

@@ -112,6 +112,7 @@ ENV_VARS = {
     "ORG_PRO_AMOUNT": int,
     "ORG_PRO_CURRENCY": str,
     "ORG_GRACE_DAYS": float,
+    "ORG_GRACE_SWEEP_SECONDS": float,
     "PROMOTION_FEATURE_AMOUNT": int,
     "PROMOTION_FEATURE_CURRENCY": str,
     "PAYMENTS_CONNECT_RETURN_URL": str,
@@ -134,6 +135,7 @@ class Config:
     ORG_PRO_AMOUNT = 2900  # what that price is (the offline provider bills it; shown to clients)
     ORG_PRO_CURRENCY = "EUR"
     ORG_GRACE_DAYS = 7.0  # a pro organization whose payment failed stays pro this long
+    ORG_GRACE_SWEEP_SECONDS = 900.0  # how often graces that ran out are applied to organizations nobody read
     PROMOTION_FEATURE_AMOUNT = 1500  # featuring a promotion for its duration
     PROMOTION_FEATURE_CURRENCY = "EUR"
     PAYMENTS_CONNECT_RETURN_URL = "https://allynet.invalid/payments/connect/return"

@@ -70,6 +70,8 @@ RENAME_BUSINESS = {"name": "Corner bistro"}
 RETITLE_PROMOTION = {"title": "Two for one"}
 SUSPEND = {"reason": "spam"}
 RETEXT = {"description": "Checkpoint moved"}
+PAY = {"payment_method": "pm_card_visa"}
+REFUND = {"reason": "Helper did not come"}
 
 
 def register(w):
@@ -102,6 +104,14 @@ def org_code(w):
     return {"code": w.org_code}
 
 
+def paid(w):
+    return {"type": "invoice.paid", "data": {"object": {"subscription": w.subscription_id}}}
+
+
+def payment_failed(w):
+    return {"type": "invoice.payment_failed", "data": {"object": {"subscription": w.subscription_id}}}
+
+
 def assign_other(w):
     return {"user_id": w.id("other")}
 
@@ -128,7 +138,8 @@ class R:
 # Targets: sos, help (open, with other's offer), help_assigned (other's offer accepted), party (owner
 # leads, other rides), skill, report (visible), report_pending (a speed camera awaiting a moderator),
 # route, owner (the owner's user id), file (a static file name), business (the owner's), business_hidden (hidden
-# by an admin), promotion (a promotion of `business`: two path values).
+# by an admin), promotion (a promotion of `business`: two path values), payment (of a help request: the owner
+# accepted other's priced offer), payment_captured (the same, confirmed and completed).
 REST = [
     # method    rule (+ query)                                      target            body       anon user othr hlpr mod  admn ownr
     R("POST",   "/api/v1/auth/register",                            None,             register, "201  201  -    201  201  201  -  "),
@@ -166,6 +177,11 @@ REST = [
     R("POST",   "/api/v1/help-requests/<oid:request_id>/accept",    "help",           accept,   "401  403  403  403  403  403  200"),
     R("POST",   "/api/v1/help-requests/<oid:request_id>/complete",  "help_assigned",  None,     "401  403  403  403  403  403  200"),
     R("POST",   "/api/v1/help-requests/<oid:request_id>/cancel",    "help",           None,     "401  403  403  403  403  403  200"),
+    R("GET",    "/api/v1/payments",                                 None,             None,     "401  200  -    200  200  200  -  "),
+    R("POST",   "/api/v1/payments/connect/onboarding",              None,             None,     "401  200  -    200  200  200  -  "),
+    R("GET",    "/api/v1/payments/<oid:payment_id>",                "payment",        None,     "401  404  200  404  200  200  200"),
+    R("POST",   "/api/v1/payments/<oid:payment_id>/confirm",        "payment",        PAY,      "401  404  403  404  403  403  200"),
+    R("POST",   "/api/v1/payments/<oid:payment_id>/refund",         "payment_captured", REFUND, "401  404  403  404  200  200  403"),
     R("POST",   "/api/v1/skills",                                   None,             SKILL,    "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/skills",                                   None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/skills/<oid:skill_id>",                    "skill",          None,     "401  200  -    200  200  200  200"),
@@ -214,6 +230,9 @@ REST = [
     R("POST",   "/api/v1/organizations/<oid:organization_id>/emergencies/<oid:emergency_id>/assign", "org_sos",
                                                                                       assign_other, "401  403  403  403  403  403  200"),
     R("GET",    "/api/v1/organizations/<oid:organization_id>/parties", "org",         None,     "401  403  200  403  403  403  200"),
+    R("POST",   "/api/v1/organizations/<oid:organization_id>/subscription", "org_unpaid", None, "401  403  403  403  403  403  201"),
+    R("GET",    "/api/v1/organizations/<oid:organization_id>/payments", "org",        None,     "401  403  403  403  403  403  200"),
+    R("POST",   "/api/v1/payments/offline/events",                  "org",            payment_failed, "401  403  403  403  403  200  403"),
     R("POST",   "/api/v1/businesses",                               None,             BUSINESS, "401  201  -    201  201  201  -  "),
     R("GET",    "/api/v1/businesses?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/businesses/<oid:business_id>",             "business",       None,     "401  200  -    200  200  200  200"),
@@ -226,6 +245,8 @@ REST = [
       "401  403  -    403  200  200  200"),
     R("DELETE", "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>", "promotion", None,
       "401  403  -    403  200  200  200"),
+    R("POST",   "/api/v1/businesses/<oid:business_id>/promotions/<oid:promotion_id>/feature", "promotion", None,
+                                                                                                "401  403  -    403  403  403  201"),
     R("GET",    "/api/v1/promotions?near=48.8566,2.3522",           None,             None,     "401  200  -    200  200  200  -  "),
     R("PATCH",  "/api/v1/alerts/<oid:alert_id>",                    "alert",          RETEXT,   "401  403  -    403  200  200  -  "),
     R("DELETE", "/api/v1/alerts/<oid:alert_id>",                    "alert",          None,     "401  403  -    403  200  200  -  "),
@@ -280,7 +301,9 @@ TARGET_PARTIES = {
     "sos": {"owner", "other"}, "sos_responding": {"owner", "other"},
     "help": {"owner", "other"}, "help_assigned": {"owner", "other"}, "party": {"owner", "other"},
     "org": {"owner", "other"}, "org_member": {"owner", "other"}, "org_sos": {"owner", "other"},
+    "org_unpaid": {"owner", "other"},
     "business": {"owner"}, "business_hidden": {"owner"}, "promotion": {"owner"},
+    "payment": {"owner", "other"}, "payment_captured": {"owner", "other"},
 }
 
 
@@ -453,6 +476,22 @@ class World:
         self.call("POST", f"{API}/help-requests/{request_id}/accept", "owner", {"offer_id": self.offer_id}, 200)
         return request_id
 
+    def _build_payment(self):
+        """The payment of a help request: `owner` accepted `other`'s priced offer (owner pays, other is paid)."""
+        request_id = self.call("POST", f"{API}/help-requests", "owner",
+                               dict(HELP, budget={"amount": 30, "currency": "EUR"}), 201)["data"]["id"]
+        offer_id = self.call("POST", f"{API}/help-requests/{request_id}/offers", "other",
+                             {"message": "I can help", "price": {"amount": 25, "currency": "EUR"}}, 201)["data"]["id"]
+        self.paid_request_id = request_id
+        return self.call("POST", f"{API}/help-requests/{request_id}/accept", "owner", {"offer_id": offer_id},
+                         200)["data"]["payment"]["id"]
+
+    def _build_payment_captured(self):
+        payment_id = self._build_payment()
+        self.call("POST", f"{API}/payments/{payment_id}/confirm", "owner", PAY, 200)
+        self.call("POST", f"{API}/help-requests/{self.paid_request_id}/complete", "owner", None, 200)
+        return payment_id
+
     def _build_party(self):
         party = self.call("POST", f"{API}/parties", "owner", PARTY, 201)["data"]
         self.call("POST", f"{API}/parties/join", "other", {"invite_code": party["invite_code"]}, 200)
@@ -473,11 +512,21 @@ class World:
     def _build_org(self):
         """A verified pro organization in Paris: `owner` owns it, `other` is a member."""
         org_id = self.call("POST", f"{API}/organizations", "owner", ORG, 201)["data"]["id"]
-        self.call("PATCH", f"{API}/organizations/{org_id}", "admin", {"verified": True, "plan": "pro"}, 200)
+        self.call("PATCH", f"{API}/organizations/{org_id}", "admin", {"verified": True}, 200)
+        self.subscription_id = self.call("POST", f"{API}/organizations/{org_id}/subscription", "owner", None,
+                                         201)["data"]["id"]
+        self.call("POST", f"{API}/payments/offline/events", "admin", paid(self), 200)
         code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None, 201)["data"]["code"]
         self.call("POST", f"{API}/organizations/join", "other", {"code": code}, 200)
         self.org_code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None,
                                   201)["data"]["code"]
+        return org_id
+
+    def _build_org_unpaid(self):
+        """An organization on the free plan: `owner` owns it, `other` is a member."""
+        org_id = self.call("POST", f"{API}/organizations", "owner", dict(ORG, name="Free club"), 201)["data"]["id"]
+        code = self.call("POST", f"{API}/organizations/{org_id}/invitations", "owner", None, 201)["data"]["code"]
+        self.call("POST", f"{API}/organizations/join", "other", {"code": code}, 200)
         return org_id
 
     def _build_org_member(self):

@@ -136,7 +136,8 @@ def test_promotions_near_a_point_are_the_running_ones_that_cover_it(api, make_us
     items = response.json()["data"]
     assert [(item["business_name"], item["promotion"]["id"]) for item in items] == [
         ("Cafe", running["id"]), ("Shop", far_reaching["id"])]
-    assert items[0]["business_id"] == cafe["id"] and items[0]["featured"] is True and items[1]["featured"] is False
+    assert items[0]["business_id"] == cafe["id"] and items[0]["verified"] is True and items[1]["verified"] is False
+    assert not items[0]["featured"] and not items[1]["featured"]  # nobody paid to feature them
     assert 499 < items[0]["distance_m"] < 501 and items[0]["promotion"]["title"] == "Coffee for riders"
     # The public view carries the running promotions only; the owner sees all four.
     assert [p["title"] for p in api("GET", f"/businesses/{cafe['id']}", rider).json()["data"]["promotions"]] == [

@@ -495,9 +495,17 @@ def test_help_request_and_skill_shapes(client, make_user):
                                   json={"message": "On my way", "price": {"amount": 10, "currency": "eur"}}), 201)
     accepted = assert_ok(client.post(f"{API}/help-requests/{request_id}/accept", headers=owner.headers,
                                      json={"offer_id": offer["id"]}))
-    assert accepted["status"] == "assigned"
+    assert accepted["status"] == "assigned" and accepted["payment"]["amount"] == 1000
+    # a priced offer is paid: the requester confirms the payment before completing
+    assert_error(client.post(f"{API}/help-requests/{request_id}/complete", headers=owner.headers),
+                 409, "payment_not_secured")
+    payment_id = accepted["payment"]["id"]
+    assert assert_ok(client.post(f"{API}/payments/{payment_id}/confirm", headers=owner.headers,
+                                 json={"payment_method": "pm_card_visa"}))["status"] == "requires_capture"
     assert assert_ok(client.post(f"{API}/help-requests/{request_id}/complete", headers=owner.headers),
                      )["status"] == "completed"
+    assert assert_ok(client.get(f"{API}/payments/{payment_id}", headers=helper.headers))["status"] == "succeeded"
+    assert_list(client.get(f"{API}/payments", headers=helper.headers))
 
     skill = assert_ok(client.post(f"{API}/skills", headers=helper.headers, json={
         "name": "Tyre change", "category": "repairs", "rate": {"amount": 20, "currency": "EUR", "unit": "hour"}}),

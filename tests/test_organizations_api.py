@@ -50,7 +50,11 @@ def dispatching_org(server, owner, admin, members=()):
     status, body = call(server, "POST", "/organizations", owner, ORG)
     assert status == 201, body
     org_id = body["data"]["id"]
-    assert call(server, "PATCH", f"/organizations/{org_id}", admin, {"verified": True, "plan": "pro"})[0] == 200
+    assert call(server, "PATCH", f"/organizations/{org_id}", admin, {"verified": True})[0] == 200
+    status, body = call(server, "POST", f"/organizations/{org_id}/subscription", owner)
+    assert status == 201, body
+    event = {"type": "invoice.paid", "data": {"object": {"subscription": body["data"]["id"]}}}
+    assert call(server, "POST", "/payments/offline/events", admin, event)[0] == 200
     for member in members:
         status, body = call(server, "POST", f"/organizations/{org_id}/invitations", owner)
         assert status == 201 and set(body["data"]) == {"code", "expires_at"}
@@ -282,12 +286,17 @@ def test_the_public_view_has_no_members_and_other_owners_cannot_edit(client, mak
     public = client.get(f"{API}/organizations/{org['id']}", headers=other_owner.headers).get_json()["data"]
     assert "members" not in public and "my_role" not in public and public["member_count"] == 1
     before = db.organizations.find_one({"name": "Paris Rescue"})
-    for body in ({"name": "Hijacked"}, {"verified": True}, {"plan": "pro"}):
+    for body in ({"name": "Hijacked"}, {"verified": True}):
         response = client.patch(f"{API}/organizations/{org['id']}", json=body, headers=other_owner.headers)
         assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
-    # The owner may not verify their own organization or pick its plan either.
-    for body in ({"verified": True}, {"plan": "pro"}):
-        assert client.patch(f"{API}/organizations/{org['id']}", json=body, headers=owner.headers).status_code == 403
+    # The owner may not verify their own organization either.
+    assert client.patch(f"{API}/organizations/{org['id']}", json={"verified": True},
+                        headers=owner.headers).status_code == 403
+    # The plan follows the subscription only: nobody sets it, not even a platform admin.
+    for user in (owner, make_user(role="admin")):
+        response = client.patch(f"{API}/organizations/{org['id']}", json={"plan": "pro"}, headers=user.headers)
+        assert response.status_code == 400 and response.get_json()["error"]["details"] == {
+            "plan": ["Unknown field."]}
     assert db.organizations.find_one({"name": "Paris Rescue"}) == before
 
 
@@ -321,9 +330,11 @@ def test_free_plan_limits_bind_with_the_limit_in_details(app_factory, make_user)
     response = client.patch(f"{API}/organizations/{org_id}/members/{owner.id}", json={"role": "member"},
                             headers=owner.headers)
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "last_owner"
-    # A third member once the admin moved the organization to pro.
+    # A third member once the organization paid for pro.
     admin = make_user(role="admin")
-    assert client.patch(f"{API}/organizations/{org_id}", json={"plan": "pro"}, headers=admin.headers).status_code == 200
+    subscription = client.post(f"{API}/organizations/{org_id}/subscription", headers=owner.headers).get_json()["data"]
+    assert client.post(f"{API}/payments/offline/events", headers=admin.headers, json={
+        "type": "invoice.paid", "data": {"object": {"subscription": subscription["id"]}}}).status_code == 200
     code = client.post(f"{API}/organizations/{org_id}/invitations", headers=owner.headers).get_json()["data"]["code"]
     assert client.post(f"{API}/organizations/join", json={"code": code}, headers=third.headers).status_code == 200
 

@@ -148,3 +148,29 @@ def test_seeded_trust_scores_follow_the_trust_rule(city, db):
     result = maintenance.recompute_trust(db=db, dry_run=True)
     assert result["users_changed"] == 0
     assert db.users.count_documents({"trust_score": {"$ne": 50.0}}) > 0
+
+
+def test_seeded_paid_and_unpaid_help_requests_work_through_the_api(city):
+    _, client, headers = city
+    user, helper, admin = headers(demo("user")), headers(demo("helper")), headers(demo("admin"))
+    payments = client.get("/api/v1/payments", headers=user).get_json()["data"]
+    by_status = sorted((item["status"], (item["last_error"] or {}).get("code", "")) for item in payments)
+    assert by_status == [("requires_capture", ""), ("requires_payment_method", ""),
+                         ("requires_payment_method", "card_declined"), ("succeeded", "")]
+    assert len(client.get("/api/v1/payments", headers=helper).get_json()["data"]) == 4
+    mine = client.get("/api/v1/help-requests/mine", headers=user).get_json()["data"]
+    shown = {item["payment"]["id"]: item for item in mine if item.get("payment")}
+    assert len(shown) == 4
+    for payment in payments:
+        request = shown[payment["id"]]
+        if payment["status"] == "requires_capture":  # secured: completing captures it
+            done = client.post(f"/api/v1/help-requests/{request['id']}/complete", headers=user)
+            assert done.get_json()["data"]["payment"]["status"] == "succeeded"
+        elif payment["last_error"]:  # declined: another card works
+            again = client.post(f"/api/v1/payments/{payment['id']}/confirm", headers=user,
+                                json={"payment_method": "pm_card_visa"})
+            assert again.get_json()["data"]["status"] == "requires_capture"
+        elif payment["status"] == "succeeded":  # paid: staff can refund it
+            refunded = client.post(f"/api/v1/payments/{payment['id']}/refund", headers=admin,
+                                   json={"reason": "demo"})
+            assert refunded.get_json()["data"]["status"] == "refunded"

@@ -98,6 +98,8 @@ class BusinessCreateSchema(Schema):
 class BusinessUpdateSchema(BusinessCreateSchema):
     """PATCH /businesses/<id>: any field; `verified` and `hidden` for moderators and admins only."""
 
+    OPENAPI = {"minProperties": 1}  # not_empty below
+
     name = Name(min_len=2, max_len=120)
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     location = Location()
@@ -119,6 +121,8 @@ class PromotionSchema(Schema):
     starts_at = DateTimeZ()
     ends_at = DateTimeZ()
     radius_m = fields.Float()
+    featured_until = DateTimeZ(allow_none=True, metadata={"description": "paid featuring: ranked first "
+                                                                         "near a point until then"})
     created_at = DateTimeZ()
     updated_at = DateTimeZ()
 
@@ -136,6 +140,8 @@ class PromotionCreateSchema(Schema):
 
 class PromotionUpdateSchema(PromotionCreateSchema):
     """PATCH /businesses/<id>/promotions/<pid>: any field."""
+
+    OPENAPI = {"minProperties": 1}  # not_empty below
 
     title = Name(min_len=2, max_len=120)
     starts_at = DateTimeZ()
@@ -197,7 +203,8 @@ class PromotionNearSchema(Schema):
     business_name = fields.String()
     promotion = fields.Nested(PromotionSchema)
     distance_m = fields.Float()
-    featured = fields.Boolean(metadata={"description": "the business is verified"})
+    featured = fields.Boolean(metadata={"description": "its owner paid to feature it: listed first"})
+    verified = fields.Boolean(metadata={"description": "the business is verified"})
 
 
 class SafePlaceSchema(Schema):

@@ -11,10 +11,12 @@ Who may do what:
   is verified and not hidden.
 
 Promotions are embedded in the business document (at most MAX_PROMOTIONS); a promotion is running
-while `starts_at <= now < ends_at`. Nearby promotions are one aggregation: `$geoNear` on the
+while `starts_at <= now < ends_at`. Its owner may pay to feature it for its duration
+(allynet/payments/promotions.py): `featured_until` is its `ends_at` when paid, and a featured
+promotion ranks before the others near a point. Nearby promotions are one aggregation: `$geoNear` on the
 businesses, `$unwind` of their promotions, and the radius test against the computed distance.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from flask import current_app
@@ -32,6 +34,7 @@ MAX_PROMOTIONS = 20
 # Safe places: how many candidates (nearest first) are read to find the open ones, and how many are listed.
 SAFE_PLACE_SCAN = 50
 SAFE_PLACE_LIMIT = 5
+NEVER = datetime(1970, 1, 1)  # featured_until of a promotion never featured
 
 
 # ---- views of a business ------------------------------------------------------------------------
@@ -235,8 +238,37 @@ def delete_promotion(*, db, user_id, business_id, promotion_id):
                              {"$pull": {"promotions": {"_id": promotion_id}}, "$set": {"updated_at": clock.now()}})
 
 
+def owned_promotion(*, db, user_id, business_id, promotion_id):
+    """(business, promotion) when `user_id` owns the business; 404 when either is missing (or the
+    business is hidden from the caller), 403 for anyone else, staff included."""
+    document, _staff = _visible_or_raise(db=db, user_id=user_id, business_id=business_id)
+    if document["owner_id"] != user_id:
+        raise Forbidden("Only the business's owner can feature its promotions")
+    return document, _promotion_or_raise(document, promotion_id)
+
+
+def find_promotion(*, db, business_id, promotion_id):
+    """The promotion, or None (its business or itself deleted)."""
+    document = db.businesses.find_one({"_id": business_id, "promotions._id": promotion_id},
+                                      projection={"promotions": 1})
+    return next((p for p in (document or {}).get("promotions") or () if p["_id"] == promotion_id), None)
+
+
+def featured(promotion, now):
+    """True while a paid featuring lasts."""
+    return promotion.get("featured_until") is not None and promotion["featured_until"] > now
+
+
+def set_featured(*, db, business_id, promotion_id, featured_until, payment_id):
+    """Feature a promotion until `featured_until` (None: no longer), as its payment says."""
+    db.businesses.update_one({"_id": business_id, "promotions._id": promotion_id},
+                             {"$set": {"promotions.$.featured_until": featured_until,
+                                       "promotions.$.featured_payment_id": payment_id}})
+
+
 def promotions_near(*, db, near, limit):
-    """Running promotions of visible businesses whose radius covers `near`, nearest first (one aggregation)."""
+    """Running promotions of visible businesses whose radius covers `near`, featured ones first, then
+    nearest first (one aggregation)."""
     now = clock.now()
     point = {"type": "Point", "coordinates": [near["lng"], near["lat"]]}
     running_now = {"starts_at": {"$lte": now}, "ends_at": {"$gt": now}}
@@ -245,12 +277,14 @@ def promotions_near(*, db, near, limit):
         {"$unwind": "$promotions"},
         {"$match": {"promotions.starts_at": running_now["starts_at"], "promotions.ends_at": running_now["ends_at"],
                     "$expr": {"$lte": ["$distance_m", "$promotions.radius_m"]}}},
-        {"$sort": {"distance_m": 1, "promotions.ends_at": 1, "promotions._id": 1}},
+        {"$addFields": {"featured": {"$gt": [{"$ifNull": ["$promotions.featured_until", NEVER]}, now]}}},
+        {"$sort": {"featured": -1, "distance_m": 1, "promotions.ends_at": 1, "promotions._id": 1}},
         {"$limit": limit},
-        {"$project": {"name": 1, "verified": 1, "promotions": 1, "distance_m": 1}},
+        {"$project": {"name": 1, "verified": 1, "promotions": 1, "distance_m": 1, "featured": 1}},
     ]
     return [{"business_id": row["_id"], "business_name": row["name"], "promotion": row["promotions"],
-             "distance_m": row["distance_m"], "featured": bool(row.get("verified"))}
+             "distance_m": row["distance_m"], "featured": bool(row["featured"]),
+             "verified": bool(row.get("verified"))}
             for row in db.businesses.aggregate(pipeline)]
 
 

@@ -12,6 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from allynet import geo
 from allynet.fields import Cursor, DateTimeZ, Finite, Id, ListFormat, Location, Name, ObjectIdField, Text
+from allynet.payments.schemas import PaymentSummarySchema, payment_summary_schema  # noqa: F401
 
 CATEGORIES = ("transport", "groceries", "repairs", "childcare", "elderly_care", "pets", "tech", "moving", "other")
 STATUSES = ("open", "assigned", "completed", "cancelled")
@@ -99,6 +100,8 @@ class HelpRequestSchema(Schema):
     accepted_offer_id = ObjectIdField(allow_none=True)
     offers_count = fields.Integer()
     offers = fields.List(fields.Nested(OfferSchema))
+    payment = fields.Nested(PaymentSummarySchema, allow_none=True, metadata={
+        "description": "the requester and the helper only: the accepted offer's payment (null: none)"})
     distance_m = fields.Float()
     created_at = DateTimeZ()
     updated_at = DateTimeZ()

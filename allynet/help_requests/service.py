@@ -18,20 +18,33 @@ Events (Socket.IO, through allynet.realtime, each to `user:<id>` rooms):
 - `help_request.declined` to every other offerer: {help_request_id, offer_id};
 - `help_request.status_changed` {help_request_id, status, helper_id} to the
   owner and the people involved: all offerers on accept, the helper on
-  complete, the helper (or, while open, the offerers) on cancel.
+  complete, the helper (or, while open, the offerers) on cancel;
+- `help_request.payment_secured` to the helper when the requester's payment is
+  held (the provider authorized it): {help_request_id, payment_id, amount,
+  currency, payee_amount, payout}.
+
+Payment (allynet/payments/service.py, never the provider): accepting an offer
+with a price starts its payment before the request is assigned (an offer
+priced above the budget is refused, 409 `price_above_budget`); completing
+needs it secured (409 `payment_not_secured`) and captures it; cancelling
+cancels it. The request keeps a summary of it in `payment`, shown to its
+requester and its helper only, rewritten after each change of the payment
+(never by an older version over a newer one).
 """
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from allynet import clock, realtime, trust
-from allynet.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from allynet.help_requests.schemas import help_request_schema, offer_schema
+from allynet import clock, idempotency, realtime, trust
+from allynet.errors import AllyNetError, Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from allynet.help_requests.schemas import help_request_schema, offer_schema, payment_summary_schema
 from allynet.pagination import nearest_page, newest_first_page
+from allynet.payments import service as payments_service
 
 MAX_OFFERS = 100
-# Fields left out of lists: offers are private to the owner and each offerer.
-LIST_PROJECTION = {"offers": 0, "timeline": 0}
+# Fields left out of lists: offers are private to the owner and each offerer, the payment to the two parties.
+LIST_PROJECTION = {"offers": 0, "timeline": 0, "payment": 0}
+ACCEPT_SCOPE = "help_requests.accept"
 
 
 def create(*, db, user_id, data):
@@ -130,11 +143,25 @@ def make_offer(*, db, user_id, request_id, data):
     return _offer_view(document, offer)
 
 
+def accept_once(*, db, user_id, request_id, offer_id, idempotency_key=None):
+    """`accept`, at most once per Idempotency-Key (a retry replays the first answer): (body, status)."""
+    key = idempotency.clean_key(idempotency_key)
+
+    def accept_and_render():
+        document = accept(db=db, user_id=user_id, request_id=request_id, offer_id=offer_id)
+        return help_request_schema.dump(document), 200
+
+    return idempotency.run(db=db, user_id=user_id, key=key, scope=ACCEPT_SCOPE,
+                           payload={"request_id": request_id, "offer_id": offer_id}, fn=accept_and_render)
+
+
 def accept(*, db, user_id, request_id, offer_id):
     """Accept one offer of an open request (owner): it becomes `assigned`, the other offers are declined.
 
     An `offer_id` that is not an offer of this request is a 404 (whether or not
-    it belongs to another request), and nothing changes.
+    it belongs to another request), and nothing changes. A priced offer's
+    payment is started first; when the request then cannot be assigned (another
+    accept won), that payment is cancelled.
     """
     current = get_or_raise(db=db, request_id=request_id)
     if current["user_id"] != user_id:
@@ -145,10 +172,21 @@ def accept(*, db, user_id, request_id, offer_id):
     chosen = next((offer for offer in current.get("offers", []) if offer["_id"] == offer_id), None)
     if chosen is None:
         raise NotFound("Offer not found on this help request")
+    price = payments_service.agreed_price(help_request=current, offer=chosen)
+    payment = None
+    if price is not None:
+        payment = payments_service.start_help_request_payment(db=db, help_request=current, offer=chosen,
+                                                              amount=price[0], currency=price[1])
     # Offers are append-only and immutable, so the helper read above is still the offer's author.
-    document = _transition(db=db, user_id=user_id, request_id=request_id, expected="open", status="assigned",
-                           extra={"helper_id": chosen["user_id"], "accepted_offer_id": offer_id},
-                           extra_filter={"offers._id": offer_id})
+    try:
+        document = _transition(db=db, user_id=user_id, request_id=request_id, expected="open", status="assigned",
+                               extra={"helper_id": chosen["user_id"], "accepted_offer_id": offer_id,
+                                      "payment": payments_service.summary(payment) if payment else None},
+                               extra_filter={"offers._id": offer_id})
+    except AllyNetError:
+        if payment is not None:
+            payments_service.abandon(db=db, payment_id=payment["_id"], cause="accept_refused")
+        raise
     data = _status_payload(document)
     realtime.emit_to_user(chosen["user_id"], "help_request.accepted", {
         "help_request_id": str(request_id), "offer_id": str(offer_id),
@@ -163,9 +201,23 @@ def accept(*, db, user_id, request_id, offer_id):
 
 
 def complete(*, db, user_id, request_id):
-    """Mark an assigned request completed (owner); the helper's trust score rises."""
+    """Mark an assigned request completed (owner), capturing its payment; the helper's trust score rises.
+
+    A request with a payment not yet secured is refused (409 payment_not_secured) and nothing changes.
+    """
+    current = get_or_raise(db=db, request_id=request_id)
+    payment = current.get("payment")
+    if current["user_id"] == user_id and current["status"] == "assigned" and payment:
+        record = payments_service.find(db=db, payment_id=payment["id"])
+        if not payments_service.is_secured(record):
+            raise Conflict("The payment is not secured yet: the requester confirms it first",
+                           code="payment_not_secured",
+                           details={"payment_id": str(record["_id"]), "payment_status": record["status"]})
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected="assigned",
                            status="completed")
+    if document.get("payment"):
+        payments_service.capture(db=db, payment_id=document["payment"]["id"])
+        document = get_or_raise(db=db, request_id=request_id)
     trust.apply_event(db=db, user_id=document["helper_id"], event="help_completed")
     _emit_status(document, [document["user_id"], document["helper_id"]], _status_payload(document))
     return for_viewer(document, viewer_id=user_id)
@@ -175,6 +227,9 @@ def cancel(*, db, user_id, request_id):
     """Cancel an open or assigned request (owner); the helper, or the offerers while open, are told."""
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected=["open", "assigned"],
                            status="cancelled")
+    if document.get("payment"):
+        payments_service.abandon(db=db, payment_id=document["payment"]["id"], cause="help_request_cancelled")
+        document = get_or_raise(db=db, request_id=request_id)
     if document.get("helper_id") is not None:
         involved = [document["helper_id"]]
     else:
@@ -190,7 +245,24 @@ def for_viewer(document, *, viewer_id):
     if document["user_id"] != viewer_id:
         offers = [offer for offer in offers if offer["user_id"] == viewer_id]
     view["offers"] = offers
+    if viewer_id not in (document["user_id"], document.get("helper_id")):
+        view.pop("payment", None)
     return view
+
+
+@payments_service.on_help_request_change
+def payment_changed(db, payment, previous):
+    """Keep the request's payment summary current; tell the helper when the payment is secured."""
+    summary = payments_service.summary(payment)
+    db.help_requests.update_one(
+        {"_id": payment["help_request_id"], "payment.id": payment["_id"],
+         "payment.version": {"$lt": summary["version"]}},
+        {"$set": {"payment": summary}})
+    if payment["status"] == "requires_capture" and previous != "requires_capture":
+        realtime.emit_to_user(payment["payee_id"], "help_request.payment_secured", {
+            "help_request_id": str(payment["help_request_id"]), "payment_id": str(payment["_id"]),
+            **{field: value for field, value in payment_summary_schema.dump(summary).items()
+               if field in ("amount", "currency", "payee_amount", "payout")}})
 
 
 def _offer_view(document, offer):

@@ -1,4 +1,7 @@
 """Help request HTTP endpoints: post, browse nearby, edit, offer, accept, complete, cancel."""
+from flask import request
+
+from allynet import idempotency
 from allynet.auth.decorators import auth_required, current_user_id
 from allynet.db import get_db
 from allynet.help_requests import bp, service
@@ -81,22 +84,29 @@ def make_offer(request_id, data):
 @auth_required
 @doc(summary="Accept an offer (owner): open -> assigned, the other offers are declined; an offer_id that is "
              "not an offer of this request is 404. Socket.IO: help_request.accepted to the helper, "
-             "help_request.declined to the other offerers, help_request.status_changed to owner and offerers",
-     response=help_request_schema, tags=TAGS,
-     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
+             "help_request.declined to the other offerers, help_request.status_changed to owner and offerers. "
+             "An offer with a price starts its payment (payment: a manual-capture intent for the price, which "
+             "may not exceed the budget; the requester confirms it, see /payments)",
+     response=help_request_schema, tags=TAGS, headers=idempotency.HEADER_DOC,
+     errors={403: "forbidden (not the owner)",
+             409: "invalid_transition, price_above_budget, invalid_price, payment_provider_refused, "
+                  "request_in_progress",
+             422: "idempotency_key_reused", 502: "payment_provider_error"})
 @use_body(accept_schema)
 def accept_offer(request_id, data):
-    document = service.accept(db=get_db(), user_id=current_user_id(), request_id=request_id,
-                              offer_id=data["offer_id"])
-    return ok(help_request_schema.dump(document))
+    body, status = service.accept_once(db=get_db(), user_id=current_user_id(), request_id=request_id,
+                                       offer_id=data["offer_id"],
+                                       idempotency_key=request.headers.get("Idempotency-Key"))
+    return ok(body, status)
 
 
 @bp.post("/help-requests/<oid:request_id>/complete")
 @auth_required
-@doc(summary="Mark your assigned help request completed (raises the helper's trust score). "
-             "Socket.IO: help_request.status_changed to owner and helper",
+@doc(summary="Mark your assigned help request completed (raises the helper's trust score); its payment, "
+             "if any, must be secured and is captured. Socket.IO: help_request.status_changed to owner and helper",
      response=help_request_schema, tags=TAGS,
-     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
+     errors={403: "forbidden (not the owner)", 409: "invalid_transition, payment_not_secured",
+             502: "payment_provider_error"})
 @no_body
 def complete_help_request(request_id):
     document = service.complete(db=get_db(), user_id=current_user_id(), request_id=request_id)
@@ -106,8 +116,9 @@ def complete_help_request(request_id):
 @bp.post("/help-requests/<oid:request_id>/cancel")
 @auth_required
 @doc(summary="Cancel your open or assigned help request. Socket.IO: help_request.status_changed to the owner "
-             "and the helper (or, while open, the offerers)", response=help_request_schema, tags=TAGS,
-     errors={403: "forbidden (not the owner)", 409: "invalid_transition"})
+             "and the helper (or, while open, the offerers); its payment, if any, is cancelled",
+     response=help_request_schema, tags=TAGS,
+     errors={403: "forbidden (not the owner)", 409: "invalid_transition", 502: "payment_provider_error"})
 @no_body
 def cancel_help_request(request_id):
     document = service.cancel(db=get_db(), user_id=current_user_id(), request_id=request_id)

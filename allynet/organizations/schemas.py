@@ -119,7 +119,7 @@ class OrganizationCreateSchema(Schema):
 
 
 class OrganizationUpdateSchema(Schema):
-    """Owner and org admins edit the profile; staff set `verified`, platform admins `plan`."""
+    """Owner and org admins edit the profile; staff set `verified` (the plan follows the subscription)."""
 
     OPENAPI = {"minProperties": 1}  # not_empty below
 
@@ -129,7 +129,6 @@ class OrganizationUpdateSchema(Schema):
     contact = fields.Nested(ContactSchema)
     service_area = ServiceArea()
     verified = StrictBool()
-    plan = fields.String(validate=validate.OneOf(PLANS))
 
     @validates_schema
     def not_empty(self, data, **kwargs):
@@ -187,7 +186,13 @@ class OrganizationSchema(Schema):
     contact = fields.Dict()
     service_area = fields.Dict()
     verified = fields.Boolean()
-    plan = fields.String()
+    plan = fields.String(metadata={"enum": list(PLANS), "description": "follows the subscription: pro while "
+                                                                      "paid and during a grace period"})
+    subscription_status = fields.String(allow_none=True, metadata={
+        "enum": ["incomplete", "active", "past_due", "canceled", None],
+        "description": "members only; null: never subscribed"})
+    plan_grace_until = DateTimeZ(allow_none=True, metadata={
+        "description": "members only; past_due: pro until then, free afterwards"})
     member_count = fields.Integer()
     created_at = DateTimeZ()
     updated_at = DateTimeZ()

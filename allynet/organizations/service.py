@@ -17,6 +17,13 @@ Dispatch (verified ``pro`` organizations): owners, admins and dispatchers see th
 the service area, are in ``org:<id>`` (from connect, and at once when granted the role), receive
 ``emergency.created`` / ``emergency.status_changed`` there, and may assign a member who is a
 verified (or vouched) helper to an SOS.
+
+Plans follow the organization's subscription only (allynet/payments/subscriptions.py feeds the
+provider's events to the ``plans`` section below): paid -> ``pro``; a failed payment -> ``past_due``,
+still ``pro`` until ``plan_grace_until``; deleted at the provider, or the grace over -> ``free``
+(nothing is deleted: the free plan's limits bind again). A grace that ran out is applied when the
+organization is next read (``get_or_raise``) and by a rare sweep (``expire_graces``); the queries
+that select dispatching organizations leave such an organization out meanwhile.
 """
 import secrets
 from datetime import timedelta
@@ -35,6 +42,9 @@ MANAGER_ROLES = (OWNER, ADMIN)
 DISPATCH_ROLES = (OWNER, ADMIN, DISPATCHER)
 STAFF_ROLES = ("moderator", "admin")
 PROFILE_FIELDS = ("name", "kind", "description", "contact", "service_area")
+MEMBERS_ONLY = ("members", "subscription_status", "plan_grace_until")
+# subscription_status: incomplete (started, first payment pending), active, past_due, canceled.
+SUBSCRIPTION_OPEN = ("incomplete", "active", "past_due")
 FREE_DISPATCHERS = 1
 DEFAULT_FREE_MEMBERS = 25
 DEFAULT_INVITATION_TTL_HOURS = 72.0
@@ -68,11 +78,11 @@ def _not_found():
 
 
 def get_or_raise(*, db, organization_id):
-    """The organization, or 404."""
+    """The organization (its plan as of now: a grace that ran out is applied), or 404."""
     org = db.organizations.find_one({"_id": organization_id})
     if org is None:
         raise _not_found()
-    return org
+    return current(db=db, org=org)
 
 
 def member_of(org, user_id):
@@ -124,12 +134,17 @@ def create(*, db, user_id, data):
     return org
 
 
+def _public(org):
+    return {key: value for key, value in org.items() if key not in MEMBERS_ONLY}
+
+
 def view(*, db, org, user_id):
-    """The organization as `user_id` sees it: public fields; members and `my_role` for its members."""
-    public = {key: value for key, value in org.items() if key != "members"}
+    """The organization as `user_id` sees it: public fields; members, `my_role` and the subscription's
+    state for its members."""
     role = _role_of(org, user_id)
     if role is None:
-        return public
+        return _public(org)
+    public = {key: value for key, value in org.items() if key != "members"}
     members = org.get("members") or []
     names = {u["_id"]: u.get("display_name") for u in
              db.users.find({"_id": {"$in": [m["user_id"] for m in members]}}, projection={"display_name": 1})}
@@ -152,19 +167,17 @@ def list_organizations(*, db, near=None, kind=None, cursor=None, limit=20):
         query["kind"] = kind
     items, next_cursor = newest_first_page(db.organizations, query=query, limit=limit, cursor=cursor,
                                            projection={"members": 0})
-    return items, next_cursor
+    return [_public(current(db=db, org=org)) for org in items], next_cursor
 
 
 def update(*, db, organization_id, actor_id, data):
-    """Profile fields by the owner and org admins; `verified` by staff; `plan` by platform admins."""
+    """Profile fields by the owner and org admins; `verified` by staff (the plan follows the subscription)."""
     org = get_or_raise(db=db, organization_id=organization_id)
     platform_role = _platform_role(db, actor_id)
     if any(field in data for field in PROFILE_FIELDS):
         _require_role(org, actor_id, MANAGER_ROLES, "edit its profile")
     if "verified" in data and platform_role not in STAFF_ROLES:
         raise Forbidden("Only platform staff can verify an organization")
-    if "plan" in data and platform_role != "admin":
-        raise Forbidden("Only a platform admin can set the plan")
     changes = dict(data)
     if "contact" in changes:
         changes["contact"] = {k: v for k, v in changes["contact"].items() if v is not None}
@@ -206,7 +219,11 @@ def _owners_left(members):
 
 
 def _check_dispatchers(org, members):
-    if org.get("plan") != "pro" and sum(m["role"] == DISPATCHER for m in members) > FREE_DISPATCHERS:
+    """Refuse a dispatcher more than the free plan has (an organization back on free keeps its
+    dispatchers and may still take roles away)."""
+    count = sum(m["role"] == DISPATCHER for m in members)
+    before = sum(m["role"] == DISPATCHER for m in org.get("members") or ())
+    if org.get("plan") != "pro" and count > FREE_DISPATCHERS and count > before:
         raise plan_limit("The free plan has one dispatcher", plan="free", dispatchers=FREE_DISPATCHERS)
 
 
@@ -437,8 +454,13 @@ def assign(*, db, organization_id, actor_id, emergency_id, user_id):
 
 def dispatching_organization_ids(*, db, location):
     """Ids of the dispatching organizations whose service area covers `location` (one query)."""
-    query = {"service_area": {"$geoIntersects": {"$geometry": location}}, "verified": True, "plan": "pro"}
+    query = {"service_area": {"$geoIntersects": {"$geometry": location}}, **_dispatching_query()}
     return [org["_id"] for org in db.organizations.find(query, projection={"_id": 1})]
+
+
+def _dispatching_query():
+    """Verified, pro, and not past a grace that ran out (the sweep has not applied it yet)."""
+    return {"verified": True, "plan": "pro", "plan_grace_until": {"$not": {"$lte": clock.now()}}}
 
 
 def join_room(*, db, organization_id, user_id, sid):
@@ -450,7 +472,7 @@ def join_room(*, db, organization_id, user_id, sid):
 def rejoin_rooms(*, db, user_id, sid):
     """A connecting socket enters the dispatch rooms of its user's organizations."""
     query = {"members": {"$elemMatch": {"user_id": user_id, "role": {"$in": list(DISPATCH_ROLES)}}},
-             "verified": True, "plan": "pro"}
+             **_dispatching_query()}
     for org in db.organizations.find(query, projection={"_id": 1}):
         realtime.enter_room(sid, realtime.organization_room(org["_id"]))
 
@@ -463,6 +485,161 @@ def _sync_dispatch_room(org):
                 realtime.enter_user_sockets(member["user_id"], room)
             else:
                 realtime.leave_user_sockets(member["user_id"], room)
+
+
+# ---- plans --------------------------------------------------------------------------------------
+# Out of order and twice: `subscription_paid_through` is the end of the latest period paid and
+# `subscription_failed_through` that of the latest failed period still unpaid. A payment of an older
+# period than a failure does not end it; a failure of a period already paid changes nothing; a
+# subscription that is not the organization's current one, or is canceled, moves nothing.
+
+def require_manager(*, db, organization_id, user_id, action):
+    """The organization when `user_id` is its owner or an org admin; 404 when it does not exist, else 403."""
+    org = get_or_raise(db=db, organization_id=organization_id)
+    _require_role(org, user_id, MANAGER_ROLES, action)
+    return org
+
+
+def find_by_subscription(*, db, subscription_id):
+    """The organization whose current subscription this is, or None."""
+    org = db.organizations.find_one({"subscription_id": subscription_id})
+    return None if org is None else current(db=db, org=org)
+
+
+def _grace_over(org, now):
+    grace_until = org.get("plan_grace_until")
+    return org.get("subscription_status") == "past_due" and grace_until is not None and grace_until <= now
+
+
+def current(*, db, org):
+    """`org` with its plan as of now: a grace that ran out is applied first (once, atomically)."""
+    if not _grace_over(org, clock.now()):
+        return org
+    return expire_grace(db=db, organization_id=org["_id"]) or db.organizations.find_one({"_id": org["_id"]})
+
+
+def _change_plan(db, organization_id, change, cause):
+    """Apply `change(org) -> fields to set, or None (nothing to do)` with a compare-and-set on `version`.
+    Vouches and the dispatch room follow a change of who may dispatch; a change of plan is audited.
+    Returns the organization after, or None when nothing changed."""
+    for _ in range(CAS_ATTEMPTS):
+        org = db.organizations.find_one({"_id": organization_id})
+        fields = None if org is None else change(org)
+        if fields is None:
+            return None
+        updated = db.organizations.find_one_and_update(
+            {"_id": organization_id, "version": org.get("version", 0)},
+            {"$set": dict(fields, updated_at=clock.now()), "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER)
+        if updated is None:
+            continue
+        if dispatching(org) != dispatching(updated):
+            _sync_vouches(db, updated)
+            _sync_dispatch_room(updated)
+        keys = ("plan", "subscription_status", "plan_grace_until")
+        if any(org.get(key) != updated.get(key) for key in keys):
+            audit.record(db=db, actor_id=None, action="organization.plan", target_type="organization",
+                         target_id=organization_id, before={k: org.get(k) for k in keys},
+                         after={k: updated.get(k) for k in keys}, reason=cause)
+        return updated
+    raise Conflict("The organization changed meanwhile; retry")
+
+
+def subscription_started(*, db, organization_id, actor_id, subscription_id, customer_id, seq):
+    """Make `subscription_id` (incomplete) the organization's subscription, unless another request
+    started the `seq`-th one meanwhile (then None)."""
+
+    def change(org):
+        if org.get("subscription_seq", 0) != seq:
+            return None
+        return {"subscription_id": subscription_id, "billing_customer_id": customer_id,
+                "subscription_status": "incomplete", "subscription_seq": seq + 1,
+                "subscription_started_by": actor_id, "subscription_paid_through": None,
+                "subscription_failed_through": None, "plan_grace_until": None}
+
+    return _change_plan(db, organization_id, change, "subscription started")
+
+
+def _current_subscription(org, subscription_id, statuses=SUBSCRIPTION_OPEN):
+    return org.get("subscription_id") == subscription_id and org.get("subscription_status") in statuses
+
+
+def subscription_paid(*, db, organization_id, subscription_id, period_end):
+    """An invoice of the period ending `period_end` was paid: pro; active unless a newer period failed."""
+
+    def change(org):
+        paid = org.get("subscription_paid_through")
+        if not _current_subscription(org, subscription_id) or (paid is not None and paid >= period_end):
+            return None
+        fields = {"plan": "pro", "subscription_paid_through": period_end}
+        failed = org.get("subscription_failed_through")
+        if failed is None or failed <= period_end:
+            fields.update(subscription_status="active", plan_grace_until=None, subscription_failed_through=None)
+        return fields
+
+    return _change_plan(db, organization_id, change, "invoice.paid")
+
+
+def subscription_payment_failed(*, db, organization_id, subscription_id, period_end, grace_until):
+    """An invoice of the period ending `period_end` failed: past_due, still pro until `grace_until`
+    (the grace runs from the first failure). A first payment failing never made the plan pro."""
+
+    def change(org):
+        paid, failed = org.get("subscription_paid_through"), org.get("subscription_failed_through")
+        if not _current_subscription(org, subscription_id, ("active", "past_due")) \
+                or (paid is not None and paid >= period_end) or (failed is not None and failed >= period_end):
+            return None
+        if org["subscription_status"] == "past_due":
+            return {"subscription_failed_through": period_end}
+        return {"subscription_status": "past_due", "plan_grace_until": grace_until,
+                "subscription_failed_through": period_end}
+
+    return _change_plan(db, organization_id, change, "invoice.payment_failed")
+
+
+def _canceled_fields(reason):
+    return {"plan": "free", "subscription_status": "canceled", "plan_grace_until": None,
+            "subscription_canceled_at": clock.now(), "subscription_cancel_reason": reason}
+
+
+def subscription_canceled(*, db, organization_id, subscription_id):
+    """The provider deleted the subscription: free (final for this subscription)."""
+
+    def change(org):
+        return _canceled_fields("deleted") if _current_subscription(org, subscription_id) else None
+
+    return _change_plan(db, organization_id, change, "customer.subscription.deleted")
+
+
+def expire_grace(*, db, organization_id, now=None):
+    """The grace ran out: free and canceled; the provider's subscription is canceled by the sweep
+    (`subscription_cancel_pending`). None when the grace is not over (or was already applied)."""
+
+    def change(org):
+        if not _grace_over(org, now or clock.now()):
+            return None
+        return dict(_canceled_fields("grace_over"), subscription_cancel_pending=True)
+
+    return _change_plan(db, organization_id, change, "grace over")
+
+
+def expire_graces(*, db, now=None):
+    """The sweep: apply every grace that ran out (one indexed query); the ids of those changed."""
+    now = now or clock.now()
+    due = db.organizations.find({"plan_grace_until": {"$lte": now}}, projection={"_id": 1})
+    return [org["_id"] for org in due if expire_grace(db=db, organization_id=org["_id"], now=now)]
+
+
+def subscriptions_to_cancel(*, db):
+    """(organization id, subscription id) of the subscriptions still to cancel at the provider."""
+    return [(org["_id"], org["subscription_id"]) for org in
+            db.organizations.find({"subscription_cancel_pending": True}, projection={"subscription_id": 1})]
+
+
+def subscription_cancel_sent(*, db, organization_id, subscription_id):
+    """The provider canceled it: nothing left to do for this subscription."""
+    db.organizations.update_one({"_id": organization_id, "subscription_id": subscription_id},
+                                {"$unset": {"subscription_cancel_pending": ""}})
 
 
 # ---- club rides ---------------------------------------------------------------------------------

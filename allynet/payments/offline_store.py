@@ -27,6 +27,19 @@ def load(obj_id):
     return None if found is None else found["obj"]
 
 
+def swap(obj, *, expected):
+    """Replace the stored object by `obj` only if it is still exactly `expected` (a compare-and-set:
+    of two concurrent changes one wins). True when replaced."""
+    result = get_db()[COLLECTION].update_one({"_id": obj["id"], "obj": expected}, {"$set": {"obj": obj}})
+    return result.modified_count == 1
+
+
+def recalled(key):
+    """The id of the object an earlier call with idempotency key `key` produced, or None."""
+    found = get_db()[COLLECTION].find_one({"_id": f"idem:{key}"})
+    return None if found is None else found["obj_id"]
+
+
 def remember(key, obj_id):
     """Tie an idempotency key to the object it created; returns the id already tied to it, or None."""
     from pymongo.errors import DuplicateKeyError

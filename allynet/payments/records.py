@@ -70,16 +70,17 @@ def create(*, db, origin, kind, payer_id, payee_id, amount, currency, fee_amount
     return record, True
 
 
-def advance(*, db, payment_id, status, cause, fields=None):
+def advance(*, db, payment_id, status, cause, fields=None, expect=None, push=None):
     """Move a payment to `status` if TRANSITIONS allows it from where it is now (one atomic update),
-    appending the history entry and setting `fields`; run the kind's hooks. Returns the updated
-    record, or None when the payment was not in a state that may move there (a late or repeated
-    event: nothing changes)."""
+    appending the history entry and setting `fields`; run the kind's hooks. `expect` adds
+    conditions to the update's filter (e.g. the refunded amount read before), `push` more arrays to
+    append to. Returns the updated record, or None when the payment was not in a state that may
+    move there (a late or repeated event: nothing changes)."""
     now = clock.now()
     updated = db[COLLECTION].find_one_and_update(
-        {"_id": payment_id, "status": {"$in": list(TRANSITIONS[status])}},
+        {**(expect or {}), "_id": payment_id, "status": {"$in": list(TRANSITIONS[status])}},
         {"$set": {"status": status, "updated_at": now, **(fields or {})},
-         "$push": {"history": {"status": status, "at": now, "cause": cause}}},
+         "$push": {**(push or {}), "history": {"status": status, "at": now, "cause": cause}}},
         return_document=ReturnDocument.BEFORE)
     if updated is None:
         return None

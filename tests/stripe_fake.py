@@ -23,10 +23,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlparse
 
 import pytest
+
+from tests.helpers import LocalHTTPServer, QuietHandler
 
 API_KEY = "sk_test_allynet_fake_key"
 WEBHOOK_SECRET = "whsec_allynet_fake_secret"
@@ -109,7 +111,7 @@ class StripeFake:
         self.lock = threading.RLock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler, BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's names)
                 fake.serve(self, "GET")
 
@@ -119,17 +121,11 @@ class StripeFake:
             def do_DELETE(self):  # noqa: N802
                 fake.serve(self, "DELETE")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.http = LocalHTTPServer(Handler)
+        self.url = self.http.base_url
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     # -- what tests read and do -----------------------------------------------------------------
     def requests_to(self, method, path):

@@ -6,7 +6,9 @@ from allynet.businesses.schemas import (business_create_schema, business_list_qu
                                         promotion_list_query_schema, promotion_near_schema, promotion_schema,
                                         promotion_update_schema)
 from allynet.db import get_db
-from allynet.http import doc, ok, ok_list, use_body, use_query
+from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
+from allynet.payments import promotions
+from allynet.payments.schemas import for_viewer, payment_schema
 
 TAGS = ["businesses"]
 WHO = "owner or moderators/admins; others 403, or 404 while the business is hidden"
@@ -97,10 +99,26 @@ def delete_promotion(business_id, promotion_id):
 
 @bp.get("/promotions")
 @auth_required
-@doc(summary="Promotions running now whose radius_m covers `near=lat,lng`, nearest business first: "
-             "{business_id, business_name, promotion, distance_m, featured (business verified)}",
+@doc(summary="Promotions running now whose radius_m covers `near=lat,lng`, featured ones first, then nearest business: "
+             "{business_id, business_name, promotion, distance_m, featured (paid: listed first), verified}",
      response=promotion_near_schema, many=True, tags=TAGS)
 @use_query(promotion_list_query_schema)
 def list_promotions(query):
     items = service.promotions_near(db=get_db(), **query)
     return ok_list(promotion_near_schema.dump(items, many=True))
+
+
+@bp.post("/businesses/<oid:business_id>/promotions/<oid:promotion_id>/feature")
+@auth_required
+@doc(summary="Pay PROMOTION_FEATURE_AMOUNT to feature a promotion for its duration (the business's owner): the "
+             "payment (kind promotion, client_secret to confirm); featured once it succeeds, ranked first in "
+             "GET /promotions; asked again before it is paid, the same payment", response=payment_schema,
+     status=201, tags=["payments"],
+     errors={403: "forbidden (not the business's owner)",
+             409: "conflict (ended, already featured, payment canceled or refunded), payment_provider_refused",
+             502: "payment_provider_error"})
+@no_body
+def feature_promotion(business_id, promotion_id):
+    user_id = current_user_id()
+    payment = promotions.feature(db=get_db(), user_id=user_id, business_id=business_id, promotion_id=promotion_id)
+    return ok(payment_schema.dump(for_viewer(payment, viewer_id=user_id)), 201)

@@ -4,5 +4,4 @@ from flask import Blueprint
 bp = Blueprint("payments", __name__, url_prefix="/api/v1")
 
 from allynet.payments import views  # noqa: E402,F401  (the help-request flow, refunds, Connect)
-from allynet.payments import plan_views, scheduled  # noqa: E402,F401  (organization plans, promotions)
 from allynet.payments import webhook_views  # noqa: E402,F401  (the Stripe webhook route)

@@ -14,7 +14,7 @@ from allynet.businesses import service as businesses_service
 from allynet.errors import Conflict
 from allynet.payments import records
 from allynet.payments.provider import get_provider
-from allynet.payments.subscriptions import call_provider
+from allynet.payments.provider_calls import call_provider
 
 OPEN = ("requires_payment_method", "requires_confirmation", "requires_action", "processing")
 

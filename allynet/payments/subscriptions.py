@@ -20,21 +20,10 @@ from allynet.errors import Conflict, NotFound
 from allynet.organizations import service as organizations_service
 from allynet.pagination import newest_first_page
 from allynet.payments import events, records
-from allynet.payments import service as payments_service
+from allynet.payments.provider_calls import call_provider
 from allynet.payments.provider import ProviderError
 
 log = logging.getLogger(__name__)
-
-
-def call_provider(fn, *args, **kwargs):
-    """Call the provider: an unknown object is 404, any other refusal or failure the payments service's
-    error (409 payment_provider_refused, 502 payment_provider_error)."""
-    try:
-        return fn(*args, **kwargs)
-    except ProviderError as exc:
-        if exc.status == 404:
-            raise NotFound(str(exc)) from exc
-        raise payments_service.provider_failure(exc) from exc
 
 
 def _view(subscription, organization_id):

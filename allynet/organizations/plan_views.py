@@ -1,16 +1,16 @@
-"""Organization plans and promoted offers on payments: start the pro subscription, the organization's
-payments, the offline provider's event feed, feature a promotion (thin views over
-`payments.subscriptions` and `payments.promotions`)."""
+"""Organization plans: start the pro subscription, the organization's payments, the offline provider's
+event feed (thin views over `payments.subscriptions`, which also holds the provider events' handlers)."""
 from allynet.auth.decorators import auth_required, current_user_id, roles_required
 from allynet.db import get_db
 from allynet.http import doc, no_body, ok, ok_list, use_body, use_query
+from allynet.organizations import bp
 from allynet.organizations.schemas import page_query_schema
-from allynet.payments import bp, promotions, subscriptions
+from allynet.payments import subscriptions
 from allynet.payments.provider import get_provider
 from allynet.payments.schemas import (for_viewer, offline_event_result_schema, offline_event_schema,
                                       payment_schema, subscription_schema)
 
-TAGS = ["payments"]
+TAGS = ["payments"]  # listed with the other payment routes
 
 
 @bp.post("/organizations/<oid:organization_id>/subscription")
@@ -52,18 +52,3 @@ def feed_offline_event(data):
     result = subscriptions.feed_offline_event(db=get_db(), provider=get_provider(), data=data)
     return ok(offline_event_result_schema.dump(result))
 
-
-@bp.post("/businesses/<oid:business_id>/promotions/<oid:promotion_id>/feature")
-@auth_required
-@doc(summary="Pay PROMOTION_FEATURE_AMOUNT to feature a promotion for its duration (the business's owner): the "
-             "payment (kind promotion, client_secret to confirm); featured once it succeeds, ranked first in "
-             "GET /promotions; asked again before it is paid, the same payment", response=payment_schema,
-     status=201, tags=TAGS,
-     errors={403: "forbidden (not the business's owner)",
-             409: "conflict (ended, already featured, payment canceled or refunded), payment_provider_refused",
-             502: "payment_provider_error"})
-@no_body
-def feature_promotion(business_id, promotion_id):
-    user_id = current_user_id()
-    payment = promotions.feature(db=get_db(), user_id=user_id, business_id=business_id, promotion_id=promotion_id)
-    return ok(payment_schema.dump(for_viewer(payment, viewer_id=user_id)), 201)

@@ -1,4 +1,4 @@
-"""The payments' background loop: organizations whose grace ran out go back to free.
+"""The organizations' plan loop: those whose grace ran out go back to free (allynet/payments/subscriptions.py).
 
 Rare (ORG_GRACE_SWEEP_SECONDS, default 15 min) and one indexed query on `plan_grace_until`; reading
 an organization applies its own expired grace at once, and the queries selecting dispatching

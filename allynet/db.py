@@ -112,7 +112,8 @@ INDEXES = [
      {"partialFilterExpression": {"subscription_id": {"$exists": True}}, "name": "subscription"}),
     ("organizations", [("plan_grace_until", ASCENDING)], {"name": "plan_grace"}),
     ("organizations", [("subscription_cancel_pending", ASCENDING)],
-     {"partialFilterExpression": {"subscription_cancel_pending": True}, "name": "subscription_cancel_pending"}),
+     {"partialFilterExpression": {"subscription_cancel_pending": {"$exists": True}},
+      "name": "subscription_cancel_pending"}),
     # map data (allynet/mapdata/): published traffic cells expire one window after their update
     ("traffic_cells", [("center", GEOSPHERE)], {"name": "center_2dsphere"}),
     ("traffic_cells", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "expires_ttl"}),

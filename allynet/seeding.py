@@ -928,6 +928,7 @@ class CitySeeder:
                       "payer_id": requester["_id"], "payee_id": helper["_id"], "amount": amount,
                       "fee_amount": fee, "payee_amount": amount - fee, "currency": currency,
                       "status": payment_status, "refunded_amount": 0, "history": history, "livemode": False,
+                      "version": len(history),
                       "provider": "offline", "created_at": accepted_at, "updated_at": history[-1]["at"],
                       "help_request_id": request_id, "offer_id": offer_id, "provider_intent_id": intent["id"],
                       "client_secret": intent["client_secret"], "destination": None,

@@ -308,3 +308,32 @@ def test_concurrent_refunds_never_refund_more_than_was_paid(app, client, people,
         charge = provider.retrieve_charge(provider.retrieve_intent(db.payments.find_one()["provider_intent_id"])
                                           ["latest_charge"])
     assert charge["amount_refunded"] == 2000
+
+
+def test_a_confirm_retried_with_its_key_replays_the_first_answer(client, people):
+    users, _ = people
+    _, payment_id = accepted(client, users)
+    key = {"Idempotency-Key": "confirm-1"}
+    first = confirm(client, users["requester"], payment_id, "pm_card_chargeDeclined", key)
+    again = confirm(client, users["requester"], payment_id, "pm_card_chargeDeclined", key)
+    assert first.get_json() == again.get_json()
+    assert len(get(client, users["requester"], f"/payments/{payment_id}").get_json()["data"]["history"]) == 2
+    other_body = confirm(client, users["requester"], payment_id, "pm_card_visa", key)
+    assert other_body.status_code == 422 and error_code(other_body) == "idempotency_key_reused"
+
+
+def test_account_updated_events_decide_where_the_helper_is_paid(client, people, app, db):
+    from allynet.payments import events
+
+    users, _ = people
+    post(client, users["helper"], "/payments/connect/onboarding")
+    account_id = db.payment_accounts.find_one({"_id": users["helper"]["_id"]})["account_id"]
+    with app.test_request_context():
+        provider = provider_module.get_provider()
+        events.handle(db=db, provider=provider, source="offline", event={
+            "id": "evt_acct", "type": "account.updated",
+            "data": {"object": {"id": account_id, "object": "account", "charges_enabled": False,
+                                "payouts_enabled": False}}})
+    request, _ = accepted(client, users)
+    assert request["payment"]["payout"] == "connected_account"  # re-read from the provider: still onboarded
+    assert db.payment_accounts.find_one({"_id": users["helper"]["_id"]})["onboarded"] is True

@@ -2,6 +2,7 @@
 offer -> confirm -> secured (the helper is told) -> complete -> captured; cancel; a declined card;
 action required; Connect onboarding; and what the provider's events do to a payment."""
 from allynet.payments import events
+from allynet.payments.provider import ProviderError, get_provider
 
 from tests.payments_helpers import HELP, accepted, confirm, get, people, post, priced_request  # noqa: F401
 from tests.helpers import error_code, events_named
@@ -40,7 +41,6 @@ def test_accept_secure_complete_captures_with_the_fee_and_the_helpers_share(clie
     assert [entry["status"] for entry in payment["history"]] == ["requires_payment_method", "requires_capture",
                                                                  "succeeded"]
     with app.app_context():
-        from allynet.payments.provider import get_provider
         intent = get_provider().retrieve_intent(
             app.extensions["allynet_db"].payments.find_one()["provider_intent_id"])
     assert (intent["status"], intent["amount_received"], intent["capture_method"]) == ("succeeded", 3550, "manual")
@@ -146,7 +146,6 @@ def test_an_onboarded_helper_is_paid_through_their_connected_account(client, peo
     assert request["payment"]["payout"] == "connected_account"
     account_id = db.payment_accounts.find_one({"_id": users["helper"]["_id"]})["account_id"]
     with app.app_context():
-        from allynet.payments.provider import get_provider
         intent = get_provider().retrieve_intent(db.payments.find_one()["provider_intent_id"])
     assert intent["transfer_data"] == {"destination": account_id} and intent["application_fee_amount"] == 355
 
@@ -158,7 +157,6 @@ def test_intent_events_move_a_payment_forward_only_and_once(client, people, app,
     assert confirm(client, users["requester"], payment_id).status_code == 200
     assert post(client, users["requester"], f"/help-requests/{request['id']}/complete").status_code == 200
     with app.test_request_context():
-        from allynet.payments.provider import get_provider
         provider = get_provider()
         late = {"id": "evt_late", "type": "payment_intent.amount_capturable_updated",
                 "data": {"object": {"id": intent_id, "object": "payment_intent", "status": "requires_capture"}}}
@@ -175,7 +173,6 @@ def test_an_event_brings_a_payment_the_server_missed_up_to_date(client, people, 
     request, payment_id = accepted(client, users)
     intent_id = db.payments.find_one()["provider_intent_id"]
     with app.test_request_context():
-        from allynet.payments.provider import get_provider
         provider = get_provider()
         # the client confirmed through the provider directly (as with Stripe's SDK)
         provider.confirm_intent(intent_id, payment_method="pm_card_visa", idempotency_key="sdk-confirm")
@@ -185,3 +182,54 @@ def test_an_event_brings_a_payment_the_server_missed_up_to_date(client, people, 
     shown = get(client, users["requester"], f"/help-requests/{request['id']}").get_json()["data"]["payment"]
     assert shown["status"] == "requires_capture"
     assert len(events_named(helper_socket, "help_request.payment_secured")) == 1
+
+
+def provider_down(app, monkeypatch, method):
+    """The provider's `method` fails as when the provider cannot be reached: (provider, the real method)."""
+    with app.app_context():
+        provider = get_provider()
+    real = getattr(provider, method)
+
+    def unavailable(*args, **kwargs):
+        raise ProviderError("timed out", code="api_connection_error", status=502)
+
+    monkeypatch.setattr(provider, method, unavailable)
+    return provider, real
+
+
+def test_a_failed_capture_is_shown_and_completing_again_retries_it(client, people, app, monkeypatch):
+    users, _ = people
+    request, payment_id = accepted(client, users)
+    confirm(client, users["requester"], payment_id)
+    provider_down(app, monkeypatch, "capture_intent")
+    done = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert done.status_code == 200 and done.get_json()["data"]["status"] == "completed"
+    shown = done.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]["code"]) == ("requires_capture", "capture_failed")
+    monkeypatch.undo()
+    again = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert again.status_code == 200
+    shown = again.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]) == ("succeeded", None)
+    # nothing left to retry: completing a third time is the usual refusal
+    third = post(client, users["requester"], f"/help-requests/{request['id']}/complete")
+    assert third.status_code == 409 and error_code(third) == "invalid_transition"
+
+
+def test_a_failed_cancel_is_shown_until_the_providers_event_cancels_it(client, people, app, db, monkeypatch):
+    users, _ = people
+    request, payment_id = accepted(client, users)
+    confirm(client, users["requester"], payment_id)
+    provider, real_cancel = provider_down(app, monkeypatch, "cancel_intent")
+    done = post(client, users["requester"], f"/help-requests/{request['id']}/cancel")
+    assert done.status_code == 200 and done.get_json()["data"]["status"] == "cancelled"
+    shown = done.get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]["code"]) == ("requires_capture", "cancel_failed")
+    intent_id = db.payments.find_one()["provider_intent_id"]
+    with app.test_request_context():
+        real_cancel(intent_id, idempotency_key="lapsed")  # the authorization lapses at the provider
+        events.handle(db=db, provider=provider, source="offline", event={
+            "id": "evt_lapse", "type": "payment_intent.canceled",
+            "data": {"object": {"id": intent_id, "object": "payment_intent"}}})
+    shown = get(client, users["helper"], f"/help-requests/{request['id']}").get_json()["data"]["payment"]
+    assert (shown["status"], shown["last_error"]) == ("canceled", None)

@@ -326,3 +326,43 @@ def test_the_demo_city_has_a_pro_organization_on_an_active_subscription(app, db,
     assert client.post(f"{API}/payments/offline/events", json=event, headers=staff.headers).status_code == 200
     org = client.get(f"{API}/organizations/{org_id}", headers=headers).get_json()["data"]
     assert (org["plan"], org["subscription_status"]) == ("pro", "past_due")
+
+
+def test_a_subscription_paid_at_the_provider_is_never_started_twice(served, app, make_user, db):
+    owner = make_user()
+    org_id = new_org(served, owner)
+    first = subscribe(served, owner, org_id)
+    # Paid at the provider; its invoice.paid has not arrived yet.
+    with app.app_context():
+        provider = payments_provider.get_provider(app)
+        provider.apply_event(provider.subscription_event(event_type="invoice.paid", subscription_id=first["id"]))
+    again = subscribe(served, owner, org_id)
+    assert (again["id"], again["status"]) == (first["id"], "active") and "client_secret" not in again
+    assert db.offline_provider.count_documents({"obj.object": "subscription"}) == 1
+
+
+def test_the_sweep_cancels_the_lapsed_subscription_not_one_started_since(served, app, make_user, db, clock):
+    owner, staff = make_user(), make_user(role="admin")
+    org_id = new_org(served, owner)
+    lapsed = subscribe(served, owner, org_id)["id"]
+    feed(served, staff, "invoice.paid", lapsed)
+    feed(served, staff, "invoice.payment_failed", lapsed)
+    clock.advance(days=8)
+    assert org_state(served, owner, org_id)["plan"] == "free"  # applied on read; not yet canceled at the provider
+    renewed = subscribe(served, owner, org_id)["id"]
+    with app.app_context():
+        provider = payments_provider.get_provider(app)
+        assert subscriptions.sweep(db=db, provider=provider) == (0, 1)
+        assert provider.retrieve_subscription(lapsed)["status"] == "canceled"
+        assert provider.retrieve_subscription(renewed)["status"] == "incomplete"
+    feed(served, staff, "invoice.paid", renewed)
+    assert org_state(served, owner, org_id) == {"plan": "pro", "subscription_status": "active",
+                                                "plan_grace_until": None}
+
+
+def test_a_forged_cursor_is_400_before_anything_else(served, make_user):
+    owner, stranger = make_user(), make_user()
+    org_id = new_org(served, owner)
+    for user in (owner, stranger):
+        code, body = call(served, "GET", f"/organizations/{org_id}/payments", user, cursor="forged")
+        assert code == 400 and body["error"]["code"] == "validation_error"

@@ -204,19 +204,24 @@ def complete(*, db, user_id, request_id):
     """Mark an assigned request completed (owner), capturing its payment; the helper's trust score rises.
 
     A request with a payment not yet secured is refused (409 payment_not_secured) and nothing changes.
+    A completed request whose capture failed (its payment says `capture_failed`) may be completed again:
+    that retries the capture and changes nothing else.
     """
     current = get_or_raise(db=db, request_id=request_id)
     payment = current.get("payment")
-    if current["user_id"] == user_id and current["status"] == "assigned" and payment:
-        record = payments_service.find(db=db, payment_id=payment["id"])
-        if not payments_service.is_secured(record):
+    record = payments_service.find(db=db, payment_id=payment["id"]) if payment else None
+    if current["user_id"] == user_id and record is not None:
+        if current["status"] == "assigned" and not payments_service.is_secured(record):
             raise Conflict("The payment is not secured yet: the requester confirms it first",
                            code="payment_not_secured",
                            details={"payment_id": str(record["_id"]), "payment_status": record["status"]})
+        if current["status"] == "completed" and payments_service.awaits_capture(record):
+            show_payment(db, payments_service.capture(db=db, payment_id=record["_id"]))
+            return for_viewer(get_or_raise(db=db, request_id=request_id), viewer_id=user_id)
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected="assigned",
                            status="completed")
-    if document.get("payment"):
-        payments_service.capture(db=db, payment_id=document["payment"]["id"])
+    if record is not None:
+        show_payment(db, payments_service.capture(db=db, payment_id=record["_id"]))
         document = get_or_raise(db=db, request_id=request_id)
     trust.apply_event(db=db, user_id=document["helper_id"], event="help_completed")
     _emit_status(document, [document["user_id"], document["helper_id"]], _status_payload(document))
@@ -228,7 +233,8 @@ def cancel(*, db, user_id, request_id):
     document = _transition(db=db, user_id=user_id, request_id=request_id, expected=["open", "assigned"],
                            status="cancelled")
     if document.get("payment"):
-        payments_service.abandon(db=db, payment_id=document["payment"]["id"], cause="help_request_cancelled")
+        show_payment(db, payments_service.abandon(db=db, payment_id=document["payment"]["id"],
+                                                  cause="help_request_cancelled"))
         document = get_or_raise(db=db, request_id=request_id)
     if document.get("helper_id") is not None:
         involved = [document["helper_id"]]
@@ -250,14 +256,20 @@ def for_viewer(document, *, viewer_id):
     return view
 
 
-@payments_service.on_help_request_change
-def payment_changed(db, payment, previous):
-    """Keep the request's payment summary current; tell the helper when the payment is secured."""
+def show_payment(db, payment):
+    """Write `payment`'s summary on its help request, unless a newer one is there already; returns it."""
     summary = payments_service.summary(payment)
     db.help_requests.update_one(
         {"_id": payment["help_request_id"], "payment.id": payment["_id"],
          "payment.version": {"$lt": summary["version"]}},
         {"$set": {"payment": summary}})
+    return summary
+
+
+@payments_service.on_help_request_change
+def payment_changed(db, payment, previous):
+    """Keep the request's payment summary current; tell the helper when the payment is secured."""
+    summary = show_payment(db, payment)
     if payment["status"] == "requires_capture" and previous != "requires_capture":
         realtime.emit_to_user(payment["payee_id"], "help_request.payment_secured", {
             "help_request_id": str(payment["help_request_id"]), "payment_id": str(payment["_id"]),

@@ -103,7 +103,8 @@ def accept_offer(request_id, data):
 @bp.post("/help-requests/<oid:request_id>/complete")
 @auth_required
 @doc(summary="Mark your assigned help request completed (raises the helper's trust score); its payment, "
-             "if any, must be secured and is captured. Socket.IO: help_request.status_changed to owner and helper",
+             "if any, must be secured and is captured (a failed capture shows last_error capture_failed: "
+             "completing again retries it). Socket.IO: help_request.status_changed to owner and helper",
      response=help_request_schema, tags=TAGS,
      errors={403: "forbidden (not the owner)", 409: "invalid_transition, payment_not_secured",
              502: "payment_provider_error"})

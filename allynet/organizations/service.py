@@ -613,12 +613,13 @@ def subscription_canceled(*, db, organization_id, subscription_id):
 
 def expire_grace(*, db, organization_id, now=None):
     """The grace ran out: free and canceled; the provider's subscription is canceled by the sweep
-    (`subscription_cancel_pending`). None when the grace is not over (or was already applied)."""
+    (`subscription_cancel_pending` holds its id: a subscription started meanwhile is not the one
+    canceled). None when the grace is not over (or was already applied)."""
 
     def change(org):
         if not _grace_over(org, now or clock.now()):
             return None
-        return dict(_canceled_fields("grace_over"), subscription_cancel_pending=True)
+        return dict(_canceled_fields("grace_over"), subscription_cancel_pending=org["subscription_id"])
 
     return _change_plan(db, organization_id, change, "grace over")
 
@@ -632,13 +633,14 @@ def expire_graces(*, db, now=None):
 
 def subscriptions_to_cancel(*, db):
     """(organization id, subscription id) of the subscriptions still to cancel at the provider."""
-    return [(org["_id"], org["subscription_id"]) for org in
-            db.organizations.find({"subscription_cancel_pending": True}, projection={"subscription_id": 1})]
+    return [(org["_id"], org["subscription_cancel_pending"]) for org in
+            db.organizations.find({"subscription_cancel_pending": {"$exists": True}},
+                                  projection={"subscription_cancel_pending": 1})]
 
 
 def subscription_cancel_sent(*, db, organization_id, subscription_id):
     """The provider canceled it: nothing left to do for this subscription."""
-    db.organizations.update_one({"_id": organization_id, "subscription_id": subscription_id},
+    db.organizations.update_one({"_id": organization_id, "subscription_cancel_pending": subscription_id},
                                 {"$unset": {"subscription_cancel_pending": ""}})
 
 

@@ -8,6 +8,8 @@ step back), and each change appends ``{status, at, cause}`` to ``history``; noth
 
 After a change, the hooks registered for the record's kind run (``on_change``): the help-request
 flow tells the helper their payment is secured, a paid promotion gets featured, and so on.
+Every write adds one to ``version``, so a copy kept elsewhere (a help request's payment summary) can
+refuse to be overwritten by an older one.
 """
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -57,7 +59,7 @@ def create(*, db, origin, kind, payer_id, payee_id, amount, currency, fee_amount
     record = {
         "origin": origin, "kind": kind, "payer_id": payer_id, "payee_id": payee_id,
         "amount": int(amount), "fee_amount": int(fee_amount), "payee_amount": int(amount) - int(fee_amount),
-        "currency": currency, "status": status, "refunded_amount": 0,
+        "currency": currency, "status": status, "refunded_amount": 0, "version": 1,
         "history": [{"status": status, "at": now, "cause": cause}],
         "livemode": bool(livemode), "provider": provider, "created_at": now, "updated_at": now,
         **(refs or {}), **(extra or {}),
@@ -79,7 +81,7 @@ def advance(*, db, payment_id, status, cause, fields=None, expect=None, push=Non
     now = clock.now()
     updated = db[COLLECTION].find_one_and_update(
         {**(expect or {}), "_id": payment_id, "status": {"$in": list(TRANSITIONS[status])}},
-        {"$set": {"status": status, "updated_at": now, **(fields or {})},
+        {"$set": {"status": status, "updated_at": now, **(fields or {})}, "$inc": {"version": 1},
          "$push": {**(push or {}), "history": {"status": status, "at": now, "cause": cause}}},
         return_document=ReturnDocument.BEFORE)
     if updated is None:
@@ -93,7 +95,8 @@ def advance(*, db, payment_id, status, cause, fields=None, expect=None, push=Non
 
 def update_fields(*, db, payment_id, fields):
     """Set fields that are not the status (provider ids, last_error...); returns the record."""
-    return db[COLLECTION].find_one_and_update({"_id": payment_id}, {"$set": {**fields, "updated_at": clock.now()}},
+    return db[COLLECTION].find_one_and_update({"_id": payment_id}, {"$set": {**fields, "updated_at": clock.now()},
+                                                                    "$inc": {"version": 1}},
                                               return_document=ReturnDocument.AFTER)
 
 

@@ -13,12 +13,13 @@ The help-request flow (the help_requests service calls these; nothing else calls
 - completing the request captures it (``succeeded``); cancelling it cancels the intent (``canceled``).
 
 Every provider call that creates or changes money carries an idempotency key derived from our
-record (``payment:<id>:create``, ``:capture``, ``:cancel``, ``:refund:<n>:<amount>``), so a retry
-never charges twice. Every status change goes through records.advance (forward only, history kept).
+record (``payment:<id>:create``, ``:capture:<version>``, ``:cancel:<version>``,
+``:refund:<n>:<amount>``), so a retry never charges twice. Every status change goes through records.advance (forward only, history kept).
 The provider's events (payment_intent.*, charge.refunded, refund.created, account.updated) re-read
 the intent from the provider and move the record forward to it; a late or repeated one changes
 nothing.
 """
+import logging
 from datetime import datetime, timezone
 
 from flask import current_app
@@ -30,6 +31,8 @@ from allynet.pagination import newest_first_page
 from allynet.payments import events, records
 from allynet.payments.provider import ProviderError, get_provider
 from allynet.payments.schemas import for_viewer, payment_schema
+
+log = logging.getLogger(__name__)
 
 STAFF_ROLES = ("moderator", "admin")
 ACCOUNTS = "payment_accounts"  # user id -> the provider's connected account for their payouts
@@ -112,7 +115,7 @@ def summary(record):
             "currency": record["currency"], "fee_amount": record["fee_amount"],
             "payee_amount": record["payee_amount"], "refunded_amount": record.get("refunded_amount", 0),
             "last_error": record.get("last_error"), "payout": record.get("payout"),
-            "livemode": record["livemode"], "version": len(record["history"])}
+            "livemode": record["livemode"], "version": record.get("version", len(record["history"]))}
 
 
 def on_help_request_change(fn):
@@ -175,6 +178,11 @@ def start_help_request_payment(*, db, help_request, offer, amount, currency):
         "payout": "connected_account" if destination else "awaiting_onboarding"})
 
 
+def awaits_capture(record):
+    """Whether a secured payment still waits for its capture (a failed one is retried by completing again)."""
+    return record["status"] == "requires_capture"
+
+
 def is_secured(record):
     """Whether the payer's money is held (or taken): the request may be completed."""
     return record["status"] in SECURED
@@ -186,26 +194,51 @@ def find(*, db, payment_id):
 
 
 def capture(*, db, payment_id, cause="help_request_completed"):
-    """Capture an authorized payment (once, however many times it is asked); returns the record."""
+    """Capture an authorized payment (once, however many times it is asked); returns the record, with
+    `last_error.code` capture_failed when the provider failed (the caller may ask again)."""
     record = records.find(db=db, payment_id=payment_id)
     if record["status"] != "requires_capture":
         return record
-    intent = _call(provider().capture_intent, record["provider_intent_id"],
-                   idempotency_key=f"payment:{payment_id}:capture")
+    # Keyed by the record's version: concurrent captures share one key, a retry after a failure gets a
+    # fresh one (the provider replays a failed answer to the same key). The request is done either way.
+    intent, noted = _or_note_failure(
+        db=db, payment_id=payment_id, code="capture_failed",
+        message="The provider did not capture the payment; completing the request again retries",
+        call=lambda: provider().capture_intent(record["provider_intent_id"],
+                                               idempotency_key=f"payment:{payment_id}:capture:{record['version']}"))
+    if intent is None:
+        return noted
     return sync_intent(db=db, intent=intent, cause=cause, record=record)
 
 
 def abandon(*, db, payment_id, cause):
-    """Cancel a payment not yet captured (its intent too); returns the record."""
+    """Cancel a payment not yet captured (its intent too); returns the record (`last_error.code`
+    cancel_failed when the provider failed)."""
     record = records.find(db=db, payment_id=payment_id)
     if record["status"] not in records.TRANSITIONS["canceled"]:
         return record
     if record.get("provider_intent_id"):
-        intent = _call(provider().cancel_intent, record["provider_intent_id"],
-                       idempotency_key=f"payment:{payment_id}:cancel")
+        # The provider lets an uncaptured authorization lapse by itself; its payment_intent.canceled event
+        # then cancels ours. Until then the payment says why it is still open.
+        intent, noted = _or_note_failure(
+            db=db, payment_id=payment_id, code="cancel_failed", message="The provider did not cancel the payment yet",
+            call=lambda: provider().cancel_intent(record["provider_intent_id"],
+                                                  idempotency_key=f"payment:{payment_id}:cancel:{record['version']}"))
+        if intent is None:
+            return noted
         return sync_intent(db=db, intent=intent, cause=cause, record=record)
     return records.advance(db=db, payment_id=payment_id, status="canceled", cause=cause) or \
         records.find(db=db, payment_id=payment_id)
+
+
+def _or_note_failure(*, db, payment_id, code, message, call):
+    """(call's intent, None), or (None, the record now saying `code` in last_error) when the provider failed."""
+    try:
+        return call(), None
+    except ProviderError as exc:
+        log.warning("payment %s: %s: %s", payment_id, code, exc)
+        return None, records.update_fields(db=db, payment_id=payment_id, fields={
+            "last_error": {"code": code, "message": f"{message} ({exc.code})"}})
 
 
 def _last_error(intent):
@@ -232,16 +265,23 @@ def sync_intent(*, db, intent, cause, record=None, always=False):
 
 # ---- actions on a payment -----------------------------------------------------------------------
 
+def _may_act(*, db, user_id, payment_id, role, action, idempotency_key):
+    """404 when the caller may not see the payment, 403 when they see it but are not `role`; the
+    request's idempotency key, checked."""
+    _, viewer_role = _visible(db=db, user_id=user_id, payment_id=payment_id)
+    if viewer_role != role:
+        raise Forbidden(f"Only the {role} can {action} a payment")
+    return idempotency.clean_key(idempotency_key)
+
+
 def confirm(*, db, user_id, payment_id, payment_method, idempotency_key=None):
     """Confirm the payer's intent with a test payment method (offline provider only; 404 under
     another): (body, status)."""
     prov = provider()
     if prov.name != "offline":
         raise NotFound("Confirm through the provider's SDK with the payment's client_secret")
-    record, role = _visible(db=db, user_id=user_id, payment_id=payment_id)
-    if role != "payer":
-        raise Forbidden("Only the payer can confirm a payment")
-    key = idempotency.clean_key(idempotency_key)
+    key = _may_act(db=db, user_id=user_id, payment_id=payment_id, role="payer", action="confirm",
+                   idempotency_key=idempotency_key)
 
     def confirm_and_render():
         current = records.find(db=db, payment_id=payment_id)
@@ -264,10 +304,8 @@ def confirm(*, db, user_id, payment_id, payment_method, idempotency_key=None):
 def refund(*, db, user_id, payment_id, amount=None, reason, idempotency_key=None):
     """Refund a captured payment, all that is left of it or `amount` minor units (staff); the audit
     log keeps who, how much and why. (body, status)."""
-    record, role = _visible(db=db, user_id=user_id, payment_id=payment_id)
-    if role != "staff":
-        raise Forbidden("Only staff can refund a payment")
-    key = idempotency.clean_key(idempotency_key)
+    key = _may_act(db=db, user_id=user_id, payment_id=payment_id, role="staff", action="refund",
+                   idempotency_key=idempotency_key)
 
     def refund_and_render():
         current = records.find(db=db, payment_id=payment_id)

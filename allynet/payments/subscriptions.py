@@ -18,12 +18,14 @@ from flask import current_app
 from allynet import clock
 from allynet.errors import Conflict, NotFound
 from allynet.organizations import service as organizations_service
-from allynet.pagination import newest_first_page
+from allynet.pagination import decode_time_cursor, newest_first_page
 from allynet.payments import events, records
 from allynet.payments.provider_calls import call_provider
 from allynet.payments.provider import ProviderError
 
 log = logging.getLogger(__name__)
+# The provider's statuses of a subscription that will never be paid: a new one may start.
+ENDED = ("canceled", "incomplete_expired")
 
 
 def _view(subscription, organization_id):
@@ -45,7 +47,7 @@ def start(*, db, provider, organization_id, actor_id):
         raise Conflict("The organization is already on the pro plan", details={"subscription_status": status})
     if status == "incomplete":
         pending = call_provider(provider.retrieve_subscription, org["subscription_id"])
-        if pending["status"] == "incomplete":
+        if pending["status"] not in ENDED:  # pending, or paid with its event still on the way: never twice
             return _view(pending, organization_id)
     seq = org.get("subscription_seq", 0)
     metadata = {"organization_id": str(organization_id)}
@@ -68,6 +70,8 @@ def start(*, db, provider, organization_id, actor_id):
 
 def list_payments(*, db, organization_id, user_id, cursor=None, limit=20):
     """The organization's payments, newest first (owner, org admins): (items, next_cursor)."""
+    if cursor:
+        decode_time_cursor(cursor)  # input first: a forged cursor is 400 whoever asks
     organizations_service.require_manager(db=db, organization_id=organization_id, user_id=user_id,
                                           action="see its payments")
     return newest_first_page(db[records.COLLECTION], query={"organization_id": organization_id}, limit=limit,

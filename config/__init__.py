@@ -107,6 +107,8 @@ ENV_VARS = {
     "STRIPE_API_KEY": str,
     "STRIPE_WEBHOOK_SECRET": str,
     "STRIPE_API_BASE": str,
+    "STRIPE_MAX_NETWORK_RETRIES": int,
+    "STRIPE_TIMEOUT_SECONDS": float,
     "PLATFORM_FEE_BPS": int,
     "ORG_PRO_PRICE": str,
     "ORG_PRO_AMOUNT": int,
@@ -128,6 +130,8 @@ class Config:
     STRIPE_API_KEY = None
     STRIPE_WEBHOOK_SECRET = None
     STRIPE_API_BASE = None  # the stripe library's api_base (tests point it at a local server)
+    STRIPE_MAX_NETWORK_RETRIES = 2  # the library's retries of a failed call (same Idempotency-Key)
+    STRIPE_TIMEOUT_SECONDS = 10.0  # longest wait for one Stripe call: a slow Stripe must not hold requests
     PLATFORM_FEE_BPS = 1000  # the platform keeps 10 % of a help request's payment
     ORG_PRO_PRICE = "price_allynet_org_pro"  # the provider's price id of the organizations' pro plan
     ORG_PRO_AMOUNT = 2900  # what that price is (the offline provider bills it; shown to clients)
@@ -310,6 +314,7 @@ CONFIGS = {
 
 POSITION_FLUSH_SECONDS = 2.0
 EMBEDDED_POSITION_FLUSH_SECONDS = 30.0
+PAYMENTS_PROVIDERS = ("offline", "stripe")  # allynet/payments/provider.py
 
 
 class ConfigError(RuntimeError):
@@ -342,6 +347,9 @@ def load(name=None, overrides=None, environ=None):
         raise ConfigError(f"PARTY_BATCH_MS={batch_ms!r} must be a whole number of milliseconds, 20 to 1000")
     if values.get("ALLYNET_TRANSPORT") not in ("fast", "plain"):
         raise ConfigError(f"ALLYNET_TRANSPORT={values.get('ALLYNET_TRANSPORT')!r} must be fast or plain")
+    if values.get("PAYMENTS_PROVIDER") not in PAYMENTS_PROVIDERS:
+        raise ConfigError(f"PAYMENTS_PROVIDER={values.get('PAYMENTS_PROVIDER')!r} must be one of "
+                          f"{', '.join(PAYMENTS_PROVIDERS)}")
     if values.get("LOG_FORMAT") not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT={values.get('LOG_FORMAT')!r} must be text or json")
     if values.get("REDIS_URL") and values["RATELIMIT_STORAGE_URI"] == "memory://":
@@ -366,3 +374,8 @@ def check_production(values):
         raise ConfigError("production refuses a generated JWT secret: set JWT_SECRET_KEY")
     if not values.get("RATELIMIT_ENABLED", True):
         raise ConfigError("production keeps rate limiting on: unset RATELIMIT_ENABLED=0")
+    if values.get("PAYMENTS_PROVIDER") != "stripe":
+        raise ConfigError("production refuses the offline payment provider (test mode): set PAYMENTS_PROVIDER=stripe")
+    missing = [key for key in ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET") if not values.get(key)]
+    if missing:
+        raise ConfigError(f"production with PAYMENTS_PROVIDER=stripe needs {' and '.join(missing)}")

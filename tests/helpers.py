@@ -73,3 +73,27 @@ def fast_only(test):
     import pytest
 
     return pytest.mark.skipif(PLAIN_TRANSPORT, reason="the fast transport's own mechanism")(test)
+
+
+class QuietHandler:
+    """Mixin for http.server handlers of local test servers: no access log on stderr."""
+
+    def log_message(self, *args):
+        pass
+
+
+class LocalHTTPServer:
+    """An http.server on 127.0.0.1 (a free port) serving `handler` from a daemon thread; `base_url`."""
+
+    def __init__(self, handler):
+        from http.server import ThreadingHTTPServer
+        import threading
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self):
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -5,14 +5,14 @@ makes it answer 500; `requests` counts the calls it received. Only the variables
 (`current=`, `hourly=`) are answered, with `timeformat=unixtime` times, as Open-Meteo does.
 """
 import json
-import threading
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from allynet import clock
+from tests.helpers import LocalHTTPServer, QuietHandler
 
 LYON = {"lat": 45.764, "lng": 4.8357}
 BERLIN = {"lat": 52.52, "lng": 13.405}
@@ -35,7 +35,7 @@ class OpenMeteoStub:
         self.now = clock.timestamp  # the app's clock, so tests that move it move the forecast too
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler, BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
                 stub.requests += 1
                 query = parse_qs(urlparse(self.path).query)
@@ -52,13 +52,8 @@ class OpenMeteoStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/forecast"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.http = LocalHTTPServer(Handler)
+        self.url = f"{self.http.base_url}/v1/forecast"
 
     def answer(self, query):
         """Open-Meteo's forecast JSON for `query` (timeformat=unixtime, GMT)."""
@@ -79,8 +74,7 @@ class OpenMeteoStub:
         }
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
 
 @pytest.fixture

@@ -258,6 +258,8 @@ REST = [
     R("GET",    "/api/v1/weather?lat=48.8566&lng=2.3522",           None,             None,     "401  503  -    503  503  503  -  "),
     R("GET",    "/api/v1/tiles/<layer>.json",                       "tilejson",       None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/tiles/<layer>/<z>/<x>/<y>.mvt",            "tile",           None,     "204  204  -    204  204  204  -  "),
+    # Stripe's webhook takes no token: without Stripe's signature of the body, everyone gets 400.
+    R("POST",   "/api/v1/payments/webhooks/stripe",                 None,             None,     "400  400  -    400  400  400  -  "),
     R("GET",    "/healthz",                                         None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/readyz",                                          None,             None,     "200  200  -    200  200  200  -  "),
     R("GET",    "/api/v1/openapi.json",                             None,             None,     "200  200  -    200  200  200  -  "),

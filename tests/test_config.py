@@ -49,10 +49,34 @@ def test_production_refuses_unsafe_setups(environ, reason):
     assert "\n" not in str(info.value)
 
 
+PRODUCTION = {"MONGO_URI": "mongodb://x", "REDIS_URL": "redis://x", "JWT_SECRET_KEY": "s" * 40,
+              "PAYMENTS_PROVIDER": "stripe", "STRIPE_API_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+
+
 def test_production_accepts_a_complete_setup():
-    values = config.load("production", environ={"MONGO_URI": "mongodb://x", "REDIS_URL": "redis://x",
-                                                "JWT_SECRET_KEY": "s" * 40})
+    values = config.load("production", environ=PRODUCTION)
     assert values["RATELIMIT_STORAGE_URI"] == "redis://x"
+    assert values["PAYMENTS_PROVIDER"] == "stripe"
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"PAYMENTS_PROVIDER": None}, "offline payment provider"),
+    ({"PAYMENTS_PROVIDER": "offline"}, "offline payment provider"),
+    ({"STRIPE_API_KEY": None}, "needs STRIPE_API_KEY"),
+    ({"STRIPE_WEBHOOK_SECRET": ""}, "needs STRIPE_WEBHOOK_SECRET"),
+    ({"STRIPE_API_KEY": None, "STRIPE_WEBHOOK_SECRET": None}, "STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET"),
+])
+def test_production_refuses_test_mode_payments_and_stripe_without_keys(change, reason):
+    environ = {key: value for key, value in {**PRODUCTION, **change}.items() if value is not None}
+
+    with pytest.raises(config.ConfigError, match=reason) as info:
+        config.load("production", environ=environ)
+    assert "\n" not in str(info.value)
+
+
+def test_an_unknown_payments_provider_is_a_clear_error():
+    with pytest.raises(config.ConfigError, match="PAYMENTS_PROVIDER='paypal' must be one of offline, stripe"):
+        config.load("development", environ={"PAYMENTS_PROVIDER": "paypal"})
 
 
 def test_generated_secret_is_logged(caplog):

@@ -65,6 +65,7 @@ UNEXPRESSIBLE_400 = (
     "Not a valid Polygon", "Not a valid MultiPolygon", "km²", "vertices",
     # money: the decimals an amount may have depend on its currency (JPY 0, EUR 2, KWD 3)
     "amounts have no decimals", "amounts have at most",
+    "Not a valid Stripe signature",  # an HMAC of the raw body with the webhook's secret
 )
 
 

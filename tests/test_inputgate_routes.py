@@ -35,7 +35,10 @@ def _discover():
 
 
 ROUTES = _discover()
-BODY_ROUTES = [(m, r, body) for m, r, body, _ in ROUTES if body is not None]
+# Stripe's webhook reads no field before the body's Stripe-Signature holds: every unsigned body is
+# 400 bad_request and changes nothing (tests/test_payments_webhooks.py sends it junk of every kind).
+SIGNED = {"/api/v1/payments/webhooks/stripe"}
+BODY_ROUTES = [(m, r, body) for m, r, body, _ in ROUTES if body is not None and r not in SIGNED]
 QUERY_ROUTES = [(m, r, query) for m, r, _, query in ROUTES if query is not None]
 # Actions without parameters (`no_body`: none or `{}`) and the like; DELETE reads no body.
 OTHER_WRITES = [(m, r) for m, r, body, _ in ROUTES if body is None and m in ("POST", "PUT", "PATCH")]

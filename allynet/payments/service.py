@@ -412,12 +412,15 @@ def onboarding_link(*, db, user_id):
 
 @events.handles(*INTENT_EVENTS)
 def on_intent_event(db, prov, event):
-    """A payment intent moved: re-read it from the provider and move our record forward to it."""
+    """A payment intent moved: re-read it from the provider and move our record forward to it. A
+    failed payment is recorded with its reason even though the status stays requires_payment_method
+    (a declined card, as the client's confirmation through the provider's SDK reports it)."""
     obj = event["data"]["object"]
     record = records.find_by(db=db, provider_intent_id=obj.get("id"))
     if record is None:
         return  # not one of ours (a subscription's invoice intent: invoice.* events carry those)
-    sync_intent(db=db, intent=prov.retrieve_intent(obj["id"]), cause=event["type"], record=record)
+    sync_intent(db=db, intent=prov.retrieve_intent(obj["id"]), cause=event["type"], record=record,
+                always=event["type"] == "payment_intent.payment_failed")
 
 
 @events.handles("charge.refunded")

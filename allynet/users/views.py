@@ -72,7 +72,7 @@ def get_user_admin(user_id):
 @roles_required("admin")
 @doc(summary="Admin: suspend a user (tokens refused with 401 account_suspended, sockets ended, party left, "
              "out of helper searches; an open SOS stays). Never the last admin: 409 last_admin. Audited",
-     response=admin_user_schema, tags=["users"])
+     response=admin_user_schema, tags=["users"], errors={409: "last_admin"})
 @use_body(suspend_schema)
 def suspend_user(user_id, data):
     user = service.suspend(db=get_db(), actor_id=current_user_id(), user_id=user_id, **data)
@@ -82,7 +82,7 @@ def suspend_user(user_id, data):
 @bp.post("/users/<oid:user_id>/unsuspend")
 @roles_required("admin")
 @doc(summary="Admin: lift a suspension (409 conflict when not suspended); audited",
-     response=admin_user_schema, tags=["users"])
+     response=admin_user_schema, tags=["users"], errors={409: "conflict (the user is not suspended)"})
 @no_body
 def unsuspend_user(user_id):
     user = service.unsuspend(db=get_db(), actor_id=current_user_id(), user_id=user_id)

@@ -17,8 +17,8 @@ that leave the window whole; per cell the sorted speeds and a point count per ri
 party, so distinct riders are exact however many minutes a rider spans). A run adds the points
 stored since the last run (on MongoDB, a `ts` range read on its index, from the last run's time
 less `SETTLE` for inserts still on their way; on the embedded store, its change log), drops the
-ones older than the window, and writes only what changed (a cell whose figures did not move gets
-its times refreshed, in one write per chunk). Two counts of the window around each read catch a
+ones older than the window, and writes only what changed (a cell whose stored figures did not
+move gets its times refreshed, in one write per chunk). Two counts of the window around each read catch a
 point deleted or visible too late (the window is then read again), so the result stays the full
 recompute's. Each process runs its own, as before: cells are replaced whole, the hour's history
 sample is pushed once. Every chunk of work ends in a cooperative yield, so a run never holds the
@@ -26,7 +26,6 @@ eventlet hub for long (`bench/mapdata_jobs.py`).
 """
 import threading
 import time
-import weakref
 from bisect import bisect_left, insort
 from datetime import datetime, timedelta
 
@@ -127,8 +126,6 @@ class Window:
         self.following = False  # embedded store: its change log is followed
         self.read_from = None  # MongoDB: `ts` the next run reads from
         self.ran_at = None
-        self.published = {}  # cell -> what the last run wrote it shows (without its times)
-        self.references = {}  # cell -> (hour, reference speed) once the hour's sample is in
         self.lock = threading.Lock()
 
     def clear(self):
@@ -178,11 +175,11 @@ class Window:
         """Drop the points older than `since`."""
         first = _minute(since)
         for minute in [m for m in self.minutes if m <= first]:
-            gone = [key for key in self.minutes[minute] if minute < first or self.points[key][1] < since]
-            for n, key in enumerate(gone):
+            for n, key in enumerate(list(self.minutes[minute])):
                 if n % CHUNK == CHUNK - 1:
                     time.sleep(0)
-                self.remove(key)
+                if minute < first or self.points[key][1] < since:
+                    self.remove(key)
 
     def count_before(self, until):
         """How many points of the window have a `ts` before `until`."""
@@ -201,21 +198,26 @@ class Window:
         return found
 
 
-PUBLISH_CHUNK = 50  # cells whose histories are read, and times refreshed, in one query
+PUBLISH_CHUNK = 50  # cells read, and their times refreshed, in one query
 WRITES_PER_YIELD = 10  # cells written between two cooperative yields
 CHUNK = 1000  # points (or cells) handled between two cooperative yields: about a millisecond
 # A point's `ts` is stamped by the server just before its insert: one becoming visible later
 # than this after its stamp is caught by the count check (and the window read again).
 SETTLE = timedelta(seconds=15)
-_WINDOWS = weakref.WeakKeyDictionary()  # Mongo client -> {db name: Window}
+_WINDOWS = "_allynet_traffic_windows"  # on the Mongo client (by identity): {db name: Window}
 
 
 def _minute(ts):
     return int((ts - _EPOCH).total_seconds() // 60)
 
 
+def _windows(client):
+    # vars(): pymongo and mongomock clients answer an unknown attribute with a database.
+    return vars(client).setdefault(_WINDOWS, {})
+
+
 def _window_of(db, res, window):
-    windows = _WINDOWS.setdefault(db.client, {})
+    windows = _windows(db.client)
     state = windows.get(db.name)
     if state is None or (state.res, state.window) != (res, window):
         state = windows[db.name] = Window(res=res, window=window)
@@ -224,7 +226,7 @@ def _window_of(db, res, window):
 
 def forget(db):
     """Drop this process's aggregate of `db`'s trail points: the next run reads the whole window."""
-    _WINDOWS.get(db.client, {}).pop(db.name, None)
+    _windows(db.client).pop(db.name, None)
 
 
 def _add_all(state, points, since):
@@ -316,21 +318,26 @@ def aggregate(*, db, config):
     state = collect(db, now=now, window=window, res=int(config["TRAFFIC_H3_RES"]))
     qualifying = state.qualifying(min_riders=int(config["TRAFFIC_MIN_RIDERS"]))
     now_hour = int((now - _EPOCH).total_seconds() // 3600)
-    state.references = {cell: cached for cell, cached in state.references.items() if cached[0] == now_hour}
-    published = {}
     cells = list(qualifying)
     for start in range(0, len(cells), PUBLISH_CHUNK):
         if start:
             time.sleep(0)  # the live path runs between chunks of writes too
-        chunk = {cell: qualifying[cell] for cell in cells[start:start + PUBLISH_CHUNK]}
-        published.update(_publish(db, state, chunk, now=now, now_hour=now_hour, window=window))
-    state.published = published
+        _publish(db, {cell: qualifying[cell] for cell in cells[start:start + PUBLISH_CHUNK]},
+                 now=now, now_hour=now_hour, window=window)
     return len(qualifying)
 
 
-def _publish(db, state, chunk, *, now, now_hour, window):
-    """Write one chunk of qualifying cells and their hourly samples; returns {cell: what it shows}."""
-    references = _references(db, state, list(chunk), now_hour)
+def _publish(db, chunk, *, now, now_hour, window):
+    """Write one chunk of qualifying cells and their hourly samples.
+
+    Each cell ends up as the whole document a replacement writes; one whose figures did not move
+    only has its times refreshed, in one write for the chunk.
+    """
+    ids = list(chunk)
+    histories = {doc["_id"]: doc for doc in db.traffic_history.find({"_id": {"$in": ids}})}
+    stored = {doc["_id"]: doc for doc in db.traffic_cells.find({"_id": {"$in": ids}},
+                                                             projection={"updated_at": 0, "expires_at": 0})}
+    times = {"updated_at": now, "expires_at": now + window}
     shown, refresh = {}, []
     for n, (cell, entry) in enumerate(chunk.items()):
         if n % WRITES_PER_YIELD == WRITES_PER_YIELD - 1:
@@ -338,35 +345,33 @@ def _publish(db, state, chunk, *, now, now_hour, window):
         speed_median = round(median(entry.speeds, ordered=True), 1)
         speed_p85 = round(percentile(entry.speeds, 0.85, ordered=True), 1)
         lat, lng = h3.cell_to_latlng(cell)
-        reference, sampled, known = references[cell]
+        history = histories.get(cell)
         shown[cell] = {"center": {"type": "Point", "coordinates": [lng, lat]},
                        "speed_median_kmh": speed_median, "speed_p85_kmh": speed_p85,
-                       "riders": riders_bucket(len(entry.riders)), "level": level_of(speed_median, reference)}
-        before = state.published.get(cell)
-        if before == shown[cell]:
-            refresh.append(cell)  # what it shows is what the last run wrote: only the times move
-        elif before is None or not db.traffic_cells.update_one({"_id": cell}, {"$set": {
-                **{field: value for field, value in shown[cell].items() if before[field] != value},
-                "updated_at": now, "expires_at": now + window}}).matched_count:
-            _replace_cell(db, cell, shown[cell], now, window)
-        if not sampled:
-            _add_sample(db, cell, now_hour, speed_p85, known)
-    if refresh:
-        # One write for the chunk instead of one per cell; a cell deleted meanwhile is written whole.
-        found = db.traffic_cells.update_many({"_id": {"$in": refresh}},
-                                             {"$set": {"updated_at": now, "expires_at": now + window}})
-        if found.matched_count != len(refresh):
-            for cell in refresh:
-                _replace_cell(db, cell, shown[cell], now, window)
-    return shown
+                       "riders": riders_bucket(len(entry.riders)),
+                       "level": level_of(speed_median, _reference(history, now_hour))}
+        before = stored.get(cell)
+        if before is None or set(before) != {"_id", *shown[cell]}:
+            _replace_cell(db, cell, shown[cell], times)
+        else:
+            moved = {field: value for field, value in shown[cell].items() if before[field] != value}
+            if not moved:
+                refresh.append(cell)
+            elif not db.traffic_cells.update_one({"_id": cell}, {"$set": {**moved, **times}}).matched_count:
+                _replace_cell(db, cell, shown[cell], times)
+        if history is None or all(sample["h"] != now_hour for sample in history.get("samples", ())):
+            _add_sample(db, cell, now_hour, speed_p85, known=history is not None)
+    if refresh and db.traffic_cells.update_many({"_id": {"$in": refresh}},
+                                                {"$set": times}).matched_count != len(refresh):
+        for cell in refresh:  # one was deleted meanwhile (its TTL): write them whole
+            _replace_cell(db, cell, shown[cell], times)
 
 
-def _replace_cell(db, cell, shown, now, window):
-    db.traffic_cells.replace_one({"_id": cell}, {"_id": cell, **shown, "updated_at": now, "expires_at": now + window},
-                                 upsert=True)
+def _replace_cell(db, cell, shown, times):
+    db.traffic_cells.replace_one({"_id": cell}, {"_id": cell, **shown, **times}, upsert=True)
 
 
-def _add_sample(db, cell, now_hour, speed_p85, known):
+def _add_sample(db, cell, now_hour, speed_p85, *, known):
     """One sample per hour: the first aggregate of the hour; the last 168 kept."""
     try:
         # Upsert only for a new cell: past an existing document whose `samples.h` already
@@ -377,33 +382,6 @@ def _add_sample(db, cell, now_hour, speed_p85, known):
             upsert=not known)
     except DuplicateKeyError:  # another process created the history first: its sample stands
         pass
-
-
-def _references(db, state, cells, now_hour):
-    """{cell: (reference speed or None, this hour sampled already, has a history)}.
-
-    A history that holds this hour's sample changes no more this hour (one sample per hour):
-    its reference is kept for the hour instead of being read again every run.
-    """
-    found = {}
-    unknown = []
-    for cell in cells:
-        cached = state.references.get(cell)
-        if cached is not None and cached[0] == now_hour:
-            found[cell] = (cached[1], True, True)
-        else:
-            unknown.append(cell)
-    histories = {doc["_id"]: doc for doc in db.traffic_history.find({"_id": {"$in": unknown}})} if unknown else {}
-    for cell in unknown:
-        history = histories.get(cell)
-        reference = _reference(history, now_hour)
-        sampled = history is not None and any(sample["h"] == now_hour for sample in history.get("samples", ()))
-        if sampled:
-            state.references[cell] = (now_hour, reference)
-        else:
-            state.references.pop(cell, None)
-        found[cell] = (reference, sampled, history is not None)
-    return found
 
 
 def cells_in(*, db, box, limit=None):

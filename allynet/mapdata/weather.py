@@ -17,7 +17,8 @@ parties' members' positions are grouped by cell, each distinct cell is looked up
 the same cache), and a party whose cells show a condition (`ice`, `heavy_rain`, `strong_wind`,
 `low_visibility`) gets one `party:alert` `{type: "weather", source: "weather", condition,
 weather, ...}` when the condition starts; the episode (`weather_episodes`, one document per
-party and condition, claimed by its unique _id) ends when a check no longer shows it.
+party and condition, claimed by its unique _id) ends when a check no longer shows it. A check
+yields to the live path between chunks of members, cells and parties (`bench/mapdata_jobs.py`).
 """
 import json
 import logging

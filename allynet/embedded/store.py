@@ -15,6 +15,11 @@ collection with a TTL index rescans it for expired documents. Here plain
 equality and `$in` conditions pick the candidate documents from hash indexes
 (`indexes`; the full filter still decides), and the TTL sweep runs at most
 once a minute per collection, as MongoDB's own TTL monitor does.
+
+A background job that keeps its own aggregate of a big collection (the traffic
+job and the trail points) reads it whole once (`follow`), then only what was
+stored or removed since (`changes`, from the change log `indexes` keeps for a
+followed collection): what a change stream gives on a MongoDB replica set.
 """
 import functools
 import threading

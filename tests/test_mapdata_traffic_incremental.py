@@ -8,6 +8,9 @@ from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
+from allynet.db import is_embedded
 from allynet.mapdata import traffic
 
 CENTRE = (45.764, 4.8357)
@@ -15,6 +18,15 @@ CELLS = [CENTRE, *(h3.cell_to_latlng(c) for c in sorted(h3.grid_ring(h3.latlng_t
 RIDERS = [ObjectId() for _ in range(6)]
 PARTIES = [ObjectId(), ObjectId(), None]  # None: a rider outside any party
 START = datetime(2026, 5, 4, 8, 0, 0)
+
+
+@pytest.fixture(params=["store", "ts_reads"], autouse=True)
+def read_path(request, monkeypatch):
+    """Each test twice: as the store runs it (the embedded store: its change log), and with the
+    reads MongoDB gets (`ts` ranges and counts), which the embedded store answers too."""
+    if request.param == "ts_reads":
+        monkeypatch.setattr(traffic, "is_embedded", lambda client: False)
+    return request.param
 
 
 def expected_cells(db, config, now):
@@ -177,3 +189,30 @@ def test_a_dropped_collection_starts_over(app, db, clock):
     assert run_and_compare(app, db, clock) == {}
     db.trail_points.insert_many([point(rider, PARTIES[i % 2], clock.current) for i, rider in enumerate(RIDERS[3:])])
     assert run_and_compare(app, db, clock)
+
+
+def test_a_run_reads_only_what_is_new(app, db, clock, read_path, monkeypatch):
+    change_log = read_path == "store" and is_embedded(db.client)  # on MongoDB both read `ts` ranges
+    reads = []
+    original = type(db.trail_points).find
+
+    def spy(collection, filter=None, *args, **kwargs):
+        if collection.name == "trail_points":
+            reads.append(filter)
+        return original(collection, filter, *args, **kwargs)
+
+    monkeypatch.setattr(type(db.trail_points), "find", spy)
+    db.trail_points.insert_many([point(rider, PARTIES[i % 2], clock.current) for i, rider in enumerate(RIDERS[:3])])
+    window = timedelta(minutes=app.config["TRAFFIC_WINDOW_MINUTES"])
+    assert traffic.aggregate(db=db, config=app.config) == 1
+    # The embedded store hands its documents and then its changes over: no query at all.
+    assert reads == ([] if change_log else [{"ts": {"$gte": clock.current - window}}])
+    for _ in range(12):  # past the window: points leave it too
+        reads.clear()
+        clock.advance(minutes=1)
+        db.trail_points.insert_many([point(rider, PARTIES[i % 2], clock.current) for i, rider in enumerate(RIDERS[:3])])
+        assert traffic.aggregate(db=db, config=app.config) == 1
+        # From the last run's time less the settling margin: the window is not read again.
+        assert reads == ([] if change_log else
+                         [{"ts": {"$gte": clock.current - timedelta(minutes=1) - traffic.SETTLE}}])
+        assert published_now(db, clock.current) == expected_cells(db, app.config, clock.current)

@@ -292,11 +292,11 @@ def collect(db, *, now, window, res):
         if state.ran_at is not None and now < state.ran_at:
             state.clear()  # the clock went back: the window is no longer a suffix of the last one
         try:
+            state.expire(since)  # first: the counts of the MongoDB read compare with the window's
             if is_embedded(db.client):
                 _catch_up_embedded(db, state, since)
             else:
                 _catch_up_mongo(db, state, since, now)
-            state.expire(since)
         except BaseException:
             state.clear()  # half a catch-up is no aggregate: the next run starts over
             raise

@@ -84,6 +84,7 @@ INDEXES = [
     ("party_members", [("last_update_at", ASCENDING)],
      {"partialFilterExpression": {"active": True}, "name": "active_last_update"}),
     ("trail_points", [("party_id", ASCENDING), ("ts", ASCENDING)], {"name": "party_ts"}),
+    # TTL, and the traffic job's reads of what was stored since its last run (mapdata/traffic.py).
     ("trail_points", [("ts", ASCENDING)],
      {"expireAfterSeconds": lambda cfg: int(cfg["TRAIL_RETENTION_DAYS"] * 86400), "name": "ts_ttl"}),
     ("trail_points", [("location", GEOSPHERE)], {"name": "location_2dsphere"}),

@@ -151,12 +151,56 @@ def candidate_documents_any(store, path, values):
     return [documents[key] for key in keys if key in documents]
 
 
+# The change log of a followed store: ("+", key) for a document stored (inserted or replaced),
+# ("-", key) for one gone (deleted, or the old version of a replaced or updated one), in order;
+# (RESET, None) when the collection was dropped. Background jobs that keep their own aggregate of
+# a big collection read it instead of rescanning the collection (`store.follow`).
+ADDED, REMOVED, RESET = "+", "-", "reset"
+_CHANGES = "_allynet_changes"
+CHANGE_LOG_LIMIT = 2_000_000  # a log nobody reads any more stops here (its reader starts over)
+
+
+def _log_change(state, key, *, replaced, added):
+    log = state.get(_CHANGES)
+    if log is None:
+        return
+    if len(log) >= CHANGE_LOG_LIMIT:
+        del state[_CHANGES]
+        return
+    if replaced:
+        log.append((REMOVED, key))
+    if added:
+        log.append((ADDED, key))
+
+
+def log_update(store, key):
+    """Log an in-place update of the document at `key` (as its removal and its new version)."""
+    _log_change(vars(store), key, replaced=True, added=True)
+
+
+def start_change_log(store):
+    """Log `store`'s changes from now on (an empty log; any earlier one is discarded)."""
+    vars(store)[_CHANGES] = []
+
+
+def take_change_log(store):
+    """The changes logged since the last call (the log starts empty again), or None when
+    `store` is not logged (never started, or its reader fell too far behind)."""
+    state = vars(store)
+    log = state.get(_CHANGES)
+    if log is None:
+        return None
+    state[_CHANGES] = []
+    return log
+
+
 def _patch_setitem(original):
     @functools.wraps(original)
     def __setitem__(self, key, value):
         state = vars(self)
         is_new = key not in self._documents
         original(self, key, value)
+        _log_change(state, key, replaced=not is_new, added=True)
         if "_allynet_seq" in state:
             if is_new:
                 state["_allynet_seq"][key] = next(_sequence)
@@ -170,6 +214,7 @@ def _patch_delitem(original):
     def __delitem__(self, key):
         original(self, key)
         state = vars(self)
+        _log_change(state, key, replaced=True, added=False)
         if "_allynet_seq" in state:
             state["_allynet_seq"].pop(key, None)
             reindex(self, key)
@@ -183,6 +228,10 @@ def _patch_drop(original):
         original(self)
         vars(self).pop("_allynet_paths", None)
         vars(self).pop("_allynet_seq", None)
+        log = vars(self).get(_CHANGES)
+        if log is not None:
+            log.clear()
+            log.append((RESET, None))
 
     return drop
 
@@ -193,6 +242,7 @@ def _patch_apply_update(original):
         result = original(self, existing_document, *args, **kwargs)
         key = existing_document.get("_id")
         if key is not None and key in self._store._documents:
+            log_update(self._store, key)
             reindex(self._store, key)
         return result
 

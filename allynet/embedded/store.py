@@ -15,6 +15,11 @@ collection with a TTL index rescans it for expired documents. Here plain
 equality and `$in` conditions pick the candidate documents from hash indexes
 (`indexes`; the full filter still decides), and the TTL sweep runs at most
 once a minute per collection, as MongoDB's own TTL monitor does.
+
+A background job that keeps its own aggregate of a big collection (the traffic
+job and the trail points) reads it whole once (`follow`), then only what was
+stored or removed since (`changes`, from the change log `indexes` keeps for a
+followed collection): what a change stream gives on a MongoDB replica set.
 """
 import functools
 import threading
@@ -303,6 +308,7 @@ def _with_fast_set(original):
                     indexes.reindex(self._store, existing["_id"])
                     raise
                 indexes.reindex(self._store, existing["_id"])
+                indexes.log_update(self._store, existing["_id"])
                 modified += 1
             if not multi:
                 break
@@ -368,6 +374,54 @@ def scan_since(collection, field, since):
         if isinstance(value, datetime) and value >= since:
             found.append(document)
     return found
+
+
+def follow(collection):
+    """Start following `collection`'s changes (see `changes`); returns the documents it holds now.
+
+    For background jobs that keep their own aggregate of a big collection (trail points): they
+    read it whole once, then only what changed. The documents are the store's own: read them,
+    never mutate them.
+    """
+    store = collection._store
+    with _client_lock(collection):
+        # The log first: a document deleted from here on shows up as a removal. No TTL sweep
+        # here (a scan of the whole collection): the documents it removes later show up so too.
+        indexes.start_change_log(store)
+        documents = list(store._documents.values())
+    return documents
+
+
+def changes(collection):
+    """What changed in a followed `collection` since `follow` or the last call, in order:
+    (ADDED, document), (REMOVED, _id) or (RESET, None) when it was dropped; None when it is
+    not followed (never, or too long unread: follow it again).
+
+    A document added and then removed again before this call is left out of ADDED (its REMOVED
+    still comes). The documents are the store's own: read them, never mutate them.
+    """
+    store = collection._store
+    with _client_lock(collection):
+        log = indexes.take_change_log(store)
+    if log is None:
+        return None
+    return _resolved(store, log)
+
+
+def _resolved(store, log):
+    documents = store._documents
+    for n, (change, key) in enumerate(log):
+        if n % 5000 == 4999:
+            time.sleep(0)  # a cooperative yield under eventlet
+        if change == indexes.ADDED:
+            document = documents.get(key)
+            if document is not None:
+                yield change, document
+        else:
+            yield change, key
+
+
+ADDED, REMOVED, RESET = indexes.ADDED, indexes.REMOVED, indexes.RESET
 
 
 def make_client():

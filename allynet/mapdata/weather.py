@@ -17,10 +17,12 @@ parties' members' positions are grouped by cell, each distinct cell is looked up
 the same cache), and a party whose cells show a condition (`ice`, `heavy_rain`, `strong_wind`,
 `low_visibility`) gets one `party:alert` `{type: "weather", source: "weather", condition,
 weather, ...}` when the condition starts; the episode (`weather_episodes`, one document per
-party and condition, claimed by its unique _id) ends when a check no longer shows it.
+party and condition, claimed by its unique _id) ends when a check no longer shows it. A check
+yields to the live path between chunks of members, cells and parties (`bench/mapdata_jobs.py`).
 """
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 
 import h3
@@ -32,6 +34,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from allynet import clock, redis_client
+from allynet.db import is_embedded
+from allynet.embedded.store import scan_since
 from allynet.errors import AllyNetError
 from allynet.fields import iso
 
@@ -42,6 +46,8 @@ HOURS = 6
 EXTENSION_KEY = "allynet_weather"
 CONDITIONS = ("ice", "heavy_rain", "strong_wind", "low_visibility")
 RECENT_POSITION = timedelta(minutes=30)  # older positions are not "on the road"
+CELLS_PER_YIELD = 20  # forecasts looked up between two cooperative yields
+PARTIES_PER_YIELD = 20  # parties' episodes written between two
 _EPOCH = datetime(1970, 1, 1)
 
 # WMO weather interpretation codes, as Open-Meteo documents them.
@@ -269,13 +275,14 @@ def check_parties(*, app, db):
     parties_service.flush_positions(app)
     now = clock.now()
     cells = {}
-    for member in db.party_members.find({"active": True, "last_update_at": {"$gte": now - RECENT_POSITION}},
-                                        projection={"party_id": 1, "last_location": 1}):
+    for member in _riding_members(db, now - RECENT_POSITION):
         coordinates = (member.get("last_location") or {}).get("coordinates")
         if coordinates:
             cells.setdefault(cell_of(coordinates[1], coordinates[0]), set()).add(member["party_id"])
     by_party = {}
-    for cell, party_ids in cells.items():
+    for n, (cell, party_ids) in enumerate(cells.items()):
+        if n % CELLS_PER_YIELD == CELLS_PER_YIELD - 1:
+            time.sleep(0)  # a cooperative yield under eventlet: the live path runs between chunks
         try:
             answer = weather_of_cell(db=db, cell=cell)
         except WeatherUnavailable:
@@ -286,7 +293,9 @@ def check_parties(*, app, db):
             for condition in found:
                 entry.setdefault(condition, (cell, answer))
     sent = 0
-    for party_id, found in by_party.items():
+    for n, (party_id, found) in enumerate(by_party.items()):
+        if n % PARTIES_PER_YIELD == PARTIES_PER_YIELD - 1:
+            time.sleep(0)
         db.weather_episodes.delete_many({"party_id": party_id, "condition": {"$nin": list(found)}})
         for condition, (cell, answer) in found.items():
             if _start_episode(db, party_id, condition, now):
@@ -299,6 +308,17 @@ def check_parties(*, app, db):
             else:
                 db.weather_episodes.update_one({"_id": f"{party_id}:{condition}"}, {"$set": {"checked_at": now}})
     return sent
+
+
+def _riding_members(db, since):
+    """The active memberships with a position since `since` (party_id and last_location read)."""
+    if is_embedded(db.client):
+        # mongomock filters and copies every active membership in one go, holding the hub all
+        # along: the embedded store's scan reads them in place, yielding as it goes (read-only).
+        return (member for member in scan_since(db.party_members, "last_update_at", since)
+                if member.get("active") is True)
+    return db.party_members.find({"active": True, "last_update_at": {"$gte": since}},
+                                 projection={"party_id": 1, "last_location": 1})
 
 
 def _start_episode(db, party_id, condition, now):

@@ -317,3 +317,61 @@ def test_scan_since_matches_find(docs, minute):
     since = datetime(2026, 1, 1, 0, minute)
     expected = list(collection.find({"ts": {"$gte": since}}))
     assert embedded_store.scan_since(collection, "ts", since) == expected
+
+
+CHANGES = st.lists(st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 12), VALUES),
+    st.tuples(st.just("delete"), st.integers(0, 12), st.none()),
+    st.tuples(st.just("update"), st.integers(0, 12), VALUES),
+    st.tuples(st.just("replace"), st.integers(0, 12), VALUES),
+    st.tuples(st.just("read"), st.just(0), st.none()),
+    st.tuples(st.just("drop"), st.just(0), st.none()),
+), max_size=30)
+
+
+def _apply_changes(view, found):
+    for change, item in found:
+        if change == embedded_store.ADDED:
+            view[item["_id"]] = dict(item)
+        elif change == embedded_store.REMOVED:
+            view.pop(item, None)
+        else:
+            view.clear()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(VALUES, max_size=10), CHANGES)
+def test_a_followed_collection_is_its_snapshot_plus_its_changes(initial, steps):
+    collection = embedded.make_client().db.c
+    if initial:
+        collection.insert_many([{"_id": i, "a": value} for i, value in enumerate(initial)])
+    view = {doc["_id"]: dict(doc) for doc in embedded_store.follow(collection)}
+    for step, key, value in steps:
+        if step == "insert":
+            try:
+                collection.insert_one({"_id": key, "a": value})
+            except DuplicateKeyError:
+                pass
+        elif step == "delete":
+            collection.delete_one({"_id": key})
+        elif step == "update":
+            collection.update_many({"_id": {"$lte": key}}, {"$set": {"a": value}})
+        elif step == "replace":
+            collection.replace_one({"_id": key}, {"a": value, "b": 1}, upsert=True)
+        elif step == "drop":
+            collection.drop()
+        else:
+            _apply_changes(view, embedded_store.changes(collection))
+            assert view == {doc["_id"]: doc for doc in collection.find()}
+    _apply_changes(view, embedded_store.changes(collection))
+    assert view == {doc["_id"]: doc for doc in collection.find()}
+
+
+def test_an_unfollowed_collection_has_no_changes():
+    collection = embedded.make_client().db.c
+    collection.insert_one({"_id": 1})
+    assert embedded_store.changes(collection) is None
+    assert embedded_store.follow(collection) == [{"_id": 1}]
+    collection.insert_one({"_id": 2})
+    assert [(change, item["_id"]) for change, item in embedded_store.changes(collection)] == [("+", 2)]
+    assert list(embedded_store.changes(collection)) == []

@@ -245,10 +245,11 @@ class Name(Text):
         return {"pattern": f"^[{_NAME_WS}]*{edge}{body}{{{self.min_len - 2},}}{edge}[{_NAME_WS}]*$"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if _CONTROL.search(text):
+        # Checked as sent, before the stripping: a line break or tab at either end is refused too,
+        # as the documented pattern says (white space alone is stripped).
+        if isinstance(value, str) and _CONTROL.search(value):
             raise self.make_error("control")
-        return text
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class BoundedList(fields.List):

@@ -260,3 +260,15 @@ def test_a_socket_payload_nested_deeper_than_a_c_stack_is_acked_not_a_crash(app_
         assert ack["ok"] is False and ack["error"]["code"] == "bad_request", ack
     assert sio.emit("party:create", {"name": "Still here"}, callback=True)["ok"] is True
     sio.disconnect()
+
+
+@pytest.mark.parametrize("name", ["\rMorning loop ", "Morning loop\n", "\tMorning loop"])
+def test_a_name_with_a_control_character_at_either_end_is_refused_as_documented(client, db, user, name):
+    """The documented pattern refuses control characters anywhere; stripping must not hide one at an end."""
+    before = counts(db)
+    response = send(client, "post", "/routes", {"name": name, "waypoints": [HERE, {"lat": 48.2, "lng": 11.6}]},
+                    headers=user.headers)
+    assert_refused(response, "name")
+    assert counts(db) == before
+    padded = {"name": "  Morning loop  ", "waypoints": [HERE, {"lat": 48.2, "lng": 11.6}]}
+    assert send(client, "post", "/routes", padded, headers=user.headers).get_json()["data"]["name"] == "Morning loop"

@@ -14,7 +14,8 @@ The help-request flow (the help_requests service calls these; nothing else calls
 
 Every provider call that creates or changes money carries an idempotency key derived from our
 record (``payment:<id>:create``, ``:capture:<version>``, ``:cancel:<version>``,
-``:refund:<n>:<amount>``), so a retry never charges twice. Every status change goes through records.advance (forward only, history kept).
+``:refund:<n>:<amount>``), so a retry never charges twice. Every status change goes through
+records.advance (forward only, history kept).
 The provider's events (payment_intent.*, charge.refunded, refund.created, account.updated) re-read
 the intent from the provider and move the record forward to it; a late or repeated one changes
 nothing.

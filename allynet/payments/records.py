@@ -79,15 +79,16 @@ def advance(*, db, payment_id, status, cause, fields=None, expect=None, push=Non
     append to. Returns the updated record, or None when the payment was not in a state that may
     move there (a late or repeated event: nothing changes)."""
     now = clock.now()
-    updated = db[COLLECTION].find_one_and_update(
+    record = db[COLLECTION].find_one_and_update(
         {**(expect or {}), "_id": payment_id, "status": {"$in": list(TRANSITIONS[status])}},
         {"$set": {"status": status, "updated_at": now, **(fields or {})}, "$inc": {"version": 1},
          "$push": {**(push or {}), "history": {"status": status, "at": now, "cause": cause}}},
-        return_document=ReturnDocument.BEFORE)
-    if updated is None:
+        return_document=ReturnDocument.AFTER)
+    if record is None:
         return None
-    previous = updated["status"]
-    record = db[COLLECTION].find_one({"_id": payment_id})
+    # Every status change appends to the history and nothing else does: the entry before ours is
+    # the status this update moved from (read in the same atomic update, no second read).
+    previous = record["history"][-2]["status"]
     for hook in _hooks.get(record["kind"], ()):
         hook(db, record, previous)
     return record
